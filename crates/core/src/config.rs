@@ -1,0 +1,433 @@
+//! Configuration, parsed once at start into typed structs: a TOML file in local mode,
+//! environment variables in Lambda. Every error names the key that is wrong.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use url::Url;
+
+use crate::model::TriggerKind;
+use crate::validate::RepoPolicy;
+
+/// The phrase Pagure itself reacts to (`TRIGGER_CI` in Pagure's default configuration).
+pub const DEFAULT_REBUILD_PHRASE: &str = "pretty please pagure-ci rebuild";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+    #[error("configuration file {path}: {message}")]
+    File { path: PathBuf, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), message: message.into() }
+}
+
+/// One project as written in configuration (`[projects.<key>]`). The key is the Jenkins job
+/// name Pagure is configured with, and the path segment of the JSON and web-hook triggers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectSettings {
+    /// Pagure's `APP_URL`, e.g. `https://pagure.io/`. Web-hooks must come from it.
+    pub pagure_url: String,
+    /// Pagure's `GIT_URL_GIT`, e.g. `https://pagure.io`: the only place clones come from.
+    pub git_url: String,
+    /// The project's Pagure full name, `name` or `namespace/name`.
+    pub project: String,
+    /// The CodePipeline pipeline that builds it.
+    pub pipeline: String,
+    /// Doors a trigger for this project may come through. Default: all three.
+    #[serde(default = "all_triggers")]
+    pub triggers: Vec<TriggerKind>,
+    /// Build pull requests from forks (`forks/<user>/…`). Default: true.
+    #[serde(default = "default_true")]
+    pub allow_forks: bool,
+    /// Allow `git_url` to use a scheme other than `https` (`http`, `git`): test instances only.
+    #[serde(default)]
+    pub allow_insecure_git_url: bool,
+}
+
+fn all_triggers() -> Vec<TriggerKind> {
+    vec![TriggerKind::Jenkins, TriggerKind::Json, TriggerKind::Webhook]
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A project ready for use.
+#[derive(Debug, Clone)]
+pub struct ProjectConfig {
+    pub key: String,
+    /// `APP_URL`, always with a trailing slash (as Pagure sends it in `X-Pagure`).
+    pub pagure_url: Url,
+    pub repo: RepoPolicy,
+    pub pipeline: String,
+    pub triggers: Vec<TriggerKind>,
+}
+
+impl ProjectConfig {
+    pub fn from_settings(key: &str, s: &ProjectSettings) -> Result<Self, ConfigError> {
+        let at = |field: &str| format!("projects.{key}.{field}");
+        if !is_project_key(key) {
+            return Err(invalid(
+                format!("projects.{key}"),
+                "project keys are Jenkins job names: segments of [A-Za-z0-9._-] separated by '/', at most 200 bytes",
+            ));
+        }
+        let mut pagure_url = Url::parse(&s.pagure_url).map_err(|e| invalid(at("pagure_url"), e.to_string()))?;
+        if !matches!(pagure_url.scheme(), "http" | "https") {
+            return Err(invalid(at("pagure_url"), "must be an http or https URL"));
+        }
+        if !pagure_url.path().ends_with('/') {
+            let path = format!("{}/", pagure_url.path());
+            pagure_url.set_path(&path);
+        }
+        let repo = RepoPolicy::new(&s.git_url, &s.project, s.allow_forks).map_err(|m| {
+            let field = if m.starts_with("project") { "project" } else { "git_url" };
+            invalid(at(field), m)
+        })?;
+        if repo.scheme() != "https" && !s.allow_insecure_git_url {
+            return Err(invalid(
+                at("git_url"),
+                format!(
+                    "scheme `{}` is only accepted with allow_insecure_git_url = true (test instances)",
+                    repo.scheme()
+                ),
+            ));
+        }
+        if !matches!(repo.scheme(), "https" | "http" | "git") {
+            return Err(invalid(at("git_url"), "scheme must be https, http or git"));
+        }
+        let pipeline_ok = !s.pipeline.is_empty()
+            && s.pipeline.len() <= 100
+            && s.pipeline.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '@' | '-' | '_'));
+        if !pipeline_ok {
+            return Err(invalid(at("pipeline"), "a CodePipeline name: 1 to 100 of [A-Za-z0-9.@_-]"));
+        }
+        if s.triggers.is_empty() {
+            return Err(invalid(at("triggers"), "enable at least one of jenkins, json, webhook"));
+        }
+        Ok(ProjectConfig {
+            key: key.to_owned(),
+            pagure_url,
+            repo,
+            pipeline: s.pipeline.clone(),
+            triggers: s.triggers.clone(),
+        })
+    }
+
+    pub fn accepts(&self, kind: TriggerKind) -> bool {
+        self.triggers.contains(&kind)
+    }
+}
+
+/// Jenkins job names the bridge routes: `a`, `a/b` (folders), of `[A-Za-z0-9._-]`.
+pub fn is_project_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 200
+        && key.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        })
+}
+
+/// What the trigger handler needs, in Lambda and in local mode alike.
+#[derive(Debug, Clone)]
+pub struct AcceptConfig {
+    pub max_body_bytes: usize,
+    /// Empty: every source address may call. Otherwise only these networks.
+    pub source_cidrs: Vec<IpNet>,
+    /// A `pull-request.comment.added` web-hook whose comment is one of these (trimmed) asks
+    /// for a rebuild.
+    pub rebuild_phrases: Vec<String>,
+    pub projects: BTreeMap<String, ProjectConfig>,
+}
+
+impl AcceptConfig {
+    pub fn source_allowed(&self, ip: Option<IpAddr>) -> bool {
+        if self.source_cidrs.is_empty() {
+            return true;
+        }
+        ip.is_some_and(|ip| self.source_cidrs.iter().any(|net| net.contains(&ip)))
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AcceptSettings {
+    max_body_bytes: Option<usize>,
+    #[serde(default)]
+    source_cidrs: Vec<String>,
+    rebuild_phrases: Option<Vec<String>>,
+}
+
+fn parse_cidrs(key: &str, items: &[String]) -> Result<Vec<IpNet>, ConfigError> {
+    items
+        .iter()
+        .map(|item| {
+            let item = item.trim();
+            item.parse::<IpNet>()
+                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| invalid(key, format!("`{item}` is not an IP network such as 192.0.2.0/24")))
+        })
+        .collect()
+}
+
+fn build_projects(raw: &BTreeMap<String, ProjectSettings>) -> Result<BTreeMap<String, ProjectConfig>, ConfigError> {
+    if raw.is_empty() {
+        return Err(invalid("projects", "configure at least one project"));
+    }
+    raw.iter()
+        .map(|(key, settings)| Ok((key.clone(), ProjectConfig::from_settings(key, settings)?)))
+        .collect()
+}
+
+fn build_accept(settings: AcceptSettings, projects: BTreeMap<String, ProjectConfig>, prefix: &str) -> Result<AcceptConfig, ConfigError> {
+    let max_body_bytes = settings.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    if !(1024..=6 * 1024 * 1024).contains(&max_body_bytes) {
+        return Err(invalid(format!("{prefix}max_body_bytes"), "must be between 1024 and 6291456 (Lambda's payload limit)"));
+    }
+    let rebuild_phrases = settings
+        .rebuild_phrases
+        .unwrap_or_else(|| vec![DEFAULT_REBUILD_PHRASE.to_owned()])
+        .into_iter()
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect();
+    Ok(AcceptConfig {
+        max_body_bytes,
+        source_cidrs: parse_cidrs(&format!("{prefix}source_cidrs"), &settings.source_cidrs)?,
+        rebuild_phrases,
+        projects,
+    })
+}
+
+/// Local mode (`pagure-ci-bridge serve --config FILE`).
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    pub listen: SocketAddr,
+    pub queue_capacity: usize,
+    /// JSON file with the same layout as the Secrets Manager secret (see `secrets`).
+    pub secrets_file: PathBuf,
+    pub accept: AcceptConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocalFile {
+    #[serde(default)]
+    server: ServerSettings,
+    #[serde(default)]
+    accept: AcceptSettings,
+    secrets: SecretsSettings,
+    #[serde(default)]
+    projects: BTreeMap<String, ProjectSettings>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerSettings {
+    #[serde(default = "default_listen")]
+    listen: String,
+    #[serde(default = "default_queue_capacity")]
+    queue_capacity: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings { listen: default_listen(), queue_capacity: default_queue_capacity() }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+fn default_queue_capacity() -> usize {
+    10_000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretsSettings {
+    file: PathBuf,
+}
+
+impl LocalConfig {
+    /// Reads and checks a configuration file; relative paths in it are relative to the file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::File { path: path.to_owned(), message: e.to_string() })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base).map_err(|e| match e {
+            ConfigError::File { message, .. } => ConfigError::File { path: path.to_owned(), message },
+            other => other,
+        })
+    }
+
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        let file: LocalFile = toml::from_str(text)
+            .map_err(|e| ConfigError::File { path: PathBuf::new(), message: e.to_string() })?;
+        let listen = file
+            .server
+            .listen
+            .parse()
+            .map_err(|_| invalid("server.listen", format!("`{}` is not an address such as 127.0.0.1:8080", file.server.listen)))?;
+        if file.server.queue_capacity == 0 {
+            return Err(invalid("server.queue_capacity", "must be at least 1"));
+        }
+        let projects = build_projects(&file.projects)?;
+        Ok(LocalConfig {
+            listen,
+            queue_capacity: file.server.queue_capacity,
+            secrets_file: base_dir.join(&file.secrets.file),
+            accept: build_accept(file.accept, projects, "accept.")?,
+        })
+    }
+}
+
+/// The accept Lambda, from its environment.
+#[derive(Debug, Clone)]
+pub struct AcceptLambdaConfig {
+    pub queue_url: String,
+    pub secret_id: String,
+    pub secrets_ttl: Duration,
+    pub accept: AcceptConfig,
+}
+
+/// Environment variables the accept Lambda reads.
+pub mod env {
+    pub const QUEUE_URL: &str = "PCB_QUEUE_URL";
+    pub const SECRET_ID: &str = "PCB_SECRET_ID";
+    pub const SECRETS_TTL_SECONDS: &str = "PCB_SECRETS_TTL_SECONDS";
+    /// TOML: one table per project, as under `[projects]` in the local file.
+    pub const PROJECTS: &str = "PCB_PROJECTS";
+    pub const MAX_BODY_BYTES: &str = "PCB_MAX_BODY_BYTES";
+    /// Comma-separated networks.
+    pub const SOURCE_CIDRS: &str = "PCB_SOURCE_CIDRS";
+    /// Newline-separated phrases.
+    pub const REBUILD_PHRASES: &str = "PCB_REBUILD_PHRASES";
+}
+
+impl AcceptLambdaConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(get: F) -> Result<Self, ConfigError> {
+        let required = |key: &str| {
+            get(key)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| invalid(key, "is required and not set"))
+        };
+        let number = |key: &str| -> Result<Option<usize>, ConfigError> {
+            get(key)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| v.trim().parse::<usize>().map_err(|e| invalid(key, format!("`{v}` is not a whole number: {e}"))))
+                .transpose()
+        };
+        let projects_toml = required(env::PROJECTS)?;
+        let raw: BTreeMap<String, ProjectSettings> =
+            toml::from_str(&projects_toml).map_err(|e| invalid(env::PROJECTS, e.to_string()))?;
+        let projects = build_projects(&raw).map_err(|e| match e {
+            ConfigError::Invalid { key, message } => invalid(format!("{} ({key})", env::PROJECTS), message),
+            other => other,
+        })?;
+        let settings = AcceptSettings {
+            max_body_bytes: number(env::MAX_BODY_BYTES)?,
+            source_cidrs: get(env::SOURCE_CIDRS)
+                .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+                .unwrap_or_default(),
+            rebuild_phrases: get(env::REBUILD_PHRASES).map(|v| v.lines().map(String::from).collect()),
+        };
+        let accept = build_accept(settings, projects, "").map_err(|e| match e {
+            ConfigError::Invalid { key, message } => invalid(format!("PCB_{}", key.to_ascii_uppercase()), message),
+            other => other,
+        })?;
+        let ttl = number(env::SECRETS_TTL_SECONDS)?.unwrap_or(300);
+        Ok(AcceptLambdaConfig {
+            queue_url: required(env::QUEUE_URL)?,
+            secret_id: required(env::SECRET_ID)?,
+            secrets_ttl: Duration::from_secs(ttl as u64),
+            accept,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROJECT: &str = r#"
+pagure_url = "https://pagure.io"
+git_url = "https://pagure.io"
+project = "rpms/demo"
+pipeline = "demo-ci"
+"#;
+
+    fn local(text: &str) -> Result<LocalConfig, ConfigError> {
+        LocalConfig::parse(text, Path::new("/etc/pcb"))
+    }
+
+    #[test]
+    fn local_file_with_defaults() {
+        let cfg = local(&format!("[secrets]\nfile = \"s.json\"\n[projects.demo-job]\n{PROJECT}")).expect("valid");
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(cfg.secrets_file, Path::new("/etc/pcb/s.json"));
+        assert_eq!(cfg.accept.max_body_bytes, 262_144);
+        assert_eq!(cfg.accept.rebuild_phrases, vec![DEFAULT_REBUILD_PHRASE]);
+        let p = &cfg.accept.projects["demo-job"];
+        assert_eq!(p.pagure_url.as_str(), "https://pagure.io/");
+        assert_eq!(p.triggers.len(), 3);
+        assert_eq!(p.repo.clone_url(None), "https://pagure.io/rpms/demo.git");
+        assert!(cfg.accept.source_allowed(None));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("[secrets]\nfile = \"s\"\n[server]\nlisten = \"nope\"\n[projects.a]\n".to_owned() + PROJECT, "server.listen"),
+            ("[secrets]\nfile = \"s\"\n[accept]\nsource_cidrs = [\"10.0.0.0/33\"]\n[projects.a]\n".to_owned() + PROJECT, "accept.source_cidrs"),
+            ("[secrets]\nfile = \"s\"\n[accept]\nmax_body_bytes = 1\n[projects.a]\n".to_owned() + PROJECT, "accept.max_body_bytes"),
+            ("[secrets]\nfile = \"s\"\n[projects.a]\n".to_owned() + &PROJECT.replace("https://pagure.io\"\nproject", "http://pagure.io\"\nproject"), "projects.a.git_url"),
+            ("[secrets]\nfile = \"s\"\n[projects.a]\n".to_owned() + &PROJECT.replace("rpms/demo", "a/b/c"), "projects.a.project"),
+            ("[secrets]\nfile = \"s\"\n[projects.a]\n".to_owned() + &PROJECT.replace("demo-ci", "demo ci"), "projects.a.pipeline"),
+            ("[secrets]\nfile = \"s\"\n[projects.\"a b\"]\n".to_owned() + PROJECT, "projects.a b"),
+            ("[secrets]\nfile = \"s\"\n".to_owned(), "projects"),
+            ("[secrets]\nfile = \"s\"\n[projects.a]\n".to_owned() + PROJECT + "triggers = []\n", "projects.a.triggers"),
+        ];
+        for (text, key) in cases {
+            let err = local(&text).expect_err(key).to_string();
+            assert!(err.contains(&format!("`{key}`")), "{key}: {err}");
+        }
+        let err = local(&("[secrets]\nfile = \"s\"\n[projects.a]\n".to_owned() + PROJECT + "colour = 1\n")).expect_err("unknown");
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn lambda_environment() {
+        let vars: BTreeMap<&str, String> = [
+            (env::QUEUE_URL, "https://sqs.eu-west-1.amazonaws.com/1/q".to_owned()),
+            (env::SECRET_ID, "pcb".to_owned()),
+            (env::PROJECTS, format!("[demo-job]\n{PROJECT}")),
+            (env::SOURCE_CIDRS, "192.0.2.0/24, 2001:db8::/32".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        let cfg = AcceptLambdaConfig::from_env(|k| vars.get(k).cloned()).expect("valid");
+        assert_eq!(cfg.secrets_ttl, Duration::from_secs(300));
+        assert!(cfg.accept.source_allowed(Some("192.0.2.7".parse().expect("ip"))));
+        assert!(!cfg.accept.source_allowed(Some("198.51.100.1".parse().expect("ip"))));
+        assert!(!cfg.accept.source_allowed(None));
+
+        let missing = AcceptLambdaConfig::from_env(|k| if k == env::QUEUE_URL { None } else { vars.get(k).cloned() });
+        assert!(missing.expect_err("missing").to_string().contains("PCB_QUEUE_URL"));
+        let bad = AcceptLambdaConfig::from_env(|k| if k == env::MAX_BODY_BYTES { Some("lots".into()) } else { vars.get(k).cloned() });
+        assert!(bad.expect_err("bad").to_string().contains("PCB_MAX_BODY_BYTES"));
+    }
+}

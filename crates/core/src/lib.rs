@@ -1,0 +1,22 @@
+//! The core of pagure-ci-bridge: everything that does not talk to AWS.
+//!
+//! - [`model`]: the normalised [`BuildRequest`](model::BuildRequest) every trigger becomes.
+//! - [`trigger`]: the three doors (Jenkins-style call, JSON, Pagure web-hook) and the one
+//!   normalisation they share.
+//! - [`validate`]: branch names, causes, and the repository allow-list (the SSRF boundary).
+//! - [`auth`]: constant-time token comparison, web-hook HMAC signatures, redacted secrets.
+//! - [`accept`]: the HTTP-agnostic accept handler served by the Lambda and by local mode.
+//! - [`config`]: typed configuration from a TOML file or the environment.
+//! - [`ports`]: the `Queue` and `Secrets` ports, with their local adapters.
+//!
+//! An architecture test (`tests/architecture.rs` of the e2e crate) fails if this crate ever
+//! depends on an `aws-*` or `lambda*` crate.
+
+pub mod accept;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod model;
+pub mod ports;
+pub mod trigger;
+pub mod validate;

@@ -1,0 +1,240 @@
+//! Narrow ports the handlers depend on, and the adapters that need no cloud: an in-process
+//! queue and secrets read from a file or the environment. AWS adapters live in `bridge-aws`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use tokio::sync::{Mutex, mpsc};
+
+use crate::auth::Secret;
+use crate::model::BuildRequest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("the build queue is full")]
+    Full,
+    #[error("the build queue is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where accepted build requests go.
+pub trait Queue: Send + Sync {
+    fn enqueue(&self, request: &BuildRequest) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// The local mode queue: a bounded channel consumed in the same process.
+#[derive(Debug, Clone)]
+pub struct InProcessQueue {
+    sender: mpsc::Sender<BuildRequest>,
+}
+
+impl InProcessQueue {
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<BuildRequest>) {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        (InProcessQueue { sender }, receiver)
+    }
+}
+
+impl Queue for InProcessQueue {
+    async fn enqueue(&self, request: &BuildRequest) -> Result<(), QueueError> {
+        self.sender.try_send(request.clone()).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => QueueError::Full,
+            mpsc::error::TrySendError::Closed(_) => QueueError::Unavailable("the consumer has stopped".into()),
+        })
+    }
+}
+
+/// One project's secrets.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectSecrets {
+    /// The `pagure_ci_token` of the project's "Pagure CI" settings (Jenkins `token=`), also
+    /// accepted as `Authorization: token …` on the JSON trigger.
+    pub trigger_token: Option<Secret>,
+    /// The project's web-hook key (`hook_token`), for `X-Pagure-Signature-256`.
+    pub hook_token: Option<Secret>,
+    /// A Pagure API token with `commit_flag` and `pull_request_flag`, for reporting.
+    pub pagure_api_token: Option<Secret>,
+    /// Pagure CI's `ci_username`/`ci_password`: when both are set, Jenkins-style calls must
+    /// carry them as HTTP Basic credentials.
+    pub jenkins_username: Option<String>,
+    pub jenkins_password: Option<Secret>,
+}
+
+/// The whole secret: `{"projects": {"<key>": {…}}}`. One Secrets Manager secret holds it in
+/// Lambda; a JSON file (or the `PCB_SECRETS_JSON` variable) holds it in local mode.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsDocument {
+    #[serde(default)]
+    pub projects: BTreeMap<String, ProjectSecrets>,
+}
+
+impl SecretsDocument {
+    /// Parses the document. The error never quotes the text (it holds secrets): only where
+    /// and what kind of problem.
+    pub fn parse(text: &str) -> Result<Self, SecretsError> {
+        serde_json::from_str(text).map_err(|e| {
+            SecretsError::Malformed(format!("line {} column {}: {:?} error", e.line(), e.column(), e.classify()))
+        })
+    }
+
+    pub fn project(&self, key: &str) -> Option<&ProjectSecrets> {
+        self.projects.get(key)
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SecretsError {
+    #[error("the secrets could not be read: {0}")]
+    Unavailable(String),
+    #[error("the secrets document is malformed at {0}")]
+    Malformed(String),
+}
+
+/// Read access to the secrets document.
+pub trait Secrets: Send + Sync {
+    fn document(&self) -> impl Future<Output = Result<Arc<SecretsDocument>, SecretsError>> + Send;
+}
+
+/// Secrets fixed at start (local mode).
+#[derive(Debug, Clone)]
+pub struct StaticSecrets(Arc<SecretsDocument>);
+
+impl StaticSecrets {
+    pub fn new(document: SecretsDocument) -> Self {
+        StaticSecrets(Arc::new(document))
+    }
+
+    /// Reads a JSON file with the secrets document's layout.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, SecretsError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SecretsError::Unavailable(format!("{}: {e}", path.display())))?;
+        Ok(Self::new(SecretsDocument::parse(&text)?))
+    }
+}
+
+impl Secrets for StaticSecrets {
+    async fn document(&self) -> Result<Arc<SecretsDocument>, SecretsError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// Where a cached secret comes from (Secrets Manager in Lambda): the raw JSON text.
+pub trait SecretSource: Send + Sync {
+    fn fetch(&self) -> impl Future<Output = Result<String, SecretsError>> + Send;
+}
+
+/// Caches a [`SecretSource`] for `ttl`. When a refresh fails and an older copy exists, the
+/// older copy keeps serving (a Secrets Manager hiccup must not reject every trigger), and
+/// the next call tries again.
+#[derive(Debug)]
+pub struct CachedSecrets<S> {
+    source: S,
+    ttl: Duration,
+    cached: Mutex<Option<(Instant, Arc<SecretsDocument>)>>,
+}
+
+impl<S: SecretSource> CachedSecrets<S> {
+    pub fn new(source: S, ttl: Duration) -> Self {
+        CachedSecrets { source, ttl, cached: Mutex::new(None) }
+    }
+}
+
+impl<S: SecretSource> Secrets for CachedSecrets<S> {
+    async fn document(&self) -> Result<Arc<SecretsDocument>, SecretsError> {
+        let mut cached = self.cached.lock().await;
+        if let Some((at, doc)) = cached.as_ref()
+            && at.elapsed() < self.ttl
+        {
+            return Ok(doc.clone());
+        }
+        match self.source.fetch().await.and_then(|text| SecretsDocument::parse(&text)) {
+            Ok(doc) => {
+                let doc = Arc::new(doc);
+                *cached = Some((Instant::now(), doc.clone()));
+                Ok(doc)
+            }
+            Err(error) => match cached.as_ref() {
+                Some((_, stale)) => {
+                    tracing::warn!(%error, "secrets refresh failed; serving the previous copy");
+                    Ok(stale.clone())
+                }
+                None => Err(error),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    struct Counting {
+        calls: AtomicUsize,
+        fail_after: usize,
+    }
+
+    impl SecretSource for Counting {
+        async fn fetch(&self) -> Result<String, SecretsError> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            if n >= self.fail_after {
+                return Err(SecretsError::Unavailable("down".into()));
+            }
+            Ok(format!(r#"{{"projects": {{"p{n}": {{"trigger_token": "t"}}}}}}"#))
+        }
+    }
+
+    #[tokio::test]
+    async fn cache_honours_ttl_and_serves_stale_on_failure() {
+        let cache = CachedSecrets::new(Counting { calls: AtomicUsize::new(0), fail_after: 2 }, Duration::from_millis(40));
+        assert!(cache.document().await.expect("first").project("p0").is_some());
+        assert!(cache.document().await.expect("cached").project("p0").is_some());
+        assert_eq!(cache.source.calls.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(cache.document().await.expect("refreshed").project("p1").is_some());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(cache.document().await.expect("stale").project("p1").is_some());
+        assert_eq!(cache.source.calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn cold_failure_is_an_error() {
+        let cache = CachedSecrets::new(Counting { calls: AtomicUsize::new(0), fail_after: 0 }, Duration::from_secs(60));
+        assert!(cache.document().await.is_err());
+    }
+
+    #[test]
+    fn malformed_document_error_does_not_quote_secrets() {
+        let err = SecretsDocument::parse(r#"{"projects": {"p": {"trigger_token": "hunter2", "oops": 1}}}"#).expect_err("unknown field");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let err = SecretsDocument::parse(r#"{"projects": {"p": {"trigger_token": "hunter2"#).expect_err("eof");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn in_process_queue_reports_full() {
+        let (queue, mut rx) = InProcessQueue::new(1);
+        let req = crate::model::BuildRequest::new(
+            crate::model::BuildTarget {
+                project: crate::model::ProjectRef { key: "k".into(), namespace: None, name: "n".into(), fork_user: None },
+                repo_url: "https://x.org/n.git".into(),
+                cause: crate::model::Cause::PullRequest { id: 1 },
+                branch: "a".into(),
+                branch_to: Some("b".into()),
+            },
+            crate::model::TriggerKind::Json,
+            time::OffsetDateTime::UNIX_EPOCH,
+        );
+        queue.enqueue(&req).await.expect("first fits");
+        assert!(matches!(queue.enqueue(&req).await, Err(QueueError::Full)));
+        assert_eq!(rx.recv().await.expect("received"), req);
+        drop(rx);
+        assert!(matches!(queue.enqueue(&req).await, Err(QueueError::Unavailable(_))));
+    }
+}
