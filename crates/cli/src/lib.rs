@@ -1,1 +1,157 @@
+//! Local mode: the accept handler served over plain HTTP with an in-process queue, so the
+//! bridge runs on one machine with nothing but a configuration file.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use bridge_core::accept::{AcceptService, TriggerHttpRequest};
+use bridge_core::config::LocalConfig;
+use bridge_core::model::BuildRequest;
+use bridge_core::ports::{InProcessQueue, Queue, Secrets, StaticSecrets};
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// The service local mode runs.
+pub type LocalAcceptService = AcceptService<InProcessQueue, StaticSecrets>;
+
+/// Builds the local service from a configuration file; returns the queue's receiving end.
+pub fn build_local(config: &LocalConfig) -> anyhow::Result<(LocalAcceptService, mpsc::Receiver<BuildRequest>)> {
+    let secrets = match std::env::var("PCB_SECRETS_JSON") {
+        Ok(text) if !text.trim().is_empty() => {
+            StaticSecrets::new(bridge_core::ports::SecretsDocument::parse(&text).context("PCB_SECRETS_JSON")?)
+        }
+        _ => StaticSecrets::from_file(&config.secrets_file)
+            .with_context(|| format!("secrets file {} (set secrets.file)", config.secrets_file.display()))?,
+    };
+    let (queue, receiver) = InProcessQueue::new(config.queue_capacity);
+    Ok((AcceptService::new(config.accept.clone(), queue, secrets), receiver))
+}
+
+/// Reads at most `limit + 1` bytes of a body: enough to tell the handler it is too large
+/// without holding an arbitrarily large upload in memory.
+async fn read_capped(mut body: Incoming, limit: usize) -> Result<Bytes, hyper::Error> {
+    let mut collected = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            let room = limit + 1 - collected.len();
+            collected.extend_from_slice(&data[..data.len().min(room)]);
+            if collected.len() > limit {
+                break;
+            }
+        }
+    }
+    Ok(collected.freeze())
+}
+
+async fn answer<Q: Queue, S: Secrets>(
+    service: Arc<AcceptService<Q, S>>,
+    peer: SocketAddr,
+    request: hyper::Request<Incoming>,
+) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let body = match read_capped(body, service.config().max_body_bytes).await {
+        Ok(body) => body,
+        Err(error) => {
+            tracing::debug!(%error, "client went away while sending the body");
+            Bytes::new()
+        }
+    };
+    let request = TriggerHttpRequest {
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().unwrap_or("").to_owned(),
+        method: parts.method,
+        headers: parts.headers,
+        body,
+        source_ip: Some(peer.ip()),
+        scheme: "http",
+    };
+    Ok(service.handle(request).await.map(Full::new))
+}
+
+/// Serves `service` on `listener` until `shutdown` completes. Each connection is HTTP/1.1
+/// with keep-alive, handled on its own task.
+pub async fn serve<Q, S>(listener: TcpListener, service: Arc<AcceptService<Q, S>>, shutdown: impl Future<Output = ()>)
+where
+    Q: Queue + 'static,
+    S: Secrets + 'static,
+{
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait a moment instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        tokio::spawn(async move {
+            let handler = service_fn(move |request| answer(service.clone(), peer, request));
+            if let Err(error) = http1::Builder::new().serve_connection(TokioIo::new(stream), handler).await {
+                tracing::debug!(%error, "connection closed with an error");
+            }
+        });
+    }
+}
+
+/// Until the `work` stage exists, local mode's consumer logs what it would build.
+pub async fn log_builds(mut receiver: mpsc::Receiver<BuildRequest>) {
+    while let Some(request) = receiver.recv().await {
+        tracing::info!(
+            request_id = %request.request_id,
+            project = %request.project.key,
+            repo = %request.repo_url,
+            cause = %request.cause.as_trigger_value(),
+            branch = %request.branch,
+            branch_to = request.branch_to.as_deref().unwrap_or(""),
+            "would build"
+        );
+    }
+}
+
+/// `pagure-ci-bridge serve`: everything local mode runs, until Ctrl-C.
+pub async fn run_serve(config_path: &Path) -> anyhow::Result<()> {
+    let config = LocalConfig::load(config_path)?;
+    let (service, receiver) = build_local(&config)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {} (server.listen)", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, projects = ?config.accept.projects.keys().collect::<Vec<_>>(), "pagure-ci-bridge local mode listening");
+    let consumer = tokio::spawn(log_builds(receiver));
+    serve(listener, Arc::new(service), async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
+    consumer.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Logs as JSON lines (the default) or human-readable text.
+pub fn init_tracing(pretty: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if pretty {
+        builder.init();
+    } else {
+        builder.json().with_current_span(false).init();
+    }
+}

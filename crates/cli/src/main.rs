@@ -1,1 +1,43 @@
-fn main(){}
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// pagure-ci-bridge: run Pagure CI on AWS CodePipeline and CodeBuild.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Human-readable logs instead of JSON lines.
+    #[arg(long, global = true)]
+    pretty_logs: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole bridge locally: HTTP server, in-process queue.
+    Serve {
+        #[arg(long, short, env = "PCB_CONFIG", default_value = "examples/local.toml")]
+        config: PathBuf,
+    },
+    /// Check a local configuration file and exit.
+    CheckConfig {
+        #[arg(long, short, env = "PCB_CONFIG", default_value = "examples/local.toml")]
+        config: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    pagure_ci_bridge::init_tracing(cli.pretty_logs);
+    match cli.command {
+        Command::Serve { config } => pagure_ci_bridge::run_serve(&config).await,
+        Command::CheckConfig { config } => {
+            let parsed = bridge_core::config::LocalConfig::load(&config)?;
+            pagure_ci_bridge::build_local(&parsed)?;
+            println!("{}: ok ({} project(s))", config.display(), parsed.accept.projects.len());
+            Ok(())
+        }
+    }
+}

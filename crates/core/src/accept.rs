@@ -129,7 +129,7 @@ impl<Q: Queue, S: Secrets> AcceptService<Q, S> {
                     reason = %rejection.reason,
                     method = %request.method,
                     path = %loggable_path(&request.path),
-                    source_ip = ?request.source_ip,
+                    source_ip = %request.source_ip.map(|ip| ip.to_string()).unwrap_or_default(),
                     "trigger refused"
                 );
                 rejection.into_response()
@@ -176,12 +176,14 @@ impl<Q: Queue, S: Secrets> AcceptService<Q, S> {
         }
         match route {
             Route::Health => Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
-            // python-jenkins asks for a CSRF crumb first; 404 means "none needed".
-            Route::Crumb => Err(Rejection::new(
+            // python-jenkins asks for a CSRF crumb first; 404 means "none needed". This is
+            // the normal handshake, not a refusal, so it is not logged as one.
+            Route::Crumb => Ok(Rejection::new(
                 StatusCode::NOT_FOUND,
                 "no_crumb",
                 "this bridge needs no CSRF crumb: POST to job/<job>/buildWithParameters directly",
-            )),
+            )
+            .into_response()),
             Route::Jenkins { prefix, job } => self.jenkins(request, prefix, &job).await,
             Route::Json { key } => self.json(request, &key).await,
             Route::Webhook { key } => self.webhook(request, &key).await,
@@ -347,7 +349,7 @@ impl<Q: Queue, S: Secrets> AcceptService<Q, S> {
             request_id = %build.request_id,
             idempotency_key = %build.idempotency_key,
             project = %build.project.key,
-            fork_user = ?build.project.fork_user,
+            fork_user = build.project.fork_user.as_deref().unwrap_or(""),
             cause = %build.cause.as_trigger_value(),
             branch = %build.branch,
             trigger = build.trigger.as_str(),
