@@ -1,1 +1,8 @@
+//! End-to-end and cross-crate tests: one binary, one module per area.
 
+mod accept_table;
+mod architecture;
+mod jenkins_client;
+mod lambda_moto;
+mod local_http;
+mod three_doors;

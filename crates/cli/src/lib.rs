@@ -37,20 +37,47 @@ pub fn build_local(config: &LocalConfig) -> anyhow::Result<(LocalAcceptService, 
     Ok((AcceptService::new(config.accept.clone(), queue, secrets), receiver))
 }
 
+/// After a body is found too large, up to this much more is read and thrown away (for at
+/// most [`DRAIN_TIME`]) so that the client, still sending, gets to read the 413 instead of a
+/// connection reset.
+const DRAIN_BYTES: usize = 16 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Reads at most `limit + 1` bytes of a body: enough to tell the handler it is too large
-/// without holding an arbitrarily large upload in memory.
-async fn read_capped(mut body: Incoming, limit: usize) -> Result<Bytes, hyper::Error> {
+/// without holding an arbitrarily large upload in memory. The flag says whether the body was
+/// read to its end (if not, the connection cannot carry another request).
+async fn read_capped(mut body: Incoming, limit: usize) -> (Bytes, bool) {
     let mut collected = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
+        let Ok(frame) = frame else {
+            return (collected.freeze(), false);
+        };
+        if let Ok(data) = frame.into_data() {
             let room = limit + 1 - collected.len();
             collected.extend_from_slice(&data[..data.len().min(room)]);
             if collected.len() > limit {
-                break;
+                let drained = tokio::time::timeout(DRAIN_TIME, drain(&mut body)).await.unwrap_or(false);
+                return (collected.freeze(), drained);
             }
         }
     }
-    Ok(collected.freeze())
+    (collected.freeze(), true)
+}
+
+/// Discards the rest of a body; true when it ended within [`DRAIN_BYTES`].
+async fn drain(body: &mut Incoming) -> bool {
+    let mut discarded = 0usize;
+    while let Some(frame) = body.frame().await {
+        match frame.map(|f| f.into_data()) {
+            Ok(Ok(data)) => discarded += data.len(),
+            Ok(Err(_)) => {}
+            Err(_) => return false,
+        }
+        if discarded > DRAIN_BYTES {
+            return false;
+        }
+    }
+    true
 }
 
 async fn answer<Q: Queue, S: Secrets>(
@@ -59,13 +86,7 @@ async fn answer<Q: Queue, S: Secrets>(
     request: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
     let (parts, body) = request.into_parts();
-    let body = match read_capped(body, service.config().max_body_bytes).await {
-        Ok(body) => body,
-        Err(error) => {
-            tracing::debug!(%error, "client went away while sending the body");
-            Bytes::new()
-        }
-    };
+    let (body, complete) = read_capped(body, service.config().max_body_bytes).await;
     let request = TriggerHttpRequest {
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().unwrap_or("").to_owned(),
@@ -75,7 +96,13 @@ async fn answer<Q: Queue, S: Secrets>(
         source_ip: Some(peer.ip()),
         scheme: "http",
     };
-    Ok(service.handle(request).await.map(Full::new))
+    let mut response = service.handle(request).await;
+    if !complete {
+        // The rest of the body is still on the wire: the connection cannot carry another
+        // request, so tell the client instead of letting its next request fail.
+        response.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+    }
+    Ok(response.map(Full::new))
 }
 
 /// Serves `service` on `listener` until `shutdown` completes. Each connection is HTTP/1.1
@@ -126,8 +153,11 @@ pub async fn log_builds(mut receiver: mpsc::Receiver<BuildRequest>) {
 }
 
 /// `pagure-ci-bridge serve`: everything local mode runs, until Ctrl-C.
-pub async fn run_serve(config_path: &Path) -> anyhow::Result<()> {
-    let config = LocalConfig::load(config_path)?;
+pub async fn run_serve(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let mut config = LocalConfig::load(config_path)?;
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
     let (service, receiver) = build_local(&config)?;
     let listener = TcpListener::bind(config.listen)
         .await

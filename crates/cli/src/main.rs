@@ -19,6 +19,9 @@ enum Command {
     Serve {
         #[arg(long, short, env = "PCB_CONFIG", default_value = "examples/local.toml")]
         config: PathBuf,
+        /// Listen here instead of the file's `server.listen`.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Check a local configuration file and exit.
     CheckConfig {
@@ -32,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     pagure_ci_bridge::init_tracing(cli.pretty_logs);
     match cli.command {
-        Command::Serve { config } => pagure_ci_bridge::run_serve(&config).await,
+        Command::Serve { config, listen } => pagure_ci_bridge::run_serve(&config, listen).await,
         Command::CheckConfig { config } => {
             let parsed = bridge_core::config::LocalConfig::load(&config)?;
             pagure_ci_bridge::build_local(&parsed)?;
