@@ -20,3 +20,6 @@ pub mod model;
 pub mod ports;
 pub mod trigger;
 pub mod validate;
+
+#[cfg(test)]
+mod proptests;

@@ -152,10 +152,31 @@ pub enum WebhookOutcome {
     Ignore(String),
 }
 
+/// Pagure's envelope; `msg` is read straight into the topic's type (no intermediate
+/// `serde_json::Value`: this is the hot part of a web-hook).
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<Msg> {
     topic: String,
-    msg: serde_json::Value,
+    msg: Msg,
+}
+
+fn envelope<'a, Msg: Deserialize<'a>>(topic: &str, body: &'a [u8]) -> Result<Msg, Rejection> {
+    let mismatch = |found: &str| {
+        Rejection::invalid("invalid_field", format!("X-Pagure-Topic `{topic}` does not match the body's topic `{found}`"))
+    };
+    match serde_json::from_slice::<Envelope<Msg>>(body) {
+        Ok(envelope) if envelope.topic == topic => Ok(envelope.msg),
+        Ok(envelope) => Err(mismatch(&envelope.topic)),
+        Err(e) if e.is_data() => {
+            // Well-formed JSON of the wrong shape. A body of another topic is the likelier
+            // mistake, so check that first (only on this error path).
+            match serde_json::from_slice::<Envelope<serde::de::IgnoredAny>>(body) {
+                Ok(other) if other.topic != topic => Err(mismatch(&other.topic)),
+                _ => Err(Rejection::invalid("malformed_body", format!("the `{topic}` web-hook body lacks what the bridge needs: {e}"))),
+            }
+        }
+        Err(e) => Err(Rejection::invalid("malformed_body", format!("the web-hook body is not Pagure's JSON envelope: {e}"))),
+    }
 }
 
 #[derive(Deserialize)]
@@ -197,10 +218,6 @@ struct CommentJson {
     notification: bool,
 }
 
-fn malformed(topic: &str, e: impl std::fmt::Display) -> Rejection {
-    Rejection::invalid("malformed_body", format!("the `{topic}` web-hook body lacks what the bridge needs: {e}"))
-}
-
 /// Reads a verified web-hook body (`topic` is `X-Pagure-Topic`). `project` is the
 /// configured project the URL named: the event must be about it.
 pub fn parse_webhook(
@@ -209,18 +226,10 @@ pub fn parse_webhook(
     body: &[u8],
     rebuild_phrases: &[String],
 ) -> Result<WebhookOutcome, Rejection> {
-    let envelope: Envelope = serde_json::from_slice(body)
-        .map_err(|e| Rejection::invalid("malformed_body", format!("the web-hook body is not Pagure's JSON envelope: {e}")))?;
-    if envelope.topic != topic {
-        return Err(Rejection::invalid(
-            "invalid_field",
-            format!("X-Pagure-Topic `{topic}` does not match the body's topic `{}`", envelope.topic),
-        ));
-    }
     let fullname = project.repo.fullname();
     match topic {
         "git.receive" => {
-            let msg: GitReceive = serde_json::from_value(envelope.msg).map_err(|e| malformed(topic, e))?;
+            let msg: GitReceive = envelope(topic, body)?;
             if msg.project_fullname != fullname {
                 return Ok(WebhookOutcome::Ignore(format!(
                     "push to `{}`, which is not `{fullname}` (pushes to forks are built through their pull requests)",
@@ -239,7 +248,7 @@ pub fn parse_webhook(
         }
         "pull-request.new" | "pull-request.updated" | "pull-request.rebased" | "pull-request.reopened"
         | "pull-request.comment.added" => {
-            let msg: PullRequestMsg = serde_json::from_value(envelope.msg).map_err(|e| malformed(topic, e))?;
+            let msg: PullRequestMsg = envelope(topic, body)?;
             let pr = msg.pullrequest;
             if pr.project.fullname != fullname {
                 return Ok(WebhookOutcome::Ignore(format!(
@@ -271,7 +280,10 @@ pub fn parse_webhook(
                 branch_to: Some(pr.branch),
             }))
         }
-        other => Ok(WebhookOutcome::Ignore(format!("topic `{other}` does not start builds"))),
+        other => {
+            envelope::<serde::de::IgnoredAny>(topic, body)?;
+            Ok(WebhookOutcome::Ignore(format!("topic `{other}` does not start builds")))
+        }
     }
 }
 

@@ -1,0 +1,178 @@
+//! Property tests of everything that parses outside input: no input panics, accepted values
+//! are fixed points of canonicalisation, and the branch rule agrees with git itself.
+
+use std::process::Command;
+
+use proptest::prelude::*;
+
+use crate::accept::{AcceptService, TriggerHttpRequest};
+use crate::auth::{Secret, parse_authorization, sign256, signature256_matches};
+use crate::config::LocalConfig;
+use crate::ports::{InProcessQueue, SecretsDocument, StaticSecrets};
+use crate::trigger::{parse_jenkins, parse_json, parse_webhook};
+use crate::validate::{RepoPolicy, check_branch, parse_cause};
+
+const CONFIG: &str = r#"
+[secrets]
+file = "unused"
+[projects.demo-job]
+pagure_url = "http://127.0.0.1:5600/"
+git_url = "git://127.0.0.1:5602"
+project = "demo"
+pipeline = "demo-ci"
+allow_insecure_git_url = true
+"#;
+
+fn config() -> LocalConfig {
+    LocalConfig::parse(CONFIG, std::path::Path::new("/")).expect("config")
+}
+
+/// Strings built from the characters that matter to the parsers.
+fn tricky() -> impl Strategy<Value = String> {
+    proptest::string::string_regex(r"[a-zA-Z0-9./:@%?#&=\-_~^*\[\]\\{} \n\t\u{0}\u{7f}é]{0,60}").expect("regex")
+}
+
+proptest! {
+    #[test]
+    fn jenkins_parameters_never_panic(query in tricky(), body in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = parse_jenkins(&query, &body);
+    }
+
+    #[test]
+    fn json_trigger_never_panics(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = parse_json(&body);
+    }
+
+    #[test]
+    fn json_trigger_shaped_input(cause in tricky(), repo in tricky(), branch in tricky(), to in proptest::option::of(tricky())) {
+        let body = serde_json::json!({"cause": cause, "repo": repo, "branch": branch, "branch_to": to}).to_string();
+        let raw = parse_json(body.as_bytes()).expect("well-formed object parses");
+        prop_assert_eq!(raw.repo, repo);
+    }
+
+    #[test]
+    fn webhook_never_panics(topic in tricky(), body in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let project = &config().accept.projects["demo-job"];
+        let _ = parse_webhook(project, &topic, &body, &["pretty please pagure-ci rebuild".into()]);
+    }
+
+    #[test]
+    fn webhook_shaped_input(branch in tricky(), end in tricky(), fullname in tricky(), id in any::<u64>()) {
+        let project = &config().accept.projects["demo-job"];
+        let receive = serde_json::json!({"topic": "git.receive", "msg": {"branch": branch, "end_commit": end, "project_fullname": fullname}});
+        let _ = parse_webhook(project, "git.receive", receive.to_string().as_bytes(), &[]);
+        let pr = serde_json::json!({"topic": "pull-request.new", "msg": {"pullrequest": {"id": id, "branch": branch, "branch_from": end,
+            "status": "Open", "project": {"fullname": fullname}, "repo_from": {"fullname": fullname}}}});
+        let _ = parse_webhook(project, "pull-request.new", pr.to_string().as_bytes(), &[]);
+    }
+
+    #[test]
+    fn causes_canonicalise(value in "[0-9a-fA-F]{0,70}") {
+        if let Ok(cause) = parse_cause(&value) {
+            prop_assert_eq!(parse_cause(&cause.as_trigger_value()), Ok(cause));
+        }
+    }
+
+    #[test]
+    fn repo_urls_accepted_are_canonical_fixed_points(candidate in prop_oneof![
+        tricky(),
+        tricky().prop_map(|s| format!("git://127.0.0.1:5602/{s}")),
+        "[a-z]{1,5}".prop_map(|u| format!("git://127.0.0.1:5602/forks/{u}/demo")),
+    ]) {
+        let policy = RepoPolicy::new("git://127.0.0.1:5602", "demo", true).expect("policy");
+        if let Ok((url, project)) = policy.check("k", &candidate) {
+            prop_assert_eq!(policy.check("k", &url), Ok((url.clone(), project)));
+            prop_assert!(url.starts_with("git://127.0.0.1:5602/"));
+            prop_assert!(!url.contains(".."));
+        }
+    }
+
+    #[test]
+    fn authorization_never_panics(value in tricky()) {
+        let _ = parse_authorization(&value);
+    }
+
+    #[test]
+    fn signatures_detect_any_change(body in proptest::collection::vec(any::<u8>(), 1..200), flip in any::<prop::sample::Index>()) {
+        let key = Secret::new("UIX8VLL3OC07G9OR8K9V1S5VNMOEFD80IJJI1HN7");
+        let signature = sign256(&body, &key);
+        prop_assert!(signature256_matches(&body, &signature, &key));
+        let mut changed = body.clone();
+        let i = flip.index(changed.len());
+        changed[i] ^= 1;
+        prop_assert!(!signature256_matches(&changed, &signature, &key));
+    }
+}
+
+fn branch_alphabet() -> impl Strategy<Value = String> {
+    proptest::string::string_regex(r"[ab./@{}~^:?*\[\\ \-é]{1,12}").expect("regex")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// `git check-ref-format refs/heads/<name>` is the oracle. The bridge is stricter in two
+    /// documented ways: a leading `-` and the name `@` are refused.
+    #[test]
+    fn branch_rule_agrees_with_git(name in branch_alphabet()) {
+        let git = Command::new("git")
+            .args(["check-ref-format", &format!("refs/heads/{name}")])
+            .status()
+            .expect("git");
+        let ours = check_branch(&name).is_ok();
+        let stricter = name.starts_with('-') || name == "@";
+        prop_assert_eq!(ours, git.success() && !stricter, "name {:?}", name);
+    }
+}
+
+fn request_strategy() -> impl Strategy<Value = TriggerHttpRequest> {
+    let method = prop_oneof![Just("GET"), Just("POST"), Just("PUT"), Just("DELETE")];
+    let path = prop_oneof![
+        tricky().prop_map(|s| format!("/{s}")),
+        tricky().prop_map(|s| format!("/job/{s}/buildWithParameters")),
+        tricky().prop_map(|s| format!("/trigger/{s}")),
+        Just("/webhook/demo-job".to_owned()),
+        Just("/jenkins/job/demo-job/buildWithParameters".to_owned()),
+    ];
+    let header = (
+        prop_oneof![Just("content-type"), Just("authorization"), Just("x-pagure-topic"), Just("x-pagure-signature-256"), Just("content-length"), Just("x-pagure")],
+        "[ -~]{0,40}",
+    );
+    (method, path, tricky(), proptest::collection::vec(header, 0..5), proptest::collection::vec(any::<u8>(), 0..200)).prop_map(
+        |(method, path, query, headers, body)| {
+            let mut map = http::HeaderMap::new();
+            for (name, value) in headers {
+                if let Ok(value) = http::HeaderValue::from_str(&value) {
+                    map.append(name, value);
+                }
+            }
+            TriggerHttpRequest {
+                method: method.parse().expect("method"),
+                path,
+                query,
+                headers: map,
+                body: bytes::Bytes::from(body),
+                source_ip: None,
+                scheme: "https",
+            }
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// The handler answers every request with JSON and a status from its documented set.
+    #[test]
+    fn handler_is_total(request in request_strategy()) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let secrets = SecretsDocument::parse(r#"{"projects": {"demo-job": {"trigger_token": "t", "hook_token": "h"}}}"#).expect("secrets");
+        let (queue, _rx) = InProcessQueue::new(16);
+        let service = AcceptService::new(config().accept, queue, StaticSecrets::new(secrets));
+        let response = runtime.block_on(service.handle(request));
+        prop_assert!([200, 201, 202, 400, 401, 403, 404, 405, 413, 415, 503].contains(&response.status().as_u16()), "{}", response.status());
+        prop_assert_eq!(response.headers()["content-type"].to_str().expect("ascii"), "application/json");
+        let body: serde_json::Value = serde_json::from_slice(response.body()).expect("JSON body");
+        prop_assert!(body.is_object());
+    }
+}

@@ -1,0 +1,26 @@
+#![no_main]
+//! Pagure web-hook bodies for every topic the bridge reads, and the signature header.
+use std::sync::LazyLock;
+
+use bridge_core::auth::{Secret, signature256_matches};
+use bridge_core::config::LocalConfig;
+use libfuzzer_sys::fuzz_target;
+
+const TOPICS: [&str; 6] = ["git.receive", "pull-request.new", "pull-request.updated", "pull-request.comment.added", "pull-request.rebased", "project.edit"];
+
+static CONFIG: LazyLock<LocalConfig> = LazyLock::new(|| {
+    LocalConfig::parse(
+        "[secrets]\nfile = \"x\"\n[projects.p]\npagure_url = \"https://pagure.io/\"\ngit_url = \"https://pagure.io\"\nproject = \"rpms/demo\"\npipeline = \"p\"\n",
+        std::path::Path::new("/"),
+    )
+    .expect("config")
+});
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, body)) = data.split_first() else { return };
+    let topic = TOPICS[selector as usize % TOPICS.len()];
+    let project = &CONFIG.accept.projects["p"];
+    let _ = bridge_core::trigger::parse_webhook(project, topic, body, &["pretty please pagure-ci rebuild".into()]);
+    let header = String::from_utf8_lossy(&body[..body.len().min(80)]);
+    let _ = signature256_matches(body, &header, &Secret::new("UIX8VLL3OC07G9OR8K9V1S5VNMOEFD80IJJI1HN7"));
+});
