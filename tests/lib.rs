@@ -137,11 +137,7 @@ pub async fn sdk_config_for(endpoint: &str) -> aws_config::SdkConfig {
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "tests"))
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
-        .timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .operation_timeout(Duration::from_secs(5))
-                .build(),
-        )
+        .timeout_config(aws_config::timeout::TimeoutConfig::builder().operation_timeout(Duration::from_secs(5)).build())
         .load()
         .await
 }
@@ -231,7 +227,12 @@ pub fn capture_logs<T>(f: impl FnOnce() -> T) -> (T, String) {
 }
 
 /// A request for the handler, built field by field in tests.
-pub fn trigger_request(method: &str, path_and_query: &str, headers: &[(&str, &str)], body: &[u8]) -> bridge_core::accept::TriggerHttpRequest {
+pub fn trigger_request(
+    method: &str,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> bridge_core::accept::TriggerHttpRequest {
     let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
     let mut map = http::HeaderMap::new();
     for (name, value) in headers {
@@ -253,7 +254,10 @@ pub fn trigger_request(method: &str, path_and_query: &str, headers: &[(&str, &st
 
 /// The handler with an in-process queue and static secrets, from configuration text
 /// (without `[secrets]`) and a secrets document.
-pub fn local_service(config: &str, secrets_json: &str) -> (pagure_ci_bridge::LocalAcceptService, mpsc::Receiver<BuildRequest>) {
+pub fn local_service(
+    config: &str,
+    secrets_json: &str,
+) -> (pagure_ci_bridge::LocalAcceptService, mpsc::Receiver<BuildRequest>) {
     let text = format!("[secrets]\nfile = \"unused.json\"\n{config}");
     let config = LocalConfig::parse(&text, Path::new("/nonexistent")).expect("test config");
     let secrets = bridge_core::ports::StaticSecrets::new(

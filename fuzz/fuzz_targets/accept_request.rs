@@ -17,13 +17,15 @@ static SERVICE: LazyLock<AcceptService<InProcessQueue, StaticSecrets>> = LazyLoc
         std::path::Path::new("/"),
     )
     .expect("config");
-    let secrets = SecretsDocument::parse(r#"{"projects": {"demo-job": {"trigger_token": "t", "hook_token": "h"}}}"#).expect("secrets");
+    let secrets = SecretsDocument::parse(r#"{"projects": {"demo-job": {"trigger_token": "t", "hook_token": "h"}}}"#)
+        .expect("secrets");
     // The receiver is dropped: enqueueing fails with 503, which is a documented answer.
     let (queue, _) = InProcessQueue::new(1);
     AcceptService::new(config.accept, queue, StaticSecrets::new(secrets))
 });
 
-const HEADERS: [&str; 6] = ["content-type", "authorization", "x-pagure-topic", "x-pagure-signature-256", "x-pagure", "content-length"];
+const HEADERS: [&str; 6] =
+    ["content-type", "authorization", "x-pagure-topic", "x-pagure-signature-256", "x-pagure", "content-length"];
 
 fuzz_target!(|data: &[u8]| {
     let mut parts = data.split(|&b| b == 0xff);
@@ -40,7 +42,8 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let body = bytes::Bytes::copy_from_slice(parts.next().unwrap_or_default());
-    let request = TriggerHttpRequest { method, path: format!("/{path}"), query, headers, body, source_ip: None, scheme: "https" };
+    let request =
+        TriggerHttpRequest { method, path: format!("/{path}"), query, headers, body, source_ip: None, scheme: "https" };
     let response = RUNTIME.block_on(SERVICE.handle(request));
     assert!([200, 201, 202, 400, 401, 403, 404, 405, 413, 415, 503].contains(&response.status().as_u16()));
     assert_eq!(response.headers()["content-type"], "application/json");

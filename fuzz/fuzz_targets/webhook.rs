@@ -6,7 +6,14 @@ use bridge_core::auth::{Secret, signature256_matches};
 use bridge_core::config::LocalConfig;
 use libfuzzer_sys::fuzz_target;
 
-const TOPICS: [&str; 6] = ["git.receive", "pull-request.new", "pull-request.updated", "pull-request.comment.added", "pull-request.rebased", "project.edit"];
+const TOPICS: [&str; 6] = [
+    "git.receive",
+    "pull-request.new",
+    "pull-request.updated",
+    "pull-request.comment.added",
+    "pull-request.rebased",
+    "project.edit",
+];
 
 static CONFIG: LazyLock<LocalConfig> = LazyLock::new(|| {
     LocalConfig::parse(

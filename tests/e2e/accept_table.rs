@@ -56,7 +56,13 @@ fn jenkins(query: &str) -> String {
 }
 
 fn jenkins_ok(overrides: &[(&str, &str)]) -> String {
-    let mut params = vec![("cause", SHA.to_owned()), ("REPO", REPO.to_owned()), ("BRANCH", "main".into()), ("BRANCH_TO", "None".into()), ("token", CAPTURE_CI_TOKEN.into())];
+    let mut params = vec![
+        ("cause", SHA.to_owned()),
+        ("REPO", REPO.to_owned()),
+        ("BRANCH", "main".into()),
+        ("BRANCH_TO", "None".into()),
+        ("token", CAPTURE_CI_TOKEN.into()),
+    ];
     for (name, value) in overrides {
         params.retain(|(n, _)| n != name);
         if !value.is_empty() || *name == "BRANCH" {
@@ -99,7 +105,9 @@ impl Case {
         self
     }
     fn json(self, body: Vec<u8>) -> Self {
-        self.header("Content-Type", "application/json").header("Authorization", &format!("token {CAPTURE_CI_TOKEN}")).body(body)
+        self.header("Content-Type", "application/json")
+            .header("Authorization", &format!("token {CAPTURE_CI_TOKEN}"))
+            .body(body)
     }
     fn signed_webhook(mut self, topic: &str, body: &[u8]) -> Self {
         self.headers.extend(webhook_headers(topic, body, CAPTURE_HOOK_TOKEN));
@@ -222,8 +230,15 @@ fn every_bad_input_is_refused_with_a_reason_and_nothing_is_queued() {
                 let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap_or("").to_owned());
                 let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap_or_default();
                 let reason_ok = body["reason"].as_str().is_some_and(|r| r.len() > 10);
-                if status != case.status || body["error"] != case.code || !reason_ok || content_type.as_deref() != Some("application/json") {
-                    failures.push(format!("{}: got {status} {body} ({content_type:?}), want {} {}", case.name, case.status, case.code));
+                if status != case.status
+                    || body["error"] != case.code
+                    || !reason_ok
+                    || content_type.as_deref() != Some("application/json")
+                {
+                    failures.push(format!(
+                        "{}: got {status} {body} ({content_type:?}), want {} {}",
+                        case.name, case.status, case.code
+                    ));
                 }
                 if case.status == 405 && response.headers().get("allow").is_none() {
                     failures.push(format!("{}: 405 without Allow", case.name));

@@ -30,7 +30,13 @@ async fn bridge() -> LocalBridge {
 }
 
 /// Runs the trigger; returns (exit ok, stdout, stderr).
-async fn pagure_calls(url: &str, job: &str, token: &str, auth: (&str, &str), params: [&str; 4]) -> (bool, String, String) {
+async fn pagure_calls(
+    url: &str,
+    job: &str,
+    token: &str,
+    auth: (&str, &str),
+    params: [&str; 4],
+) -> (bool, String, String) {
     let output = tokio::process::Command::new(venv().join("bin/python"))
         .arg("-c")
         .arg(PAGURE_TRIGGER)
@@ -51,14 +57,28 @@ async fn build_job_gets_a_queue_number() {
     let mut bridge = bridge().await;
     let sha = "05bab967134e26fd2a307065b49ce0bc2a2063ed";
     for ci_url in [bridge.url("/jenkins/"), bridge.url("/jenkins"), bridge.url("/")] {
-        let (ok, stdout, stderr) = pagure_calls(&ci_url, "demo-job", CAPTURE_CI_TOKEN, ("", ""), [sha, "git://127.0.0.1:5602/demo.git", "feature-1", "None"]).await;
+        let (ok, stdout, stderr) = pagure_calls(
+            &ci_url,
+            "demo-job",
+            CAPTURE_CI_TOKEN,
+            ("", ""),
+            [sha, "git://127.0.0.1:5602/demo.git", "feature-1", "None"],
+        )
+        .await;
         assert!(ok, "{ci_url}: {stderr}");
         let queued = bridge.next_queued().await;
         assert_eq!(stdout, queued.queue_item_number().to_string(), "build_job returns the queue item of the request");
         assert_eq!(queued.cause.as_trigger_value(), sha);
         assert_eq!(queued.branch_to, None);
     }
-    let (ok, stdout, stderr) = pagure_calls(&bridge.url("/jenkins/"), "demo-job", CAPTURE_CI_TOKEN, ("", ""), ["2", "git://127.0.0.1:5602/forks/bob/demo.git", "bob-fix", "main"]).await;
+    let (ok, stdout, stderr) = pagure_calls(
+        &bridge.url("/jenkins/"),
+        "demo-job",
+        CAPTURE_CI_TOKEN,
+        ("", ""),
+        ["2", "git://127.0.0.1:5602/forks/bob/demo.git", "bob-fix", "main"],
+    )
+    .await;
     assert!(ok, "{stderr}");
     let queued = bridge.next_queued().await;
     assert_eq!(stdout.parse::<u64>().expect("a number"), queued.queue_item_number());
@@ -71,7 +91,8 @@ async fn folders_and_basic_auth_as_pagure_sends_them() {
     let mut bridge = bridge().await;
     let params = ["1", "git://127.0.0.1:5602/demo.git", "feature-1", "main"];
     let url = bridge.url("/jenkins/");
-    let (ok, stdout, stderr) = pagure_calls(&url, "folder/secured", CAPTURE_CI_TOKEN, ("pagure", "ci-p4ss"), params).await;
+    let (ok, stdout, stderr) =
+        pagure_calls(&url, "folder/secured", CAPTURE_CI_TOKEN, ("pagure", "ci-p4ss"), params).await;
     assert!(ok, "{stderr}");
     assert_eq!(stdout, bridge.next_queued().await.queue_item_number().to_string());
 

@@ -20,7 +20,14 @@ allow_insecure_git_url = true
 "#;
 
 /// A Lambda function URL event (payload format 2.0), as AWS delivers it.
-fn function_url_event(method: &str, raw_path: &str, raw_query: &str, headers: &[(&str, &str)], body: &[u8], base64: bool) -> lambda_http::Request {
+fn function_url_event(
+    method: &str,
+    raw_path: &str,
+    raw_query: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    base64: bool,
+) -> lambda_http::Request {
     let mut header_map = serde_json::Map::new();
     header_map.insert("host".into(), "abc123.lambda-url.us-east-1.on.aws".into());
     header_map.insert("x-forwarded-proto".into(), "https".into());
@@ -99,7 +106,10 @@ impl Aws {
     }
 }
 
-async fn call(service: &accept::LambdaAcceptService, request: lambda_http::Request) -> (u16, serde_json::Value, Option<String>) {
+async fn call(
+    service: &accept::LambdaAcceptService,
+    request: lambda_http::Request,
+) -> (u16, serde_json::Value, Option<String>) {
     let response = accept::handle(service, request).await.expect("handler");
     let location = response.headers().get("location").map(|v| v.to_str().expect("ascii").to_owned());
     let body = serde_json::from_slice(response.body().as_ref()).expect("json body");
@@ -107,7 +117,9 @@ async fn call(service: &accept::LambdaAcceptService, request: lambda_http::Reque
 }
 
 fn jenkins_query(token: &str) -> String {
-    format!("cause=2&REPO=git%3A%2F%2F127.0.0.1%3A5602%2Fforks%2Fbob%2Fdemo.git&BRANCH=bob-fix&BRANCH_TO=main&token={token}")
+    format!(
+        "cause=2&REPO=git%3A%2F%2F127.0.0.1%3A5602%2Fforks%2Fbob%2Fdemo.git&BRANCH=bob-fix&BRANCH_TO=main&token={token}"
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,12 +133,26 @@ async fn function_url_events_land_in_sqs() {
     let service = aws.service(&[base[0], base[1], ("PCB_QUEUE_URL", &queue_url)]);
 
     // pagure-ci's Jenkins-style call through the function URL
-    let (status, body, location) = call(&service, function_url_event("POST", "/jenkins/job/demo-job/buildWithParameters", &jenkins_query(CAPTURE_CI_TOKEN), &[("content-length", "0")], b"", false)).await;
+    let (status, body, location) = call(
+        &service,
+        function_url_event(
+            "POST",
+            "/jenkins/job/demo-job/buildWithParameters",
+            &jenkins_query(CAPTURE_CI_TOKEN),
+            &[("content-length", "0")],
+            b"",
+            false,
+        ),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     let messages = aws.receive(&queue_url).await;
     assert_eq!(messages.len(), 1);
     let request = BuildRequest::from_json(messages[0].body().expect("body")).expect("a BuildRequest");
-    assert_eq!(location.expect("Location"), format!("https://abc123.lambda-url.us-east-1.on.aws/jenkins/queue/item/{}/", request.queue_item_number()));
+    assert_eq!(
+        location.expect("Location"),
+        format!("https://abc123.lambda-url.us-east-1.on.aws/jenkins/queue/item/{}/", request.queue_item_number())
+    );
     assert_eq!(request.repo_url, "git://127.0.0.1:5602/forks/bob/demo.git");
     assert_eq!(request.project.fork_user.as_deref(), Some("bob"));
     let attributes = messages[0].message_attributes().expect("attributes");
@@ -137,7 +163,8 @@ async fn function_url_events_land_in_sqs() {
     // a signed web-hook delivered with a base64 body
     let capture = webhook_capture("git.receive");
     let headers: Vec<(&str, &str)> = capture.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let (status, body, _) = call(&service, function_url_event("POST", "/webhook/demo-job", "", &headers, &capture.body, true)).await;
+    let (status, body, _) =
+        call(&service, function_url_event("POST", "/webhook/demo-job", "", &headers, &capture.body, true)).await;
     assert_eq!(status, 202, "{body}");
     let messages = aws.receive(&queue_url).await;
     assert_eq!(messages.len(), 1);
@@ -147,7 +174,18 @@ async fn function_url_events_land_in_sqs() {
 
     // FIFO: grouped by project, deduplicated by request id
     let fifo = aws.service(&[base[0], base[1], ("PCB_QUEUE_URL", &fifo_url)]);
-    let (status, _, _) = call(&fifo, function_url_event("POST", "/job/demo-job/buildWithParameters", &jenkins_query(CAPTURE_CI_TOKEN), &[], b"", false)).await;
+    let (status, _, _) = call(
+        &fifo,
+        function_url_event(
+            "POST",
+            "/job/demo-job/buildWithParameters",
+            &jenkins_query(CAPTURE_CI_TOKEN),
+            &[],
+            b"",
+            false,
+        ),
+    )
+    .await;
     assert_eq!(status, 201);
     let messages = aws.receive(&fifo_url).await;
     assert_eq!(messages.len(), 1);
@@ -157,7 +195,11 @@ async fn function_url_events_land_in_sqs() {
     assert_eq!(system[&MessageSystemAttributeName::MessageDeduplicationId], request.request_id);
 
     // a refused call queues nothing
-    let (status, body, _) = call(&service, function_url_event("POST", "/job/demo-job/buildWithParameters", &jenkins_query("WRONG"), &[], b"", false)).await;
+    let (status, body, _) = call(
+        &service,
+        function_url_event("POST", "/job/demo-job/buildWithParameters", &jenkins_query("WRONG"), &[], b"", false),
+    )
+    .await;
     assert_eq!((status, body["error"].as_str()), (401, Some("invalid_token")));
     assert!(aws.receive(&queue_url).await.is_empty());
 }
@@ -168,9 +210,21 @@ async fn secrets_rotate_after_the_ttl_and_outages_answer_503() {
     let aws = aws(&moto).await;
     let queue_url = aws.queue("pcb-builds").await;
     aws.secret("pcb-secrets", &capture_secrets_json()).await;
-    let fresh = aws.service(&[("PCB_SECRET_ID", "pcb-secrets"), ("PCB_PROJECTS", PROJECTS), ("PCB_QUEUE_URL", &queue_url), ("PCB_SECRETS_TTL_SECONDS", "0")]);
-    let cached = aws.service(&[("PCB_SECRET_ID", "pcb-secrets"), ("PCB_PROJECTS", PROJECTS), ("PCB_QUEUE_URL", &queue_url), ("PCB_SECRETS_TTL_SECONDS", "3600")]);
-    let jenkins = |token: &str| function_url_event("POST", "/job/demo-job/buildWithParameters", &jenkins_query(token), &[], b"", false);
+    let fresh = aws.service(&[
+        ("PCB_SECRET_ID", "pcb-secrets"),
+        ("PCB_PROJECTS", PROJECTS),
+        ("PCB_QUEUE_URL", &queue_url),
+        ("PCB_SECRETS_TTL_SECONDS", "0"),
+    ]);
+    let cached = aws.service(&[
+        ("PCB_SECRET_ID", "pcb-secrets"),
+        ("PCB_PROJECTS", PROJECTS),
+        ("PCB_QUEUE_URL", &queue_url),
+        ("PCB_SECRETS_TTL_SECONDS", "3600"),
+    ]);
+    let jenkins = |token: &str| {
+        function_url_event("POST", "/job/demo-job/buildWithParameters", &jenkins_query(token), &[], b"", false)
+    };
     assert_eq!(call(&fresh, jenkins(CAPTURE_CI_TOKEN)).await.0, 201);
     assert_eq!(call(&cached, jenkins(CAPTURE_CI_TOKEN)).await.0, 201);
 
@@ -181,11 +235,16 @@ async fn secrets_rotate_after_the_ttl_and_outages_answer_503() {
     assert_eq!(call(&cached, jenkins(CAPTURE_CI_TOKEN)).await.0, 201, "within the TTL the cached copy serves");
     assert_eq!(aws.receive(&queue_url).await.len(), 4);
 
-    let no_queue = aws.service(&[("PCB_SECRET_ID", "pcb-secrets"), ("PCB_PROJECTS", PROJECTS), ("PCB_QUEUE_URL", &format!("{}/000000000000/missing", moto.endpoint))]);
+    let no_queue = aws.service(&[
+        ("PCB_SECRET_ID", "pcb-secrets"),
+        ("PCB_PROJECTS", PROJECTS),
+        ("PCB_QUEUE_URL", &format!("{}/000000000000/missing", moto.endpoint)),
+    ]);
     let (status, body, _) = call(&no_queue, jenkins("ROTATEDTOKEN0000000000000000000")).await;
     assert_eq!((status, body["error"].as_str()), (503, Some("queue_unavailable")), "{body}");
 
-    let no_secret = aws.service(&[("PCB_SECRET_ID", "missing"), ("PCB_PROJECTS", PROJECTS), ("PCB_QUEUE_URL", &queue_url)]);
+    let no_secret =
+        aws.service(&[("PCB_SECRET_ID", "missing"), ("PCB_PROJECTS", PROJECTS), ("PCB_QUEUE_URL", &queue_url)]);
     let (status, body, _) = call(&no_secret, jenkins(CAPTURE_CI_TOKEN)).await;
     assert_eq!((status, body["error"].as_str()), (503, Some("secrets_unavailable")), "{body}");
     assert!(aws.receive(&queue_url).await.is_empty(), "nothing queued by the failures");

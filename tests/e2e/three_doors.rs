@@ -10,7 +10,11 @@ use e2e_tests::{
 
 type Service = pagure_ci_bridge::LocalAcceptService;
 
-async fn send(service: &Service, queued: &mut tokio::sync::mpsc::Receiver<BuildRequest>, request: bridge_core::accept::TriggerHttpRequest) -> (u16, serde_json::Value, Option<String>, Option<BuildRequest>) {
+async fn send(
+    service: &Service,
+    queued: &mut tokio::sync::mpsc::Receiver<BuildRequest>,
+    request: bridge_core::accept::TriggerHttpRequest,
+) -> (u16, serde_json::Value, Option<String>, Option<BuildRequest>) {
     let response = service.handle(request).await;
     let location = response.headers().get("location").map(|v| v.to_str().expect("ascii").to_owned());
     let body = serde_json::from_slice(response.body()).expect("json body");
@@ -18,7 +22,10 @@ async fn send(service: &Service, queued: &mut tokio::sync::mpsc::Receiver<BuildR
 }
 
 /// Replays every captured pagure-ci request; returns the build requests queued.
-async fn replay_jenkins(service: &Service, queued: &mut tokio::sync::mpsc::Receiver<BuildRequest>) -> Vec<BuildRequest> {
+async fn replay_jenkins(
+    service: &Service,
+    queued: &mut tokio::sync::mpsc::Receiver<BuildRequest>,
+) -> Vec<BuildRequest> {
     let mut built = Vec::new();
     for capture in jenkins_captures() {
         let headers: Vec<(String, String)> = capture["headers"]
@@ -32,7 +39,11 @@ async fn replay_jenkins(service: &Service, queued: &mut tokio::sync::mpsc::Recei
         let request = trigger_request(capture["method"].as_str().expect("method"), &path, &headers, b"");
         let (status, body, location, request) = send(service, queued, request).await;
         if capture["method"] == "GET" {
-            assert_eq!((status, body["error"].as_str()), (404, Some("no_crumb")), "crumb: python-jenkins takes 404 as 'no crumb'");
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (404, Some("no_crumb")),
+                "crumb: python-jenkins takes 404 as 'no crumb'"
+            );
             continue;
         }
         assert_eq!(status, 201, "{path}: {body}");
@@ -70,7 +81,13 @@ async fn pagure_ci_captures_become_the_expected_requests() {
         expected(sha("e886513dc44b134db15541ef1a4b05f908ddce11"), repo, "main", None, None),
         expected(sha("d2085936e8b068ce55bd07cbf3cf794b8fe7a996"), repo, "feature-1", None, None),
         expected(Cause::PullRequest { id: 1 }, repo, "feature-1", Some("main"), None),
-        expected(Cause::PullRequest { id: 2 }, "git://127.0.0.1:5602/forks/bob/demo.git", "bob-fix", Some("main"), Some("bob")),
+        expected(
+            Cause::PullRequest { id: 2 },
+            "git://127.0.0.1:5602/forks/bob/demo.git",
+            "bob-fix",
+            Some("main"),
+            Some("bob"),
+        ),
         expected(sha("05bab967134e26fd2a307065b49ce0bc2a2063ed"), repo, "feature-1", None, None),
         expected(Cause::PullRequest { id: 1 }, repo, "feature-1", Some("main"), None),
         expected(Cause::PullRequest { id: 3 }, repo, "remote-fix", Some("main"), None),
@@ -84,7 +101,14 @@ async fn pagure_ci_captures_become_the_expected_requests() {
 
 #[test]
 fn our_signatures_match_the_ones_pagure_sent() {
-    for topic in ["git.receive", "pull-request.new", "pull-request.updated", "pull-request.comment.added", "commit.flag.added", "project.edit"] {
+    for topic in [
+        "git.receive",
+        "pull-request.new",
+        "pull-request.updated",
+        "pull-request.comment.added",
+        "commit.flag.added",
+        "project.edit",
+    ] {
         let capture = webhook_capture(topic);
         let key = Secret::new(capture.hook_token.clone());
         let header = |name: &str| capture.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).expect(name);
@@ -93,14 +117,23 @@ fn our_signatures_match_the_ones_pagure_sent() {
     }
 }
 
-async fn deliver(service: &Service, queued: &mut tokio::sync::mpsc::Receiver<BuildRequest>, topic: &str) -> (u16, serde_json::Value, Option<BuildRequest>) {
+async fn deliver(
+    service: &Service,
+    queued: &mut tokio::sync::mpsc::Receiver<BuildRequest>,
+    topic: &str,
+) -> (u16, serde_json::Value, Option<BuildRequest>) {
     let capture = webhook_capture(topic);
     let headers: Vec<(&str, &str)> = capture.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let (status, body, _, request) = send(service, queued, trigger_request("POST", "/webhook/demo-job", &headers, &capture.body)).await;
+    let (status, body, _, request) =
+        send(service, queued, trigger_request("POST", "/webhook/demo-job", &headers, &capture.body)).await;
     (status, body, request)
 }
 
-async fn json_trigger(service: &Service, queued: &mut tokio::sync::mpsc::Receiver<BuildRequest>, target: &BuildTarget) -> BuildRequest {
+async fn json_trigger(
+    service: &Service,
+    queued: &mut tokio::sync::mpsc::Receiver<BuildRequest>,
+    target: &BuildTarget,
+) -> BuildRequest {
     let body = serde_json::json!({
         "cause": target.cause.as_trigger_value(),
         "repo": target.repo_url,
@@ -109,7 +142,12 @@ async fn json_trigger(service: &Service, queued: &mut tokio::sync::mpsc::Receive
     })
     .to_string();
     let auth = format!("token {CAPTURE_CI_TOKEN}");
-    let request = trigger_request("POST", "/trigger/demo-job", &[("Content-Type", "application/json"), ("Authorization", &auth)], body.as_bytes());
+    let request = trigger_request(
+        "POST",
+        "/trigger/demo-job",
+        &[("Content-Type", "application/json"), ("Authorization", &auth)],
+        body.as_bytes(),
+    );
     let (status, response, _, request) = send(service, queued, request).await;
     assert_eq!(status, 202, "{response}");
     request.expect("queued")
@@ -120,7 +158,9 @@ async fn web_hooks_jenkins_calls_and_json_agree() {
     let (service, mut queued) = local_service(CAPTURE_PROJECT_TOML, &capture_secrets_json());
     let jenkins = replay_jenkins(&service, &mut queued).await;
     // web-hook topic → the pagure-ci call made for the same event
-    for (topic, jenkins_index) in [("git.receive", 4), ("pull-request.updated", 5), ("pull-request.comment.added", 5), ("pull-request.new", 6)] {
+    for (topic, jenkins_index) in
+        [("git.receive", 4), ("pull-request.updated", 5), ("pull-request.comment.added", 5), ("pull-request.new", 6)]
+    {
         let (status, body, from_hook) = deliver(&service, &mut queued, topic).await;
         assert_eq!(status, 202, "{topic}: {body}");
         let from_hook = from_hook.unwrap_or_else(|| panic!("{topic} queued nothing: {body}"));
@@ -140,7 +180,14 @@ async fn web_hooks_jenkins_calls_and_json_agree() {
 #[tokio::test]
 async fn other_topics_are_ignored_with_a_reason() {
     let (service, mut queued) = local_service(CAPTURE_PROJECT_TOML, &capture_secrets_json());
-    for topic in ["commit.flag.added", "commit.flag.updated", "pull-request.flag.added", "pull-request.flag.updated", "project.edit", "git.branch.creation"] {
+    for topic in [
+        "commit.flag.added",
+        "commit.flag.updated",
+        "pull-request.flag.added",
+        "pull-request.flag.updated",
+        "project.edit",
+        "git.branch.creation",
+    ] {
         let (status, body, request) = deliver(&service, &mut queued, topic).await;
         assert_eq!(status, 202, "{topic}");
         assert!(body["ignored"].as_str().is_some_and(|why| why.contains(topic)), "{topic}: {body}");
@@ -158,7 +205,8 @@ async fn comments_that_do_not_ask_and_closed_prs_are_ignored() {
     let body = serde_json::to_vec(&envelope).expect("json");
     let headers = e2e_tests::webhook_headers("pull-request.comment.added", &body, &capture.hook_token);
     let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let (status, response, _, request) = send(&service, &mut queued, trigger_request("POST", "/webhook/demo-job", &headers, &body)).await;
+    let (status, response, _, request) =
+        send(&service, &mut queued, trigger_request("POST", "/webhook/demo-job", &headers, &body)).await;
     assert_eq!((status, request.is_none()), (202, true), "{response}");
     assert_eq!(response["ignored"], "the new comment does not ask for a rebuild");
 
@@ -168,7 +216,8 @@ async fn comments_that_do_not_ask_and_closed_prs_are_ignored() {
     let body = serde_json::to_vec(&envelope).expect("json");
     let headers = e2e_tests::webhook_headers("pull-request.updated", &body, &capture.hook_token);
     let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let (status, response, _, request) = send(&service, &mut queued, trigger_request("POST", "/webhook/demo-job", &headers, &body)).await;
+    let (status, response, _, request) =
+        send(&service, &mut queued, trigger_request("POST", "/webhook/demo-job", &headers, &body)).await;
     assert_eq!((status, request.is_none()), (202, true), "{response}");
     assert_eq!(response["ignored"], "pull request #1 is Merged");
 }

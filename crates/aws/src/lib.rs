@@ -54,14 +54,9 @@ impl Queue for SqsQueue {
             .message_attributes(attributes::PROJECT, string_attribute(&request.project.key))
             .message_attributes(attributes::TRIGGER, string_attribute(request.trigger.as_str()));
         if self.fifo {
-            send = send
-                .message_group_id(&request.project.key)
-                .message_deduplication_id(&request.request_id);
+            send = send.message_group_id(&request.project.key).message_deduplication_id(&request.request_id);
         }
-        send.send()
-            .await
-            .map(|_| ())
-            .map_err(|e| QueueError::Unavailable(SqsErrorContext(e).to_string()))
+        send.send().await.map(|_| ()).map_err(|e| QueueError::Unavailable(SqsErrorContext(e).to_string()))
     }
 }
 

@@ -47,7 +47,8 @@ fn serve_example_config_accepts_a_trigger_and_logs_the_build() {
     let mut would_build = None;
     for line in lines.by_ref() {
         let line = line.expect("log line");
-        let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        let entry: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
         if entry["fields"]["message"] == "would build" {
             would_build = Some(entry);
             break;
@@ -67,7 +68,11 @@ fn check_config_names_the_bad_key() {
     std::fs::create_dir_all(&dir).expect("dir");
     let file = dir.join("bad.toml");
     std::fs::write(&file, "[secrets]\nfile = \"s.json\"\n[projects.a]\npagure_url = \"https://pagure.io/\"\ngit_url = \"ftp://pagure.io\"\nproject = \"a\"\npipeline = \"p\"\n").expect("write");
-    let output = Command::new(env!("CARGO_BIN_EXE_pagure-ci-bridge")).args(["check-config", "--config"]).arg(&file).output().expect("run");
+    let output = Command::new(env!("CARGO_BIN_EXE_pagure-ci-bridge"))
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .output()
+        .expect("run");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("projects.a.git_url"), "{stderr}");

@@ -228,16 +228,26 @@ impl<Q: Queue, S: Secrets> AcceptService<Q, S> {
         Ok(document.project(key).cloned().unwrap_or_default())
     }
 
-    async fn jenkins(&self, request: &TriggerHttpRequest, prefix: &str, job: &str) -> Result<Response<Bytes>, Rejection> {
+    async fn jenkins(
+        &self,
+        request: &TriggerHttpRequest,
+        prefix: &str,
+        job: &str,
+    ) -> Result<Response<Bytes>, Rejection> {
         let project = self.project(job, TriggerKind::Jenkins)?;
-        if !request.body.is_empty() && media_type(&request.headers).as_deref() != Some("application/x-www-form-urlencoded") {
+        if !request.body.is_empty()
+            && media_type(&request.headers).as_deref() != Some("application/x-www-form-urlencoded")
+        {
             return Err(unsupported_media_type("an empty body or application/x-www-form-urlencoded parameters"));
         }
         let call = parse_jenkins(&request.query, &request.body)?;
         let secrets = self.project_secrets(job).await?;
         let expected = secrets.trigger_token.as_ref().ok_or_else(|| no_secret(job, "trigger_token"))?;
         let presented = call.token.as_deref().ok_or_else(|| {
-            Rejection::unauthorized("missing_credentials", "the `token` parameter is missing: set Pagure CI's token in the project's settings")
+            Rejection::unauthorized(
+                "missing_credentials",
+                "the `token` parameter is missing: set Pagure CI's token in the project's settings",
+            )
         })?;
         if !token_matches(presented.as_bytes(), expected) {
             return Err(Rejection::unauthorized(
@@ -279,10 +289,16 @@ impl<Q: Queue, S: Secrets> AcceptService<Q, S> {
         if let Some(value) = header_str(&request.headers, header::AUTHORIZATION.as_str()) {
             let expected = secrets.trigger_token.as_ref().ok_or_else(|| no_secret(key, "trigger_token"))?;
             let Presented::Token(token) = parse_authorization(value) else {
-                return Err(Rejection::unauthorized("invalid_credentials", "use `Authorization: token <t>` or `Bearer <t>`"));
+                return Err(Rejection::unauthorized(
+                    "invalid_credentials",
+                    "use `Authorization: token <t>` or `Bearer <t>`",
+                ));
             };
             if !token_matches(token.as_bytes(), expected) {
-                return Err(Rejection::unauthorized("invalid_token", "the token does not match this project's trigger token"));
+                return Err(Rejection::unauthorized(
+                    "invalid_token",
+                    "the token does not match this project's trigger token",
+                ));
             }
         } else if let Some(signature) = header_str(&request.headers, headers::PAGURE_SIGNATURE_256) {
             let key_secret = secrets.hook_token.as_ref().ok_or_else(|| no_secret(key, "hook_token"))?;
@@ -308,7 +324,10 @@ impl<Q: Queue, S: Secrets> AcceptService<Q, S> {
         let secrets = self.project_secrets(key).await?;
         let hook_token = secrets.hook_token.as_ref().ok_or_else(|| no_secret(key, "hook_token"))?;
         let signature = header_str(&request.headers, headers::PAGURE_SIGNATURE_256).ok_or_else(|| {
-            Rejection::unauthorized("missing_credentials", "X-Pagure-Signature-256 is missing: is this a Pagure web-hook?")
+            Rejection::unauthorized(
+                "missing_credentials",
+                "X-Pagure-Signature-256 is missing: is this a Pagure web-hook?",
+            )
         })?;
         if !signature256_matches(&request.body, signature, hook_token) {
             return Err(bad_signature());
@@ -335,7 +354,12 @@ impl<Q: Queue, S: Secrets> AcceptService<Q, S> {
         }
     }
 
-    async fn enqueue(&self, project: &ProjectConfig, raw: RawTrigger, kind: TriggerKind) -> Result<BuildRequest, Rejection> {
+    async fn enqueue(
+        &self,
+        project: &ProjectConfig,
+        raw: RawTrigger,
+        kind: TriggerKind,
+    ) -> Result<BuildRequest, Rejection> {
         let build = normalise(project, raw, kind, OffsetDateTime::now_utc())?;
         self.queue.enqueue(&build).await.map_err(|e| {
             tracing::error!(error = %e, request_id = %build.request_id, "enqueue failed");
@@ -343,7 +367,11 @@ impl<Q: Queue, S: Secrets> AcceptService<Q, S> {
                 QueueError::Full => "queue_full",
                 QueueError::Unavailable(_) => "queue_unavailable",
             };
-            Rejection::new(StatusCode::SERVICE_UNAVAILABLE, code, format!("{e}; nothing was queued, send the trigger again shortly"))
+            Rejection::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                code,
+                format!("{e}; nothing was queued, send the trigger again shortly"),
+            )
         })?;
         tracing::info!(
             request_id = %build.request_id,
@@ -376,7 +404,11 @@ fn media_type(headers: &HeaderMap) -> Option<String> {
 }
 
 fn unsupported_media_type(wanted: &str) -> Rejection {
-    Rejection::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", format!("this endpoint takes {wanted}"))
+    Rejection::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!("this endpoint takes {wanted}"),
+    )
 }
 
 fn bad_signature() -> Rejection {
@@ -390,7 +422,9 @@ fn no_secret(key: &str, field: &str) -> Rejection {
     tracing::error!(project = key, field, "secret not configured");
     Rejection::unauthorized(
         "not_configured",
-        format!("the bridge has no {field} for project `{key}`: its administrator must add projects.{key}.{field} to the secret"),
+        format!(
+            "the bridge has no {field} for project `{key}`: its administrator must add projects.{key}.{field} to the secret"
+        ),
     )
 }
 
@@ -415,7 +449,15 @@ mod tests {
         assert_eq!(route("/job/a/job/b%20c/build"), Some(Route::Jenkins { prefix: "", job: "a/b c".into() }));
         assert_eq!(route("/trigger/a/b"), Some(Route::Json { key: "a/b".into() }));
         assert_eq!(route("/webhook/demo"), Some(Route::Webhook { key: "demo".into() }));
-        for none in ["/", "", "/job/buildWithParameters", "/job//buildWithParameters", "/x/a/buildWithParameters", "/jenkinsjob/a/build", "/job/a/job/buildWithParameters"] {
+        for none in [
+            "/",
+            "",
+            "/job/buildWithParameters",
+            "/job//buildWithParameters",
+            "/x/a/buildWithParameters",
+            "/jenkinsjob/a/build",
+            "/job/a/job/buildWithParameters",
+        ] {
             assert_eq!(route(none), None, "{none}");
         }
     }

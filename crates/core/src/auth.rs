@@ -109,10 +109,8 @@ pub fn parse_authorization(value: &str) -> Presented<'_> {
         return Presented::Token(rest);
     }
     if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(rest)
-            .ok()
-            .and_then(|bytes| String::from_utf8(bytes).ok());
+        let decoded =
+            base64::engine::general_purpose::STANDARD.decode(rest).ok().and_then(|bytes| String::from_utf8(bytes).ok());
         if let Some((user, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) {
             return Presented::Basic { user: user.to_owned(), password: Secret::new(password) };
         }

@@ -186,15 +186,20 @@ fn build_projects(raw: &BTreeMap<String, ProjectSettings>) -> Result<BTreeMap<St
     if raw.is_empty() {
         return Err(invalid("projects", "configure at least one project"));
     }
-    raw.iter()
-        .map(|(key, settings)| Ok((key.clone(), ProjectConfig::from_settings(key, settings)?)))
-        .collect()
+    raw.iter().map(|(key, settings)| Ok((key.clone(), ProjectConfig::from_settings(key, settings)?))).collect()
 }
 
-fn build_accept(settings: AcceptSettings, projects: BTreeMap<String, ProjectConfig>, prefix: &str) -> Result<AcceptConfig, ConfigError> {
+fn build_accept(
+    settings: AcceptSettings,
+    projects: BTreeMap<String, ProjectConfig>,
+    prefix: &str,
+) -> Result<AcceptConfig, ConfigError> {
     let max_body_bytes = settings.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
     if !(1024..=6 * 1024 * 1024).contains(&max_body_bytes) {
-        return Err(invalid(format!("{prefix}max_body_bytes"), "must be between 1024 and 6291456 (Lambda's payload limit)"));
+        return Err(invalid(
+            format!("{prefix}max_body_bytes"),
+            "must be between 1024 and 6291456 (Lambda's payload limit)",
+        ));
     }
     let rebuild_phrases = settings
         .rebuild_phrases
@@ -275,13 +280,11 @@ impl LocalConfig {
     }
 
     pub fn parse(text: &str, base_dir: &Path) -> Result<Self, ConfigError> {
-        let file: LocalFile = toml::from_str(text)
-            .map_err(|e| ConfigError::File { path: PathBuf::new(), message: e.to_string() })?;
-        let listen = file
-            .server
-            .listen
-            .parse()
-            .map_err(|_| invalid("server.listen", format!("`{}` is not an address such as 127.0.0.1:8080", file.server.listen)))?;
+        let file: LocalFile =
+            toml::from_str(text).map_err(|e| ConfigError::File { path: PathBuf::new(), message: e.to_string() })?;
+        let listen = file.server.listen.parse().map_err(|_| {
+            invalid("server.listen", format!("`{}` is not an address such as 127.0.0.1:8080", file.server.listen))
+        })?;
         if file.server.queue_capacity == 0 {
             return Err(invalid("server.queue_capacity", "must be at least 1"));
         }
@@ -321,14 +324,14 @@ pub mod env {
 impl AcceptLambdaConfig {
     pub fn from_env<F: Fn(&str) -> Option<String>>(get: F) -> Result<Self, ConfigError> {
         let required = |key: &str| {
-            get(key)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or_else(|| invalid(key, "is required and not set"))
+            get(key).filter(|v| !v.trim().is_empty()).ok_or_else(|| invalid(key, "is required and not set"))
         };
         let number = |key: &str| -> Result<Option<usize>, ConfigError> {
             get(key)
                 .filter(|v| !v.trim().is_empty())
-                .map(|v| v.trim().parse::<usize>().map_err(|e| invalid(key, format!("`{v}` is not a whole number: {e}"))))
+                .map(|v| {
+                    v.trim().parse::<usize>().map_err(|e| invalid(key, format!("`{v}` is not a whole number: {e}")))
+                })
                 .transpose()
         };
         let projects_toml = required(env::PROJECTS)?;
@@ -391,12 +394,32 @@ pipeline = "demo-ci"
     #[test]
     fn errors_name_the_key() {
         let cases = [
-            ("[secrets]\nfile = \"s\"\n[server]\nlisten = \"nope\"\n[projects.a]\n".to_owned() + PROJECT, "server.listen"),
-            ("[secrets]\nfile = \"s\"\n[accept]\nsource_cidrs = [\"10.0.0.0/33\"]\n[projects.a]\n".to_owned() + PROJECT, "accept.source_cidrs"),
-            ("[secrets]\nfile = \"s\"\n[accept]\nmax_body_bytes = 1\n[projects.a]\n".to_owned() + PROJECT, "accept.max_body_bytes"),
-            ("[secrets]\nfile = \"s\"\n[projects.a]\n".to_owned() + &PROJECT.replace("https://pagure.io\"\nproject", "http://pagure.io\"\nproject"), "projects.a.git_url"),
-            ("[secrets]\nfile = \"s\"\n[projects.a]\n".to_owned() + &PROJECT.replace("rpms/demo", "a/b/c"), "projects.a.project"),
-            ("[secrets]\nfile = \"s\"\n[projects.a]\n".to_owned() + &PROJECT.replace("demo-ci", "demo ci"), "projects.a.pipeline"),
+            (
+                "[secrets]\nfile = \"s\"\n[server]\nlisten = \"nope\"\n[projects.a]\n".to_owned() + PROJECT,
+                "server.listen",
+            ),
+            (
+                "[secrets]\nfile = \"s\"\n[accept]\nsource_cidrs = [\"10.0.0.0/33\"]\n[projects.a]\n".to_owned()
+                    + PROJECT,
+                "accept.source_cidrs",
+            ),
+            (
+                "[secrets]\nfile = \"s\"\n[accept]\nmax_body_bytes = 1\n[projects.a]\n".to_owned() + PROJECT,
+                "accept.max_body_bytes",
+            ),
+            (
+                "[secrets]\nfile = \"s\"\n[projects.a]\n".to_owned()
+                    + &PROJECT.replace("https://pagure.io\"\nproject", "http://pagure.io\"\nproject"),
+                "projects.a.git_url",
+            ),
+            (
+                "[secrets]\nfile = \"s\"\n[projects.a]\n".to_owned() + &PROJECT.replace("rpms/demo", "a/b/c"),
+                "projects.a.project",
+            ),
+            (
+                "[secrets]\nfile = \"s\"\n[projects.a]\n".to_owned() + &PROJECT.replace("demo-ci", "demo ci"),
+                "projects.a.pipeline",
+            ),
             ("[secrets]\nfile = \"s\"\n[projects.\"a b\"]\n".to_owned() + PROJECT, "projects.a b"),
             ("[secrets]\nfile = \"s\"\n".to_owned(), "projects"),
             ("[secrets]\nfile = \"s\"\n[projects.a]\n".to_owned() + PROJECT + "triggers = []\n", "projects.a.triggers"),
@@ -405,7 +428,8 @@ pipeline = "demo-ci"
             let err = local(&text).expect_err(key).to_string();
             assert!(err.contains(&format!("`{key}`")), "{key}: {err}");
         }
-        let err = local(&("[secrets]\nfile = \"s\"\n[projects.a]\n".to_owned() + PROJECT + "colour = 1\n")).expect_err("unknown");
+        let err = local(&("[secrets]\nfile = \"s\"\n[projects.a]\n".to_owned() + PROJECT + "colour = 1\n"))
+            .expect_err("unknown");
         assert!(err.to_string().contains("colour"), "{err}");
     }
 
@@ -427,7 +451,9 @@ pipeline = "demo-ci"
 
         let missing = AcceptLambdaConfig::from_env(|k| if k == env::QUEUE_URL { None } else { vars.get(k).cloned() });
         assert!(missing.expect_err("missing").to_string().contains("PCB_QUEUE_URL"));
-        let bad = AcceptLambdaConfig::from_env(|k| if k == env::MAX_BODY_BYTES { Some("lots".into()) } else { vars.get(k).cloned() });
+        let bad = AcceptLambdaConfig::from_env(|k| {
+            if k == env::MAX_BODY_BYTES { Some("lots".into()) } else { vars.get(k).cloned() }
+        });
         assert!(bad.expect_err("bad").to_string().contains("PCB_MAX_BODY_BYTES"));
     }
 }

@@ -172,12 +172,7 @@ mod tests {
 
     fn target() -> BuildTarget {
         BuildTarget {
-            project: ProjectRef {
-                key: "demo-job".into(),
-                namespace: None,
-                name: "demo".into(),
-                fork_user: None,
-            },
+            project: ProjectRef { key: "demo-job".into(), namespace: None, name: "demo".into(), fork_user: None },
             repo_url: "https://pagure.io/demo.git".into(),
             cause: Cause::PullRequest { id: 7 },
             branch: "fix".into(),
@@ -214,7 +209,7 @@ mod tests {
         for _ in 0..1000 {
             let r = BuildRequest::new(target(), TriggerKind::Jenkins, OffsetDateTime::UNIX_EPOCH);
             let n = r.queue_item_number();
-            assert!(n >= 1 && n < (1u64 << 53), "{n}");
+            assert!((1..(1u64 << 53)).contains(&n), "{n}");
         }
     }
 }

@@ -111,8 +111,8 @@ impl StaticSecrets {
 
     /// Reads a JSON file with the secrets document's layout.
     pub fn from_file(path: &std::path::Path) -> Result<Self, SecretsError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| SecretsError::Unavailable(format!("{}: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| SecretsError::Unavailable(format!("{}: {e}", path.display())))?;
         Ok(Self::new(SecretsDocument::parse(&text)?))
     }
 }
@@ -192,7 +192,8 @@ mod tests {
 
     #[tokio::test]
     async fn cache_honours_ttl_and_serves_stale_on_failure() {
-        let cache = CachedSecrets::new(Counting { calls: AtomicUsize::new(0), fail_after: 2 }, Duration::from_millis(40));
+        let cache =
+            CachedSecrets::new(Counting { calls: AtomicUsize::new(0), fail_after: 2 }, Duration::from_millis(40));
         assert!(cache.document().await.expect("first").project("p0").is_some());
         assert!(cache.document().await.expect("cached").project("p0").is_some());
         assert_eq!(cache.source.calls.load(Ordering::SeqCst), 1);
@@ -211,7 +212,8 @@ mod tests {
 
     #[test]
     fn malformed_document_error_does_not_quote_secrets() {
-        let err = SecretsDocument::parse(r#"{"projects": {"p": {"trigger_token": "hunter2", "oops": 1}}}"#).expect_err("unknown field");
+        let err = SecretsDocument::parse(r#"{"projects": {"p": {"trigger_token": "hunter2", "oops": 1}}}"#)
+            .expect_err("unknown field");
         assert!(!err.to_string().contains("hunter2"), "{err}");
         let err = SecretsDocument::parse(r#"{"projects": {"p": {"trigger_token": "hunter2"#).expect_err("eof");
         assert!(!err.to_string().contains("hunter2"), "{err}");
@@ -222,7 +224,12 @@ mod tests {
         let (queue, mut rx) = InProcessQueue::new(1);
         let req = crate::model::BuildRequest::new(
             crate::model::BuildTarget {
-                project: crate::model::ProjectRef { key: "k".into(), namespace: None, name: "n".into(), fork_user: None },
+                project: crate::model::ProjectRef {
+                    key: "k".into(),
+                    namespace: None,
+                    name: "n".into(),
+                    fork_user: None,
+                },
                 repo_url: "https://x.org/n.git".into(),
                 cause: crate::model::Cause::PullRequest { id: 1 },
                 branch: "a".into(),

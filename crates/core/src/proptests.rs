@@ -135,11 +135,18 @@ fn request_strategy() -> impl Strategy<Value = TriggerHttpRequest> {
         Just("/jenkins/job/demo-job/buildWithParameters".to_owned()),
     ];
     let header = (
-        prop_oneof![Just("content-type"), Just("authorization"), Just("x-pagure-topic"), Just("x-pagure-signature-256"), Just("content-length"), Just("x-pagure")],
+        prop_oneof![
+            Just("content-type"),
+            Just("authorization"),
+            Just("x-pagure-topic"),
+            Just("x-pagure-signature-256"),
+            Just("content-length"),
+            Just("x-pagure")
+        ],
         "[ -~]{0,40}",
     );
-    (method, path, tricky(), proptest::collection::vec(header, 0..5), proptest::collection::vec(any::<u8>(), 0..200)).prop_map(
-        |(method, path, query, headers, body)| {
+    (method, path, tricky(), proptest::collection::vec(header, 0..5), proptest::collection::vec(any::<u8>(), 0..200))
+        .prop_map(|(method, path, query, headers, body)| {
             let mut map = http::HeaderMap::new();
             for (name, value) in headers {
                 if let Ok(value) = http::HeaderValue::from_str(&value) {
@@ -155,8 +162,7 @@ fn request_strategy() -> impl Strategy<Value = TriggerHttpRequest> {
                 source_ip: None,
                 scheme: "https",
             }
-        },
-    )
+        })
 }
 
 proptest! {

@@ -43,10 +43,7 @@ pub fn normalise(
             ));
         }
         (Cause::PullRequest { .. }, None) => {
-            return Err(Rejection::invalid(
-                "missing_field",
-                "branch_to: a pull-request build needs the target branch",
-            ));
+            return Err(Rejection::invalid("missing_field", "branch_to: a pull-request build needs the target branch"));
         }
         (_, Some(target)) => {
             check_branch(target).map_err(|e| Rejection::invalid("invalid_branch", format!("branch_to: {e}")))?;
@@ -93,7 +90,12 @@ pub fn parse_jenkins(query: &str, form_body: &[u8]) -> Result<JenkinsCall, Rejec
         *slot = Some(value.into_owned());
     }
     let need = |value: Option<String>, name: &str| {
-        value.ok_or_else(|| Rejection::invalid("missing_field", format!("parameter `{name}` is missing: pagure-ci sends cause, REPO, BRANCH, BRANCH_TO and token")))
+        value.ok_or_else(|| {
+            Rejection::invalid(
+                "missing_field",
+                format!("parameter `{name}` is missing: pagure-ci sends cause, REPO, BRANCH, BRANCH_TO and token"),
+            )
+        })
     };
     Ok(JenkinsCall {
         trigger: RawTrigger {
@@ -162,7 +164,10 @@ struct Envelope<Msg> {
 
 fn envelope<'a, Msg: Deserialize<'a>>(topic: &str, body: &'a [u8]) -> Result<Msg, Rejection> {
     let mismatch = |found: &str| {
-        Rejection::invalid("invalid_field", format!("X-Pagure-Topic `{topic}` does not match the body's topic `{found}`"))
+        Rejection::invalid(
+            "invalid_field",
+            format!("X-Pagure-Topic `{topic}` does not match the body's topic `{found}`"),
+        )
     };
     match serde_json::from_slice::<Envelope<Msg>>(body) {
         Ok(envelope) if envelope.topic == topic => Ok(envelope.msg),
@@ -172,10 +177,15 @@ fn envelope<'a, Msg: Deserialize<'a>>(topic: &str, body: &'a [u8]) -> Result<Msg
             // mistake, so check that first (only on this error path).
             match serde_json::from_slice::<Envelope<serde::de::IgnoredAny>>(body) {
                 Ok(other) if other.topic != topic => Err(mismatch(&other.topic)),
-                _ => Err(Rejection::invalid("malformed_body", format!("the `{topic}` web-hook body lacks what the bridge needs: {e}"))),
+                _ => Err(Rejection::invalid(
+                    "malformed_body",
+                    format!("the `{topic}` web-hook body lacks what the bridge needs: {e}"),
+                )),
             }
         }
-        Err(e) => Err(Rejection::invalid("malformed_body", format!("the web-hook body is not Pagure's JSON envelope: {e}"))),
+        Err(e) => {
+            Err(Rejection::invalid("malformed_body", format!("the web-hook body is not Pagure's JSON envelope: {e}")))
+        }
     }
 }
 
@@ -246,7 +256,10 @@ pub fn parse_webhook(
                 branch_to: None,
             }))
         }
-        "pull-request.new" | "pull-request.updated" | "pull-request.rebased" | "pull-request.reopened"
+        "pull-request.new"
+        | "pull-request.updated"
+        | "pull-request.rebased"
+        | "pull-request.reopened"
         | "pull-request.comment.added" => {
             let msg: PullRequestMsg = envelope(topic, body)?;
             let pr = msg.pullrequest;
@@ -261,8 +274,8 @@ pub fn parse_webhook(
             }
             if topic == "pull-request.comment.added" {
                 let newest = pr.comments.iter().max_by_key(|c| c.id);
-                let asks = newest
-                    .is_some_and(|c| !c.notification && rebuild_phrases.iter().any(|p| p == c.comment.trim()));
+                let asks =
+                    newest.is_some_and(|c| !c.notification && rebuild_phrases.iter().any(|p| p == c.comment.trim()));
                 if !asks {
                     return Ok(WebhookOutcome::Ignore("the new comment does not ask for a rebuild".into()));
                 }
@@ -329,10 +342,12 @@ mod tests {
     #[test]
     fn commit_and_pr_normalise() {
         let sha = "05bab967134e26fd2a307065b49ce0bc2a2063ed";
-        let r = normalise(&project(), raw(sha, Some("None")), TriggerKind::Jenkins, OffsetDateTime::UNIX_EPOCH).expect("commit");
+        let r = normalise(&project(), raw(sha, Some("None")), TriggerKind::Jenkins, OffsetDateTime::UNIX_EPOCH)
+            .expect("commit");
         assert_eq!(r.cause, Cause::Commit { sha: sha.into() });
         assert_eq!(r.branch_to, None);
-        let r = normalise(&project(), raw("1", Some("main")), TriggerKind::Json, OffsetDateTime::UNIX_EPOCH).expect("pr");
+        let r =
+            normalise(&project(), raw("1", Some("main")), TriggerKind::Json, OffsetDateTime::UNIX_EPOCH).expect("pr");
         assert_eq!(r.cause, Cause::PullRequest { id: 1 });
         assert_eq!(r.branch_to.as_deref(), Some("main"));
         assert!(normalise(&project(), raw("1", None), TriggerKind::Json, OffsetDateTime::UNIX_EPOCH).is_err());

@@ -30,11 +30,7 @@ struct Shown<'a>(&'a str);
 impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let cut: String = self.0.chars().take(80).collect();
-        if cut.len() < self.0.len() {
-            write!(f, "{cut:?}…")
-        } else {
-            write!(f, "{cut:?}")
-        }
+        if cut.len() < self.0.len() { write!(f, "{cut:?}…") } else { write!(f, "{cut:?}") }
     }
 }
 
@@ -69,11 +65,7 @@ pub fn check_branch(name: &str) -> Result<(), FieldError> {
     if name.contains("@{") {
         return fail("contains '@{'");
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| c.is_ascii_control() || matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\'))
-    {
-        let _ = c;
+    if name.chars().any(|c| c.is_ascii_control() || matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\')) {
         return fail("contains a space, a control character or one of ~ ^ : ? * [ \\");
     }
     for component in name.split('/') {
@@ -90,15 +82,9 @@ pub fn check_branch(name: &str) -> Result<(), FieldError> {
 /// Parses pagure-ci's `cause`: a PR number or a full commit id (lower-cased).
 pub fn parse_cause(value: &str) -> Result<Cause, FieldError> {
     let bytes = value.as_bytes();
-    let is_pr = !bytes.is_empty()
-        && bytes.len() <= 10
-        && bytes[0] != b'0'
-        && bytes.iter().all(u8::is_ascii_digit);
+    let is_pr = !bytes.is_empty() && bytes.len() <= 10 && bytes[0] != b'0' && bytes.iter().all(u8::is_ascii_digit);
     if is_pr {
-        return value
-            .parse()
-            .map(|id| Cause::PullRequest { id })
-            .map_err(|_| FieldError::Cause(value.to_owned()));
+        return value.parse().map(|id| Cause::PullRequest { id }).map_err(|_| FieldError::Cause(value.to_owned()));
     }
     if (bytes.len() == 40 || bytes.len() == 64) && bytes.iter().all(u8::is_ascii_hexdigit) {
         return Ok(Cause::Commit { sha: value.to_ascii_lowercase() });
@@ -166,9 +152,7 @@ impl RepoPolicy {
             None => (None, fullname.to_owned()),
         };
         if !is_pagure_name(&name) || !namespace.as_deref().is_none_or(is_pagure_name) || name.contains('/') {
-            return Err(format!(
-                "project `{fullname}` is not a Pagure full name (`name` or `namespace/name`)"
-            ));
+            return Err(format!("project `{fullname}` is not a Pagure full name (`name` or `namespace/name`)"));
         }
         Ok(RepoPolicy { base, base_path, namespace, name, allow_forks })
     }
@@ -186,12 +170,7 @@ impl RepoPolicy {
 
     /// The canonical clone URL of the project, or of a user's fork of it.
     pub fn clone_url(&self, fork_user: Option<&str>) -> String {
-        let mut url = format!(
-            "{}://{}{}",
-            self.base.scheme(),
-            authority(&self.base),
-            self.base_path
-        );
+        let mut url = format!("{}://{}{}", self.base.scheme(), authority(&self.base), self.base_path);
         if let Some(user) = fork_user {
             url.push_str("/forks/");
             url.push_str(user);
@@ -207,18 +186,12 @@ impl RepoPolicy {
         if candidate.is_empty() || candidate.len() > 2048 {
             return Err(RepoError::Length);
         }
-        if candidate
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '\\' | '%' | '@' | '?' | '#'))
-        {
+        if candidate.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '\\' | '%' | '@' | '?' | '#')) {
             return Err(RepoError::Characters);
         }
         let url = Url::parse(candidate).map_err(|_| RepoError::Syntax)?;
         if url.scheme() != self.base.scheme() {
-            return Err(RepoError::Scheme {
-                found: url.scheme().to_owned(),
-                expected: self.base.scheme().to_owned(),
-            });
+            return Err(RepoError::Scheme { found: url.scheme().to_owned(), expected: self.base.scheme().to_owned() });
         }
         if !same_host(&url, &self.base) {
             return Err(RepoError::Host);
@@ -239,18 +212,12 @@ impl RepoPolicy {
         }
         let fullname = self.fullname();
         let fork_user = match components.as_slice() {
-            ["forks", user, tail @ ..] if self.allow_forks && tail.join("/") == fullname => {
-                Some((*user).to_owned())
-            }
+            ["forks", user, tail @ ..] if self.allow_forks && tail.join("/") == fullname => Some((*user).to_owned()),
             _ if rest == fullname => None,
             _ => return Err(path_error),
         };
-        let project = ProjectRef {
-            key: key.to_owned(),
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
-            fork_user,
-        };
+        let project =
+            ProjectRef { key: key.to_owned(), namespace: self.namespace.clone(), name: self.name.clone(), fork_user };
         Ok((self.clone_url(project.fork_user.as_deref()), project))
     }
 }
@@ -288,8 +255,29 @@ mod tests {
             assert_eq!(check_branch(good), Ok(()), "{good}");
         }
         for bad in [
-            "", "-x", "@", "/a", "a/", "a//b", "a.", "a..b", "a@{1}", "a b", "a~1", "a^", "a:b", "a?",
-            "a*", "a[", "a\\b", ".hidden", "a/.b", "x.lock", "a/b.lock/c", "tab\there", "nul\0",
+            "",
+            "-x",
+            "@",
+            "/a",
+            "a/",
+            "a//b",
+            "a.",
+            "a..b",
+            "a@{1}",
+            "a b",
+            "a~1",
+            "a^",
+            "a:b",
+            "a?",
+            "a*",
+            "a[",
+            "a\\b",
+            ".hidden",
+            "a/.b",
+            "x.lock",
+            "a/b.lock/c",
+            "tab\there",
+            "nul\0",
         ] {
             assert!(check_branch(bad).is_err(), "{bad:?} accepted");
         }
@@ -324,9 +312,15 @@ mod tests {
         assert_eq!(url, "https://pagure.io/forks/bob/rpms/demo.git");
         assert_eq!(project.fork_user.as_deref(), Some("bob"));
         let git = RepoPolicy::new("git://127.0.0.1:5602", "demo", true).expect("policy");
-        assert_eq!(git.check("k", "git://127.0.0.1:5602/forks/bob/demo.git").expect("ok").0, "git://127.0.0.1:5602/forks/bob/demo.git");
+        assert_eq!(
+            git.check("k", "git://127.0.0.1:5602/forks/bob/demo.git").expect("ok").0,
+            "git://127.0.0.1:5602/forks/bob/demo.git"
+        );
         let sub = RepoPolicy::new("https://example.com/git/", "demo", false).expect("policy");
-        assert_eq!(sub.check("k", "https://example.com/git/demo.git").expect("ok").0, "https://example.com/git/demo.git");
+        assert_eq!(
+            sub.check("k", "https://example.com/git/demo.git").expect("ok").0,
+            "https://example.com/git/demo.git"
+        );
         assert!(sub.check("k", "https://example.com/demo.git").is_err());
         assert!(sub.check("k", "https://example.com/git/forks/bob/demo.git").is_err());
     }
