@@ -71,14 +71,12 @@ pub const CAPTURE_HOOK_TOKEN: &str = "UIX8VLL3OC07G9OR8K9V1S5VNMOEFD80IJJI1HN7";
 pub const CAPTURE_CI_TOKEN: &str = "MKKMQGHTH104Z0A1Z6IJ5IE3QUS7XA9P";
 
 /// The project the captures come from, as configuration (`[projects.demo-job]`).
-pub const CAPTURE_PROJECT_TOML: &str = r#"
-[projects.demo-job]
-pagure_url = "http://127.0.0.1:5600/"
-git_url = "git://127.0.0.1:5602"
-project = "demo"
-pipeline = "demo-ci"
-allow_insecure_git_url = true
-"#;
+pub const CAPTURE_PROJECT_TOML: &str = include_str!("fixtures/capture-project.toml");
+
+/// The capture project under another key, with extra settings appended (e.g. `triggers`).
+pub fn capture_project_as(key: &str, extra: &str) -> String {
+    format!("{}{extra}\n", CAPTURE_PROJECT_TOML.replace("[projects.demo-job]", &format!("[projects.\"{key}\"]")))
+}
 
 pub fn capture_secrets_json() -> String {
     serde_json::json!({"projects": {"demo-job": {

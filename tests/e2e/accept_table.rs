@@ -1,41 +1,21 @@
 //! Every kind of bad input, through the real handler: right status, JSON error body with a
 //! code and a reason, nothing queued, and no credential in any log line.
 
-use e2e_tests::{CAPTURE_CI_TOKEN, CAPTURE_HOOK_TOKEN, capture_logs, local_service, trigger_request, webhook_headers};
+use e2e_tests::{
+    CAPTURE_CI_TOKEN, CAPTURE_HOOK_TOKEN, CAPTURE_PROJECT_TOML, capture_logs, capture_project_as, local_service,
+    trigger_request, webhook_headers,
+};
 
-const CONFIG: &str = r#"
-[accept]
-source_cidrs = ["127.0.0.0/8", "::1/128"]
-
-[projects.demo-job]
-pagure_url = "http://127.0.0.1:5600/"
-git_url = "git://127.0.0.1:5602"
-project = "demo"
-pipeline = "demo-ci"
-allow_insecure_git_url = true
-
-[projects.jenkins-only]
-pagure_url = "http://127.0.0.1:5600/"
-git_url = "git://127.0.0.1:5602"
-project = "demo"
-pipeline = "demo-ci"
-allow_insecure_git_url = true
-triggers = ["jenkins"]
-
-[projects."folder/secured"]
-pagure_url = "http://127.0.0.1:5600/"
-git_url = "git://127.0.0.1:5602"
-project = "demo"
-pipeline = "demo-ci"
-allow_insecure_git_url = true
-
-[projects.no-secrets]
-pagure_url = "http://127.0.0.1:5600/"
-git_url = "git://127.0.0.1:5602"
-project = "demo"
-pipeline = "demo-ci"
-allow_insecure_git_url = true
-"#;
+fn config() -> String {
+    [
+        "[accept]\nsource_cidrs = [\"127.0.0.0/8\", \"::1/128\"]\n".to_owned(),
+        CAPTURE_PROJECT_TOML.to_owned(),
+        capture_project_as("jenkins-only", "triggers = [\"jenkins\"]"),
+        capture_project_as("folder/secured", ""),
+        capture_project_as("no-secrets", ""),
+    ]
+    .concat()
+}
 
 const BASIC_PASSWORD: &str = "basic-password-s3cret";
 
@@ -217,7 +197,7 @@ fn every_bad_input_is_refused_with_a_reason_and_nothing_is_queued() {
     let cases = cases();
     assert!(cases.len() >= 60, "{} cases", cases.len());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let (service, mut queued) = local_service(CONFIG, &secrets());
+    let (service, mut queued) = local_service(&config(), &secrets());
     let (failures, logs) = capture_logs(|| {
         runtime.block_on(async {
             let mut failures = Vec::new();

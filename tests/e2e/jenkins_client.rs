@@ -1,7 +1,7 @@
 //! The real python-jenkins client (the version Pagure pins) against local mode over HTTP,
 //! called exactly as Pagure's `pagure/api/ci/jenkins.py` calls it.
 
-use e2e_tests::{CAPTURE_CI_TOKEN, CAPTURE_HOOK_TOKEN, CAPTURE_PROJECT_TOML, LocalBridge, venv};
+use e2e_tests::{CAPTURE_CI_TOKEN, CAPTURE_HOOK_TOKEN, CAPTURE_PROJECT_TOML, LocalBridge, capture_project_as, venv};
 
 /// pagure/api/ci/jenkins.py:253-260, with the values as arguments.
 const PAGURE_TRIGGER: &str = r#"
@@ -12,21 +12,16 @@ server = jenkins.Jenkins(url, username=user or None, password=password or None)
 print(server.build_job(name=job, parameters=data, token=token))
 "#;
 
-const SECURED: &str = r#"
-[projects."folder/secured"]
-pagure_url = "http://127.0.0.1:5600/"
-git_url = "git://127.0.0.1:5602"
-project = "demo"
-pipeline = "demo-ci"
-allow_insecure_git_url = true
-"#;
-
 async fn bridge() -> LocalBridge {
     let secrets = serde_json::json!({"projects": {
         "demo-job": {"trigger_token": CAPTURE_CI_TOKEN, "hook_token": CAPTURE_HOOK_TOKEN},
         "folder/secured": {"trigger_token": CAPTURE_CI_TOKEN, "jenkins_username": "pagure", "jenkins_password": "ci-p4ss"},
     }});
-    LocalBridge::start(&format!("{CAPTURE_PROJECT_TOML}{SECURED}"), &secrets.to_string()).await
+    LocalBridge::start(
+        &format!("{CAPTURE_PROJECT_TOML}{}", capture_project_as("folder/secured", "")),
+        &secrets.to_string(),
+    )
+    .await
 }
 
 /// Runs the trigger; returns (exit ok, stdout, stderr).

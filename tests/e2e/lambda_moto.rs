@@ -7,17 +7,13 @@ use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use base64::Engine as _;
 use bridge_core::config::AcceptLambdaConfig;
 use bridge_core::model::BuildRequest;
-use e2e_tests::{CAPTURE_CI_TOKEN, Moto, capture_secrets_json, webhook_capture};
+use e2e_tests::{CAPTURE_CI_TOKEN, CAPTURE_PROJECT_TOML, Moto, capture_secrets_json, webhook_capture};
 use lambda_http::request::LambdaRequest;
 
-const PROJECTS: &str = r#"
-[demo-job]
-pagure_url = "http://127.0.0.1:5600/"
-git_url = "git://127.0.0.1:5602"
-project = "demo"
-pipeline = "demo-ci"
-allow_insecure_git_url = true
-"#;
+/// `PCB_PROJECTS`: the capture project as a top-level table.
+fn projects() -> String {
+    CAPTURE_PROJECT_TOML.replace("[projects.demo-job]", "[demo-job]")
+}
 
 /// A Lambda function URL event (payload format 2.0), as AWS delivers it.
 fn function_url_event(
@@ -129,7 +125,8 @@ async fn function_url_events_land_in_sqs() {
     let queue_url = aws.queue("pcb-builds").await;
     let fifo_url = aws.queue("pcb-builds.fifo").await;
     aws.secret("pcb-secrets", &capture_secrets_json()).await;
-    let base = [("PCB_SECRET_ID", "pcb-secrets"), ("PCB_PROJECTS", PROJECTS)];
+    let projects = projects();
+    let base = [("PCB_SECRET_ID", "pcb-secrets"), ("PCB_PROJECTS", projects.as_str())];
     let service = aws.service(&[base[0], base[1], ("PCB_QUEUE_URL", &queue_url)]);
 
     // pagure-ci's Jenkins-style call through the function URL
@@ -206,19 +203,20 @@ async fn function_url_events_land_in_sqs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_rotate_after_the_ttl_and_outages_answer_503() {
+    let projects = projects();
     let moto = Moto::start();
     let aws = aws(&moto).await;
     let queue_url = aws.queue("pcb-builds").await;
     aws.secret("pcb-secrets", &capture_secrets_json()).await;
     let fresh = aws.service(&[
         ("PCB_SECRET_ID", "pcb-secrets"),
-        ("PCB_PROJECTS", PROJECTS),
+        ("PCB_PROJECTS", &projects),
         ("PCB_QUEUE_URL", &queue_url),
         ("PCB_SECRETS_TTL_SECONDS", "0"),
     ]);
     let cached = aws.service(&[
         ("PCB_SECRET_ID", "pcb-secrets"),
-        ("PCB_PROJECTS", PROJECTS),
+        ("PCB_PROJECTS", &projects),
         ("PCB_QUEUE_URL", &queue_url),
         ("PCB_SECRETS_TTL_SECONDS", "3600"),
     ]);
@@ -237,14 +235,14 @@ async fn secrets_rotate_after_the_ttl_and_outages_answer_503() {
 
     let no_queue = aws.service(&[
         ("PCB_SECRET_ID", "pcb-secrets"),
-        ("PCB_PROJECTS", PROJECTS),
+        ("PCB_PROJECTS", &projects),
         ("PCB_QUEUE_URL", &format!("{}/000000000000/missing", moto.endpoint)),
     ]);
     let (status, body, _) = call(&no_queue, jenkins("ROTATEDTOKEN0000000000000000000")).await;
     assert_eq!((status, body["error"].as_str()), (503, Some("queue_unavailable")), "{body}");
 
     let no_secret =
-        aws.service(&[("PCB_SECRET_ID", "missing"), ("PCB_PROJECTS", PROJECTS), ("PCB_QUEUE_URL", &queue_url)]);
+        aws.service(&[("PCB_SECRET_ID", "missing"), ("PCB_PROJECTS", &projects), ("PCB_QUEUE_URL", &queue_url)]);
     let (status, body, _) = call(&no_secret, jenkins(CAPTURE_CI_TOKEN)).await;
     assert_eq!((status, body["error"].as_str()), (503, Some("secrets_unavailable")), "{body}");
     assert!(aws.receive(&queue_url).await.is_empty(), "nothing queued by the failures");

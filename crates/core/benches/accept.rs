@@ -8,16 +8,8 @@ use bridge_core::config::LocalConfig;
 use bridge_core::ports::{InProcessQueue, SecretsDocument, StaticSecrets};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-const CONFIG: &str = r#"
-[secrets]
-file = "unused"
-[projects.demo-job]
-pagure_url = "http://127.0.0.1:5600/"
-git_url = "git://127.0.0.1:5602"
-project = "demo"
-pipeline = "demo-ci"
-allow_insecure_git_url = true
-"#;
+const CONFIG: &str =
+    concat!("[secrets]\nfile = \"unused\"\n", include_str!("../../../tests/fixtures/capture-project.toml"));
 const TOKEN: &str = "MKKMQGHTH104Z0A1Z6IJ5IE3QUS7XA9P";
 const HOOK: &str = "UIX8VLL3OC07G9OR8K9V1S5VNMOEFD80IJJI1HN7";
 

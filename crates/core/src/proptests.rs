@@ -12,16 +12,8 @@ use crate::ports::{InProcessQueue, SecretsDocument, StaticSecrets};
 use crate::trigger::{parse_jenkins, parse_json, parse_webhook};
 use crate::validate::{RepoPolicy, check_branch, parse_cause};
 
-const CONFIG: &str = r#"
-[secrets]
-file = "unused"
-[projects.demo-job]
-pagure_url = "http://127.0.0.1:5600/"
-git_url = "git://127.0.0.1:5602"
-project = "demo"
-pipeline = "demo-ci"
-allow_insecure_git_url = true
-"#;
+const CONFIG: &str =
+    concat!("[secrets]\nfile = \"unused\"\n", include_str!("../../../tests/fixtures/capture-project.toml"));
 
 fn config() -> LocalConfig {
     LocalConfig::parse(CONFIG, std::path::Path::new("/")).expect("config")
