@@ -8,12 +8,16 @@
 //! - [`accept`]: the HTTP-agnostic accept handler served by the Lambda and by local mode.
 //! - [`config`]: typed configuration from a TOML file or the environment.
 //! - [`ports`]: the `Queue` and `Secrets` ports, with their local adapters.
+//! - [`buildspec`]: the trigger injected into the default branch's buildspec.
+//! - [`archive`]: the deterministic, streaming, link-safe source zip.
 //!
 //! An architecture test (`tests/architecture.rs` of the e2e crate) fails if this crate ever
 //! depends on an `aws-*` or `lambda*` crate.
 
 pub mod accept;
+pub mod archive;
 pub mod auth;
+pub mod buildspec;
 pub mod config;
 pub mod error;
 pub mod model;
