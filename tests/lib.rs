@@ -11,6 +11,8 @@ use bridge_core::config::LocalConfig;
 use bridge_core::model::BuildRequest;
 use tokio::sync::{mpsc, oneshot};
 
+pub mod git_server;
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned()
@@ -190,6 +192,14 @@ impl Drop for LocalBridge {
             let _ = stop.send(());
         }
     }
+}
+
+/// A fresh empty folder under the system temp folder.
+pub fn temp_dir(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pcb-{label}-{}", uuid_like()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
 }
 
 fn uuid_like() -> String {

@@ -2,6 +2,7 @@
 
 mod accept_table;
 mod architecture;
+mod git_fetch;
 mod jenkins_client;
 mod lambda_moto;
 mod local_http;

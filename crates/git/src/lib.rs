@@ -1,0 +1,328 @@
+//! Fetching what a build request names, with git2 (libgit2, linked statically):
+//!
+//! 1. the **target** project's default branch, read from the remote's `HEAD` (Fedora's
+//!    dist-git uses `rawhide`, not `main`), shallowly, to read the buildspec from it: the
+//!    tree being built never supplies its own build instructions;
+//! 2. the tree to build: for a commit, the branch shallowly, deepened in bounded steps
+//!    until the commit is there; for a pull request, `refs/pull/<id>/head` of the target
+//!    repository (Pagure keeps it for same-project, fork and remote PRs);
+//! 3. a checkout of exactly that commit.
+//!
+//! The caller has checked the URLs against the project's allow-list; here redirects are
+//! never followed, so a fetch cannot be sent to another host. Size and time limits abort a
+//! transfer with a terminal error; network trouble and server errors are transient.
+
+use std::cell::Cell;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bridge_core::auth::Secret;
+use bridge_core::model::{BuildRequest, Cause};
+use git2::{
+    AutotagOption, CertificateCheckStatus, Cred, Direction, ErrorClass, FetchOptions, Oid, RemoteCallbacks,
+    RemoteRedirect, Repository, build::CheckoutBuilder,
+};
+
+/// Limits and choices for one fetch.
+#[derive(Debug, Clone)]
+pub struct FetchSettings {
+    /// Whole fetch (all transfers) must finish within this.
+    pub deadline: Duration,
+    /// Most bytes received over all transfers.
+    pub max_bytes: u64,
+    /// Depths tried in turn for a commit that is not the branch tip.
+    pub deepen_steps: Vec<i32>,
+    /// Buildspec paths tried in order on the default branch.
+    pub buildspec_paths: Vec<String>,
+}
+
+impl Default for FetchSettings {
+    fn default() -> Self {
+        FetchSettings {
+            deadline: Duration::from_secs(300),
+            max_bytes: 2 * 1024 * 1024 * 1024,
+            deepen_steps: vec![1, 16, 128, 1024],
+            buildspec_paths: vec!["buildspec.yml".into(), "buildspec.yaml".into()],
+        }
+    }
+}
+
+/// HTTP credentials for private repositories.
+#[derive(Debug, Clone)]
+pub struct GitCredentials {
+    pub username: String,
+    pub password: Secret,
+}
+
+/// What was fetched and checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// The commit checked out (for a PR, the resolved head).
+    pub commit: String,
+    /// The target's default branch name, without `refs/heads/`.
+    pub default_branch: String,
+    /// The buildspec's path and content, from the default branch.
+    pub buildspec_path: String,
+    pub buildspec: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("no {tried} on the default branch `{branch}` of `{project}`")]
+    NoBuildspec { tried: String, branch: String, project: String },
+    #[error("`{path}` on the default branch `{branch}` is not a regular file")]
+    BuildspecNotAFile { path: String, branch: String },
+    #[error("the repository has no default branch (its HEAD points nowhere)")]
+    NoDefaultBranch,
+    #[error("branch `{branch}` does not exist (any more) in the repository")]
+    BranchGone { branch: String },
+    #[error(
+        "commit {sha} is not among the last {depth} commits of branch `{branch}` (force-pushed away, or on another branch)"
+    )]
+    CommitNotOnBranch { sha: String, branch: String, depth: i32 },
+    #[error("pull request #{id} has no head in the target repository (refs/pull/{id}/head)")]
+    PullRequestGone { id: u64 },
+    #[error("the repository was not found or access was refused: {0}")]
+    Refused(String),
+    #[error("the fetch received more than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("the fetch took longer than {0:?}")]
+    TimedOut(Duration),
+    #[error("git: {0}")]
+    Transient(String),
+    #[error("local git storage: {0}")]
+    Local(String),
+}
+
+impl FetchError {
+    /// Terminal errors will not go away by retrying: the request fails for good.
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self, FetchError::Transient(_) | FetchError::Local(_))
+    }
+}
+
+/// Sets libgit2's connect and I/O timeouts (process-wide). Call once from `main`, before
+/// any thread is spawned: a server that accepts and then says nothing must not hang a
+/// worker (the per-transfer deadline only runs while data arrives).
+#[allow(unsafe_code)]
+pub fn init_timeouts(connect: Duration, io: Duration) -> Result<(), String> {
+    let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: these write two C globals without synchronisation; the contract is to call
+    // this before other threads use libgit2, which is what `main` (and the test harness,
+    // once, before its first fetch) does.
+    unsafe {
+        git2::opts::set_server_connect_timeout_in_milliseconds(ms(connect)).map_err(|e| e.to_string())?;
+        git2::opts::set_server_timeout_in_milliseconds(ms(io)).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Tracks the budget shared by all transfers of one fetch.
+struct Budget {
+    started: Instant,
+    settings: FetchSettings,
+    received: Cell<u64>,
+    /// Set by the progress callback when it aborts, to tell the abort from other errors.
+    exceeded: Cell<Option<Exceeded>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Exceeded {
+    Bytes,
+    Time,
+}
+
+impl Budget {
+    fn error(&self, error: git2::Error) -> FetchError {
+        match self.exceeded.get() {
+            Some(Exceeded::Bytes) => FetchError::TooLarge { limit: self.settings.max_bytes },
+            Some(Exceeded::Time) => FetchError::TimedOut(self.settings.deadline),
+            None => classify(error, self.started.elapsed() >= self.settings.deadline, self.settings.deadline),
+        }
+    }
+}
+
+fn classify(error: git2::Error, late: bool, deadline: Duration) -> FetchError {
+    let message = error.message().to_owned();
+    if late || message.contains("timed out") {
+        return FetchError::TimedOut(deadline);
+    }
+    match error.class() {
+        ErrorClass::Http if message.contains("401") || message.contains("403") || message.contains("404") => {
+            FetchError::Refused(message)
+        }
+        ErrorClass::Net | ErrorClass::Http | ErrorClass::Ssl | ErrorClass::Os | ErrorClass::Callback => {
+            FetchError::Transient(message)
+        }
+        _ => FetchError::Transient(message),
+    }
+}
+
+fn callbacks<'a>(budget: &'a Budget, credentials: Option<&'a GitCredentials>) -> RemoteCallbacks<'a> {
+    let mut callbacks = RemoteCallbacks::new();
+    let base = budget.received.get();
+    callbacks.transfer_progress(move |progress| {
+        let received = base + progress.received_bytes() as u64;
+        budget.received.set(received);
+        if received > budget.settings.max_bytes {
+            budget.exceeded.set(Some(Exceeded::Bytes));
+            return false;
+        }
+        if budget.started.elapsed() > budget.settings.deadline {
+            budget.exceeded.set(Some(Exceeded::Time));
+            return false;
+        }
+        true
+    });
+    let tried = Cell::new(false);
+    callbacks.credentials(move |_url, _user, _allowed| match credentials {
+        // libgit2 asks again after a refusal: answer once, then give up.
+        Some(c) if !tried.replace(true) => Cred::userpass_plaintext(&c.username, c.password.expose()),
+        _ => Err(git2::Error::from_str("the repository needs credentials the bridge does not have")),
+    });
+    // Certificates are checked by libgit2's TLS as usual; this only keeps the default.
+    callbacks.certificate_check(|_, _| Ok(CertificateCheckStatus::CertificatePassthrough));
+    callbacks
+}
+
+fn fetch_options<'a>(budget: &'a Budget, credentials: Option<&'a GitCredentials>, depth: i32) -> FetchOptions<'a> {
+    let mut options = FetchOptions::new();
+    options
+        .remote_callbacks(callbacks(budget, credentials))
+        .follow_redirects(RemoteRedirect::None)
+        .download_tags(AutotagOption::None)
+        .update_fetchhead(false)
+        .depth(depth);
+    options
+}
+
+/// Lists the remote's refs: its default branch and the heads it advertises.
+fn list_remote(
+    repo: &Repository,
+    url: &str,
+    budget: &Budget,
+    credentials: Option<&GitCredentials>,
+) -> Result<(Option<String>, Vec<(String, Oid)>), FetchError> {
+    let mut remote = repo.remote_anonymous(url).map_err(|e| FetchError::Local(e.to_string()))?;
+    let connection = remote
+        .connect_auth(Direction::Fetch, Some(callbacks(budget, credentials)), None)
+        .map_err(|e| budget.error(e))?;
+    let default = connection.default_branch().ok().and_then(|b| b.as_str().ok().map(str::to_owned));
+    let heads = connection
+        .list()
+        .map_err(|e| budget.error(e))?
+        .iter()
+        .map(|head| (head.name().to_owned(), head.oid()))
+        .collect();
+    Ok((default, heads))
+}
+
+fn fetch_ref(
+    repo: &Repository,
+    url: &str,
+    refspec: &str,
+    depth: i32,
+    budget: &Budget,
+    credentials: Option<&GitCredentials>,
+) -> Result<(), FetchError> {
+    let mut remote = repo.remote_anonymous(url).map_err(|e| FetchError::Local(e.to_string()))?;
+    remote.fetch(&[refspec], Some(&mut fetch_options(budget, credentials, depth)), None).map_err(|e| budget.error(e))
+}
+
+fn reference_oid(repo: &Repository, name: &str) -> Option<Oid> {
+    repo.find_reference(name).ok().and_then(|r| r.peel_to_commit().ok()).map(|c| c.id())
+}
+
+/// Fetches and checks out what `request` names into `dest` (an empty directory).
+/// `target_url` is the target project's clone URL (for the default branch and PR heads).
+pub fn fetch_build(
+    request: &BuildRequest,
+    target_url: &str,
+    dest: &Path,
+    settings: &FetchSettings,
+    credentials: Option<&GitCredentials>,
+) -> Result<Fetched, FetchError> {
+    let budget = Budget {
+        started: Instant::now(),
+        settings: settings.clone(),
+        received: Cell::new(0),
+        exceeded: Cell::new(None),
+    };
+    let repo = Repository::init(dest).map_err(|e| FetchError::Local(e.to_string()))?;
+
+    // 1. The default branch of the target, and the buildspec from it.
+    let (default_ref, _) = list_remote(&repo, target_url, &budget, credentials)?;
+    let default_ref = default_ref.ok_or(FetchError::NoDefaultBranch)?;
+    let default_branch = default_ref.strip_prefix("refs/heads/").unwrap_or(&default_ref).to_owned();
+    fetch_ref(&repo, target_url, &format!("+{default_ref}:refs/bridge/default"), 1, &budget, credentials)?;
+    let default_oid = reference_oid(&repo, "refs/bridge/default").ok_or(FetchError::NoDefaultBranch)?;
+    let (buildspec_path, buildspec) = read_buildspec(&repo, default_oid, &default_branch, request, settings)?;
+
+    // 2. The commit to build.
+    let commit = match &request.cause {
+        Cause::PullRequest { id } => {
+            fetch_ref(&repo, target_url, &format!("+refs/pull/{id}/head:refs/bridge/build"), 1, &budget, credentials)?;
+            reference_oid(&repo, "refs/bridge/build").ok_or(FetchError::PullRequestGone { id: *id })?
+        }
+        Cause::Commit { sha } => {
+            let wanted = Oid::from_str(sha).map_err(|e| FetchError::Local(e.to_string()))?;
+            let branch_ref = format!("refs/heads/{}", request.branch);
+            let (_, heads) = list_remote(&repo, &request.repo_url, &budget, credentials)?;
+            if !heads.iter().any(|(name, _)| *name == branch_ref) {
+                return Err(FetchError::BranchGone { branch: request.branch.clone() });
+            }
+            let mut found = false;
+            let mut depth = 0;
+            for step in &settings.deepen_steps {
+                depth = *step;
+                fetch_ref(
+                    &repo,
+                    &request.repo_url,
+                    &format!("+{branch_ref}:refs/bridge/build"),
+                    depth,
+                    &budget,
+                    credentials,
+                )?;
+                if repo.find_commit(wanted).is_ok() {
+                    found = true;
+                    break;
+                }
+            }
+            if !found {
+                return Err(FetchError::CommitNotOnBranch { sha: sha.clone(), branch: request.branch.clone(), depth });
+            }
+            wanted
+        }
+    };
+
+    // 3. Check it out.
+    let object = repo.find_object(commit, None).map_err(|e| FetchError::Local(e.to_string()))?;
+    repo.checkout_tree(&object, Some(CheckoutBuilder::new().force()))
+        .map_err(|e| FetchError::Local(format!("checkout: {}", e.message())))?;
+    repo.set_head_detached(commit).map_err(|e| FetchError::Local(e.to_string()))?;
+    Ok(Fetched { commit: commit.to_string(), default_branch, buildspec_path, buildspec })
+}
+
+fn read_buildspec(
+    repo: &Repository,
+    default_oid: Oid,
+    branch: &str,
+    request: &BuildRequest,
+    settings: &FetchSettings,
+) -> Result<(String, Vec<u8>), FetchError> {
+    let tree = repo.find_commit(default_oid).and_then(|c| c.tree()).map_err(|e| FetchError::Local(e.to_string()))?;
+    for path in &settings.buildspec_paths {
+        let Ok(entry) = tree.get_path(Path::new(path)) else { continue };
+        // A blob with mode 100644/100755; a link (120000) or a directory is refused.
+        if entry.filemode() != 0o100644 && entry.filemode() != 0o100755 {
+            return Err(FetchError::BuildspecNotAFile { path: path.clone(), branch: branch.to_owned() });
+        }
+        let blob = repo.find_blob(entry.id()).map_err(|e| FetchError::Local(e.to_string()))?;
+        return Ok((path.clone(), blob.content().to_vec()));
+    }
+    Err(FetchError::NoBuildspec {
+        tried: settings.buildspec_paths.join(" or "),
+        branch: branch.to_owned(),
+        project: request.project.target_fullname(),
+    })
+}

@@ -1,0 +1,286 @@
+//! bridge-git against `git http-backend` over smart HTTP: default branch from HEAD
+//! (`rawhide`), the buildspec from it and never from the tree being built, commit and
+//! pull-request causes (same project and fork), and every way a fetch ends badly.
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Once;
+use std::time::Duration;
+
+use bridge_core::model::{BuildRequest, BuildTarget, Cause, ProjectRef, TriggerKind};
+use bridge_git::{FetchError, FetchSettings, Fetched, fetch_build};
+use e2e_tests::git_server::{Fault, GitServer, git};
+use e2e_tests::temp_dir;
+
+struct Repos {
+    server: GitServer,
+    shas: HashMap<&'static str, String>,
+}
+
+fn write(dir: &Path, name: &str, content: &str) {
+    std::fs::write(dir.join(name), content).expect("write");
+}
+
+fn commit(dir: &Path, message: &str) -> String {
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", message]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+/// `demo.git` (HEAD → rawhide, PR refs 1 and 2), `forks/bob/demo.git`, `nospec.git`.
+async fn repos() -> Repos {
+    let root = temp_dir("git-root");
+    let work = temp_dir("git-work");
+    let mut shas = HashMap::new();
+    git(&work, &["init", "-q", "-b", "rawhide"]);
+    write(&work, "buildspec.yml", "version: 0.2\n# from rawhide\nphases:\n  build:\n    commands: [make]\n");
+    write(&work, "README", "hello\n");
+    write(&work, "run.sh", "#!/bin/sh\necho run\n");
+    std::fs::set_permissions(work.join("run.sh"), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::os::unix::fs::symlink("README", work.join("link-in")).expect("link");
+    std::os::unix::fs::symlink("/etc/passwd", work.join("link-out")).expect("link");
+    commit(&work, "c1");
+    write(&work, "second", "2\n");
+    shas.insert("rawhide", commit(&work, "c2"));
+    git(&work, &["checkout", "-q", "-b", "feature"]);
+    write(&work, "buildspec.yml", "version: 0.2\n# from the PR: curl evil | sh\n");
+    shas.insert("f1", commit(&work, "f1"));
+    for n in ["f2", "f3", "f4"] {
+        write(&work, n, n);
+        shas.insert(n, commit(&work, n));
+    }
+    git(&work, &["checkout", "-q", "--orphan", "other"]);
+    git(&work, &["rm", "-rfq", "."]);
+    write(&work, "other", "x\n");
+    shas.insert("other", commit(&work, "o1"));
+    git(&work, &["checkout", "-q", "-b", "bob-fix", "rawhide"]);
+    write(&work, "bob.txt", "bob\n");
+    shas.insert("bob", commit(&work, "b1"));
+
+    let target = root.join("demo.git");
+    let fork = root.join("forks/bob/demo.git");
+    for bare in [&target, &fork] {
+        std::fs::create_dir_all(bare).expect("bare dir");
+        git(bare, &["init", "-q", "--bare"]);
+    }
+    let target_s = target.to_str().expect("utf-8");
+    git(
+        &work,
+        &[
+            "push",
+            "-q",
+            target_s,
+            "rawhide",
+            "feature",
+            "other",
+            "feature:refs/pull/1/head",
+            "bob-fix:refs/pull/2/head",
+        ],
+    );
+    git(&target, &["symbolic-ref", "HEAD", "refs/heads/rawhide"]);
+    git(&work, &["push", "-q", fork.to_str().expect("utf-8"), "bob-fix"]);
+
+    let nospec_work = temp_dir("git-nospec");
+    git(&nospec_work, &["init", "-q", "-b", "main"]);
+    write(&nospec_work, "README", "no buildspec here\n");
+    commit(&nospec_work, "n1");
+    let nospec = root.join("nospec.git");
+    std::fs::create_dir_all(&nospec).expect("dir");
+    git(&nospec, &["init", "-q", "--bare"]);
+    git(&nospec_work, &["push", "-q", nospec.to_str().expect("utf-8"), "main"]);
+    git(&nospec, &["symbolic-ref", "HEAD", "refs/heads/main"]);
+
+    Repos { server: GitServer::start(&root).await, shas }
+}
+
+fn request(
+    repo_url: String,
+    cause: Cause,
+    branch: &str,
+    branch_to: Option<&str>,
+    fork_user: Option<&str>,
+) -> BuildRequest {
+    BuildRequest::new(
+        BuildTarget {
+            project: ProjectRef {
+                key: "demo".into(),
+                namespace: None,
+                name: "demo".into(),
+                fork_user: fork_user.map(String::from),
+            },
+            repo_url,
+            cause,
+            branch: branch.into(),
+            branch_to: branch_to.map(String::from),
+        },
+        TriggerKind::Json,
+        time::OffsetDateTime::now_utc(),
+    )
+}
+
+fn settings() -> FetchSettings {
+    FetchSettings { deadline: Duration::from_secs(20), deepen_steps: vec![1, 2, 4], ..FetchSettings::default() }
+}
+
+async fn fetch(
+    request: BuildRequest,
+    target: String,
+    settings: FetchSettings,
+) -> (Result<Fetched, FetchError>, std::path::PathBuf) {
+    static TIMEOUTS: Once = Once::new();
+    TIMEOUTS.call_once(|| bridge_git::init_timeouts(Duration::from_secs(3), Duration::from_secs(3)).expect("timeouts"));
+    let dest = temp_dir("checkout");
+    let into = dest.clone();
+    let result = tokio::task::spawn_blocking(move || fetch_build(&request, &target, &into, &settings, None))
+        .await
+        .expect("join");
+    (result, dest)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_and_pull_requests_check_out_with_the_default_branch_buildspec() {
+    let repos = repos().await;
+    let target = repos.server.url("demo.git");
+
+    // the branch tip
+    let sha = repos.shas["f4"].clone();
+    let (fetched, dest) = fetch(
+        request(target.clone(), Cause::Commit { sha: sha.clone() }, "feature", None, None),
+        target.clone(),
+        settings(),
+    )
+    .await;
+    let fetched = fetched.expect("fetch");
+    assert_eq!(fetched.commit, sha);
+    assert_eq!(fetched.default_branch, "rawhide");
+    assert_eq!(fetched.buildspec_path, "buildspec.yml");
+    assert!(
+        String::from_utf8_lossy(&fetched.buildspec).contains("# from rawhide"),
+        "the PR's buildspec must not be used"
+    );
+    assert!(
+        std::fs::read_to_string(dest.join("buildspec.yml")).expect("tree").contains("from the PR"),
+        "the tree is the branch's"
+    );
+    assert_eq!(std::fs::metadata(dest.join("run.sh")).expect("run.sh").permissions().mode() & 0o777, 0o755);
+    assert_eq!(std::fs::read_link(dest.join("link-out")).expect("link"), Path::new("/etc/passwd"));
+    assert!(dest.join("f4").exists());
+
+    // an older commit: found by deepening
+    let sha = repos.shas["f1"].clone();
+    let (fetched, dest) = fetch(
+        request(target.clone(), Cause::Commit { sha: sha.clone() }, "feature", None, None),
+        target.clone(),
+        settings(),
+    )
+    .await;
+    assert_eq!(fetched.expect("deepened").commit, sha);
+    assert!(!dest.join("f2").exists(), "checked out exactly f1");
+
+    // a same-project PR and a fork PR: refs/pull/<id>/head of the target
+    let (fetched, _) = fetch(
+        request(target.clone(), Cause::PullRequest { id: 1 }, "feature", Some("rawhide"), None),
+        target.clone(),
+        settings(),
+    )
+    .await;
+    assert_eq!(fetched.expect("pr").commit, repos.shas["f4"]);
+    let fork = repos.server.url("forks/bob/demo.git");
+    let (fetched, dest) = fetch(
+        request(fork, Cause::PullRequest { id: 2 }, "bob-fix", Some("rawhide"), Some("bob")),
+        target.clone(),
+        settings(),
+    )
+    .await;
+    assert_eq!(fetched.expect("fork pr").commit, repos.shas["bob"]);
+    assert!(dest.join("bob.txt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_end_is_classified() {
+    let repos = repos().await;
+    let target = repos.server.url("demo.git");
+    let terminal = |r: &Result<Fetched, FetchError>| r.as_ref().err().is_some_and(FetchError::is_terminal);
+
+    let (r, _) = fetch(
+        request(target.clone(), Cause::Commit { sha: repos.shas["other"].clone() }, "feature", None, None),
+        target.clone(),
+        settings(),
+    )
+    .await;
+    assert!(matches!(r, Err(FetchError::CommitNotOnBranch { depth: 4, .. })), "{r:?}");
+    assert!(terminal(&r));
+    let (r, _) = fetch(
+        request(target.clone(), Cause::Commit { sha: repos.shas["f1"].clone() }, "gone", None, None),
+        target.clone(),
+        settings(),
+    )
+    .await;
+    assert!(matches!(&r, Err(FetchError::BranchGone { branch }) if branch == "gone"), "{r:?}");
+    let (r, _) = fetch(
+        request(target.clone(), Cause::PullRequest { id: 9 }, "x", Some("rawhide"), None),
+        target.clone(),
+        settings(),
+    )
+    .await;
+    assert!(matches!(r, Err(FetchError::PullRequestGone { id: 9 })), "{r:?}");
+    let nospec = repos.server.url("nospec.git");
+    let (r, _) =
+        fetch(request(nospec.clone(), Cause::PullRequest { id: 1 }, "x", Some("main"), None), nospec, settings()).await;
+    let message = r.expect_err("no buildspec").to_string();
+    assert_eq!(message, "no buildspec.yml or buildspec.yaml on the default branch `main` of `demo`");
+    let missing = repos.server.url("missing.git");
+    let (r, _) =
+        fetch(request(missing.clone(), Cause::PullRequest { id: 1 }, "x", Some("main"), None), missing, settings())
+            .await;
+    assert!(matches!(r, Err(FetchError::Refused(_))), "{r:?}");
+
+    let tiny = FetchSettings { max_bytes: 200, ..settings() };
+    let (r, _) = fetch(
+        request(target.clone(), Cause::PullRequest { id: 1 }, "feature", Some("rawhide"), None),
+        target.clone(),
+        tiny,
+    )
+    .await;
+    assert!(matches!(r, Err(FetchError::TooLarge { limit: 200 })), "{r:?}");
+
+    repos.server.set_fault(Fault::Status(500));
+    let (r, _) = fetch(
+        request(target.clone(), Cause::PullRequest { id: 1 }, "feature", Some("rawhide"), None),
+        target.clone(),
+        settings(),
+    )
+    .await;
+    assert!(matches!(&r, Err(FetchError::Transient(_))), "{r:?}");
+    assert!(!terminal(&r), "a 500 is retried");
+
+    // Another host serving the same repositories: following the redirect would succeed.
+    let elsewhere = GitServer::start_on(&repos.server.root, "127.0.0.2").await;
+    let (r, _) = fetch(
+        request(elsewhere.url("demo.git"), Cause::PullRequest { id: 1 }, "feature", Some("rawhide"), None),
+        elsewhere.url("demo.git"),
+        settings(),
+    )
+    .await;
+    assert!(r.is_ok(), "the other host serves: {r:?}");
+    repos.server.set_fault(Fault::RedirectTo(elsewhere.base.clone()));
+    let (r, _) = fetch(
+        request(target.clone(), Cause::PullRequest { id: 1 }, "feature", Some("rawhide"), None),
+        target.clone(),
+        settings(),
+    )
+    .await;
+    assert!(r.is_err(), "a redirect off the host is not followed: {r:?}");
+
+    repos.server.set_fault(Fault::Hang);
+    let started = std::time::Instant::now();
+    let (r, _) = fetch(
+        request(target.clone(), Cause::PullRequest { id: 1 }, "feature", Some("rawhide"), None),
+        target,
+        settings(),
+    )
+    .await;
+    assert!(matches!(r, Err(FetchError::TimedOut(_))), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(15), "the I/O timeout ended the hang");
+}
