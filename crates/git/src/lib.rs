@@ -196,25 +196,27 @@ fn fetch_options<'a>(budget: &'a Budget, credentials: Option<&'a GitCredentials>
     options
 }
 
-/// Lists the remote's refs: its default branch and the heads it advertises.
+/// What a remote advertises.
+struct RemoteRefs {
+    /// `refs/heads/<name>` that `HEAD` points at.
+    default: Option<String>,
+    refs: Vec<String>,
+}
+
+/// Lists the remote's refs: its default branch and the refs it advertises.
 fn list_remote(
     repo: &Repository,
     url: &str,
     budget: &Budget,
     credentials: Option<&GitCredentials>,
-) -> Result<(Option<String>, Vec<(String, Oid)>), FetchError> {
+) -> Result<RemoteRefs, FetchError> {
     let mut remote = repo.remote_anonymous(url).map_err(|e| FetchError::Local(e.to_string()))?;
     let connection = remote
         .connect_auth(Direction::Fetch, Some(callbacks(budget, credentials)), None)
         .map_err(|e| budget.error(e))?;
     let default = connection.default_branch().ok().and_then(|b| b.as_str().ok().map(str::to_owned));
-    let heads = connection
-        .list()
-        .map_err(|e| budget.error(e))?
-        .iter()
-        .map(|head| (head.name().to_owned(), head.oid()))
-        .collect();
-    Ok((default, heads))
+    let refs = connection.list().map_err(|e| budget.error(e))?.iter().map(|head| head.name().to_owned()).collect();
+    Ok(RemoteRefs { default, refs })
 }
 
 fn fetch_ref(
@@ -251,8 +253,8 @@ pub fn fetch_build(
     let repo = Repository::init(dest).map_err(|e| FetchError::Local(e.to_string()))?;
 
     // 1. The default branch of the target, and the buildspec from it.
-    let (default_ref, _) = list_remote(&repo, target_url, &budget, credentials)?;
-    let default_ref = default_ref.ok_or(FetchError::NoDefaultBranch)?;
+    let default_ref =
+        list_remote(&repo, target_url, &budget, credentials)?.default.ok_or(FetchError::NoDefaultBranch)?;
     let default_branch = default_ref.strip_prefix("refs/heads/").unwrap_or(&default_ref).to_owned();
     fetch_ref(&repo, target_url, &format!("+{default_ref}:refs/bridge/default"), 1, &budget, credentials)?;
     let default_oid = reference_oid(&repo, "refs/bridge/default").ok_or(FetchError::NoDefaultBranch)?;
@@ -267,8 +269,7 @@ pub fn fetch_build(
         Cause::Commit { sha } => {
             let wanted = Oid::from_str(sha).map_err(|e| FetchError::Local(e.to_string()))?;
             let branch_ref = format!("refs/heads/{}", request.branch);
-            let (_, heads) = list_remote(&repo, &request.repo_url, &budget, credentials)?;
-            if !heads.iter().any(|(name, _)| *name == branch_ref) {
+            if !list_remote(&repo, &request.repo_url, &budget, credentials)?.refs.contains(&branch_ref) {
                 return Err(FetchError::BranchGone { branch: request.branch.clone() });
             }
             let mut found = false;
