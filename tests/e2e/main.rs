@@ -6,4 +6,5 @@ mod git_fetch;
 mod jenkins_client;
 mod lambda_moto;
 mod local_http;
+mod local_pipeline;
 mod three_doors;

@@ -1,5 +1,6 @@
-//! Local mode: the accept handler served over plain HTTP with an in-process queue, so the
-//! bridge runs on one machine with nothing but a configuration file.
+//! Local mode: the accept handler served over plain HTTP with an in-process queue, and the
+//! work stage consuming it, archives stored in a folder: the bridge on one machine with
+//! nothing but a configuration file.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -11,7 +12,8 @@ use anyhow::Context as _;
 use bridge_core::accept::{AcceptService, TriggerHttpRequest};
 use bridge_core::config::LocalConfig;
 use bridge_core::model::BuildRequest;
-use bridge_core::ports::{InProcessQueue, Queue, Secrets, StaticSecrets};
+use bridge_core::ports::{DirectoryStore, InProcessQueue, LocalPipeline, LogStatus, Queue, Secrets, StaticSecrets};
+use bridge_worker::{Disposition, WorkSettings, Worker};
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -24,8 +26,14 @@ use tokio::sync::mpsc;
 /// The service local mode runs.
 pub type LocalAcceptService = AcceptService<InProcessQueue, StaticSecrets>;
 
-/// Builds the local service from a configuration file; returns the queue's receiving end.
-pub fn build_local(config: &LocalConfig) -> anyhow::Result<(LocalAcceptService, mpsc::Receiver<BuildRequest>)> {
+/// The work stage local mode runs.
+pub type LocalWorker = Worker<DirectoryStore, LocalPipeline, LogStatus, StaticSecrets>;
+
+/// Builds the local services from a configuration file: the accept handler, the worker,
+/// and the queue's receiving end.
+pub fn build_local(
+    config: &LocalConfig,
+) -> anyhow::Result<(LocalAcceptService, LocalWorker, mpsc::Receiver<BuildRequest>)> {
     let secrets = match std::env::var("PCB_SECRETS_JSON") {
         Ok(text) if !text.trim().is_empty() => {
             StaticSecrets::new(bridge_core::ports::SecretsDocument::parse(&text).context("PCB_SECRETS_JSON")?)
@@ -34,7 +42,28 @@ pub fn build_local(config: &LocalConfig) -> anyhow::Result<(LocalAcceptService, 
             .with_context(|| format!("secrets file {} (set secrets.file)", config.secrets_file.display()))?,
     };
     let (queue, receiver) = InProcessQueue::new(config.queue_capacity);
-    Ok((AcceptService::new(config.accept.clone(), queue, secrets), receiver))
+    let work = &config.work;
+    let settings = WorkSettings {
+        fetch: bridge_git::FetchSettings {
+            deadline: work.fetch_timeout,
+            max_bytes: work.max_fetch_bytes,
+            ..bridge_git::FetchSettings::default()
+        },
+        archive: bridge_core::archive::ArchiveLimits {
+            max_entries: work.max_archive_entries,
+            max_bytes: work.max_archive_bytes,
+        },
+        ..WorkSettings::default()
+    };
+    let worker = Worker::new(
+        config.accept.clone(),
+        settings,
+        DirectoryStore::new(&work.artifacts_dir),
+        LocalPipeline,
+        LogStatus,
+        secrets.clone(),
+    );
+    Ok((AcceptService::new(config.accept.clone(), queue, secrets), worker, receiver))
 }
 
 /// After a body is found too large, up to this much more is read and thrown away (for at
@@ -137,18 +166,34 @@ where
     }
 }
 
-/// Until the `work` stage exists, local mode's consumer logs what it would build.
-pub async fn log_builds(mut receiver: mpsc::Receiver<BuildRequest>) {
+/// Local mode's consumer: each request through the worker, one at a time; a transient
+/// failure is tried again after a delay that doubles, up to `max_attempts` deliveries, as
+/// SQS would redeliver it.
+pub async fn consume<St, P, R, S>(
+    mut receiver: mpsc::Receiver<BuildRequest>,
+    worker: Arc<Worker<St, P, R, S>>,
+    max_attempts: u32,
+    first_delay: std::time::Duration,
+) where
+    St: bridge_core::ports::ArtifactStore,
+    P: bridge_core::ports::PipelineStarter,
+    R: bridge_core::ports::StatusSink,
+    S: Secrets,
+{
     while let Some(request) = receiver.recv().await {
-        tracing::info!(
-            request_id = %request.request_id,
-            project = %request.project.key,
-            repo = %request.repo_url,
-            cause = %request.cause.as_trigger_value(),
-            branch = %request.branch,
-            branch_to = request.branch_to.as_deref().unwrap_or(""),
-            "would build"
-        );
+        let mut delay = first_delay;
+        for attempt in 1..=max_attempts {
+            match worker.handle(&request, attempt == max_attempts).await {
+                Disposition::Done => break,
+                Disposition::Retry(reason) if attempt == max_attempts => {
+                    tracing::error!(request_id = %request.request_id, %reason, attempts = attempt, "dead letter: gave up");
+                }
+                Disposition::Retry(_) => {
+                    tokio::time::sleep(delay).await;
+                    delay = delay.saturating_mul(2);
+                }
+            }
+        }
     }
 }
 
@@ -158,13 +203,18 @@ pub async fn run_serve(config_path: &Path, listen: Option<SocketAddr>) -> anyhow
     if let Some(listen) = listen {
         config.listen = listen;
     }
-    let (service, receiver) = build_local(&config)?;
+    let (service, worker, receiver) = build_local(&config)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {} (server.listen)", config.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, projects = ?config.accept.projects.keys().collect::<Vec<_>>(), "pagure-ci-bridge local mode listening");
-    let consumer = tokio::spawn(log_builds(receiver));
+    tracing::info!(
+        %addr,
+        projects = ?config.accept.projects.keys().collect::<Vec<_>>(),
+        artifacts = %config.work.artifacts_dir.display(),
+        "pagure-ci-bridge local mode listening"
+    );
+    let consumer = tokio::spawn(consume(receiver, Arc::new(worker), config.work.max_attempts, config.work.retry_delay));
     serve(listener, Arc::new(service), async {
         let _ = tokio::signal::ctrl_c().await;
     })

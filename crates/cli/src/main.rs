@@ -30,12 +30,15 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     pagure_ci_bridge::init_tracing(cli.pretty_logs);
+    // libgit2's timeouts are process-wide and must be set before any thread starts.
+    bridge_git::init_timeouts(std::time::Duration::from_secs(10), std::time::Duration::from_secs(30))
+        .map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
-        Command::Serve { config, listen } => pagure_ci_bridge::run_serve(&config, listen).await,
+        Command::Serve { config, listen } => runtime.block_on(pagure_ci_bridge::run_serve(&config, listen)),
         Command::CheckConfig { config } => {
             let parsed = bridge_core::config::LocalConfig::load(&config)?;
             pagure_ci_bridge::build_local(&parsed)?;

@@ -224,6 +224,52 @@ pub struct LocalConfig {
     /// JSON file with the same layout as the Secrets Manager secret (see `secrets`).
     pub secrets_file: PathBuf,
     pub accept: AcceptConfig,
+    pub work: WorkConfig,
+}
+
+/// The work stage's limits (`[work]` locally).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkConfig {
+    /// Local mode stores archives here (relative to the configuration file).
+    pub artifacts_dir: PathBuf,
+    /// Deliveries of one request before it is given up (the DLQ's `maxReceiveCount` in AWS).
+    pub max_attempts: u32,
+    /// First wait between local attempts; doubles each time.
+    pub retry_delay: Duration,
+    pub fetch_timeout: Duration,
+    pub max_fetch_bytes: u64,
+    pub max_archive_bytes: u64,
+    pub max_archive_entries: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkSettingsFile {
+    artifacts_dir: Option<PathBuf>,
+    max_attempts: Option<u32>,
+    retry_delay_ms: Option<u64>,
+    fetch_timeout_seconds: Option<u64>,
+    max_fetch_bytes: Option<u64>,
+    max_archive_bytes: Option<u64>,
+    max_archive_entries: Option<u64>,
+}
+
+impl WorkSettingsFile {
+    fn build(self, base_dir: &Path) -> Result<WorkConfig, ConfigError> {
+        let max_attempts = self.max_attempts.unwrap_or(5);
+        if max_attempts == 0 {
+            return Err(invalid("work.max_attempts", "must be at least 1"));
+        }
+        Ok(WorkConfig {
+            artifacts_dir: base_dir.join(self.artifacts_dir.unwrap_or_else(|| PathBuf::from("artifacts"))),
+            max_attempts,
+            retry_delay: Duration::from_millis(self.retry_delay_ms.unwrap_or(1000)),
+            fetch_timeout: Duration::from_secs(self.fetch_timeout_seconds.unwrap_or(300)),
+            max_fetch_bytes: self.max_fetch_bytes.unwrap_or(2 << 30),
+            max_archive_bytes: self.max_archive_bytes.unwrap_or(4 << 30),
+            max_archive_entries: self.max_archive_entries.unwrap_or(200_000),
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,6 +280,8 @@ struct LocalFile {
     #[serde(default)]
     accept: AcceptSettings,
     secrets: SecretsSettings,
+    #[serde(default)]
+    work: WorkSettingsFile,
     #[serde(default)]
     projects: BTreeMap<String, ProjectSettings>,
 }
@@ -294,6 +342,7 @@ impl LocalConfig {
             queue_capacity: file.server.queue_capacity,
             secrets_file: base_dir.join(&file.secrets.file),
             accept: build_accept(file.accept, projects, "accept.")?,
+            work: file.work.build(base_dir)?,
         })
     }
 }

@@ -62,6 +62,9 @@ pub struct ProjectSecrets {
     /// carry them as HTTP Basic credentials.
     pub jenkins_username: Option<String>,
     pub jenkins_password: Option<Secret>,
+    /// HTTP credentials for cloning a private repository.
+    pub git_username: Option<String>,
+    pub git_password: Option<Secret>,
 }
 
 /// The whole secret: `{"projects": {"<key>": {…}}}`. One Secrets Manager secret holds it in
@@ -243,5 +246,170 @@ mod tests {
         assert_eq!(rx.recv().await.expect("received"), req);
         drop(rx);
         assert!(matches!(queue.enqueue(&req).await, Err(QueueError::Unavailable(_))));
+    }
+}
+
+/// What the source archive's object carries besides its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactMetadata {
+    /// `(name, value)`, e.g. `("pagure-commit", "<sha>")`; S3 user metadata in AWS.
+    pub entries: Vec<(String, String)>,
+    /// One line for CodePipeline's revision summary (≤ 2048 characters).
+    pub revision_summary: String,
+}
+
+/// Where a stored archive is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredArtifact {
+    pub key: String,
+    /// The S3 object version, when the store keeps versions.
+    pub version_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("artifact store: {0}")]
+pub struct StoreError(pub String);
+
+/// Where source archives go (S3 in AWS, a folder locally), and small markers beside them.
+pub trait ArtifactStore: Send + Sync {
+    /// Stores the file at `path` under `key`, streaming it.
+    fn put_archive(
+        &self,
+        key: &str,
+        path: &std::path::Path,
+        metadata: &ArtifactMetadata,
+    ) -> impl Future<Output = Result<StoredArtifact, StoreError>> + Send;
+    /// Writes a small marker object.
+    fn put_marker(&self, key: &str, content: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Reads a marker, `None` when it does not exist.
+    fn marker(&self, key: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+}
+
+/// Stores archives in a local folder, `<root>/<key>`, with the metadata as `<key>.json`.
+#[derive(Debug, Clone)]
+pub struct DirectoryStore {
+    root: std::path::PathBuf,
+}
+
+impl DirectoryStore {
+    pub fn new(root: impl Into<std::path::PathBuf>) -> Self {
+        DirectoryStore { root: root.into() }
+    }
+
+    fn path(&self, key: &str) -> Result<std::path::PathBuf, StoreError> {
+        // Keys are built by the bridge from checked names; refuse anything that could leave
+        // the folder all the same.
+        if key.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+            return Err(StoreError(format!("refusing key `{key}`")));
+        }
+        Ok(self.root.join(key))
+    }
+}
+
+fn io_error(e: std::io::Error) -> StoreError {
+    StoreError(e.to_string())
+}
+
+impl ArtifactStore for DirectoryStore {
+    async fn put_archive(
+        &self,
+        key: &str,
+        path: &std::path::Path,
+        metadata: &ArtifactMetadata,
+    ) -> Result<StoredArtifact, StoreError> {
+        let target = self.path(key)?;
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io_error)?;
+        }
+        std::fs::copy(path, &target).map_err(io_error)?;
+        let meta: serde_json::Map<String, serde_json::Value> =
+            metadata.entries.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+        let json = serde_json::json!({"metadata": meta, "revision_summary": metadata.revision_summary});
+        std::fs::write(target.with_extension("zip.json"), json.to_string()).map_err(io_error)?;
+        Ok(StoredArtifact { key: key.to_owned(), version_id: None })
+    }
+
+    async fn put_marker(&self, key: &str, content: &str) -> Result<(), StoreError> {
+        let target = self.path(key)?;
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io_error)?;
+        }
+        std::fs::write(target, content).map_err(io_error)
+    }
+
+    async fn marker(&self, key: &str) -> Result<Option<String>, StoreError> {
+        match std::fs::read_to_string(self.path(key)?) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error(e)),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Throttling, 5xx, network: try again.
+    #[error("starting the pipeline failed, will retry: {0}")]
+    Transient(String),
+    /// The pipeline does not exist or the request is invalid: retrying will not help.
+    #[error("the pipeline cannot be started: {0}")]
+    Terminal(String),
+}
+
+/// Starts a pipeline run on a stored archive, with pipeline variables; returns the run's id.
+pub trait PipelineStarter: Send + Sync {
+    fn start(
+        &self,
+        pipeline: &str,
+        artifact: &StoredArtifact,
+        variables: &[(&'static str, String)],
+    ) -> impl Future<Output = Result<String, StartError>> + Send;
+}
+
+/// Local mode has no CodePipeline: "starting" records the run and logs what would start.
+#[derive(Debug, Clone, Default)]
+pub struct LocalPipeline;
+
+impl PipelineStarter for LocalPipeline {
+    async fn start(
+        &self,
+        pipeline: &str,
+        artifact: &StoredArtifact,
+        variables: &[(&'static str, String)],
+    ) -> Result<String, StartError> {
+        let id = format!("local-{}", uuid::Uuid::new_v4().simple());
+        tracing::info!(pipeline, key = %artifact.key, execution_id = %id, variables = variables.len(), "pipeline run (local: not started)");
+        Ok(id)
+    }
+}
+
+/// The state of a build request, as reported on Pagure (flags come with the report stage).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildState {
+    /// Accepted and queued, or running.
+    Pending(String),
+    /// Could not be built, and why.
+    Error(String),
+}
+
+/// Reports build states. The report stage posts Pagure flags; until then states are logged.
+pub trait StatusSink: Send + Sync {
+    fn report(&self, request: &BuildRequest, state: &BuildState) -> impl Future<Output = ()> + Send;
+}
+
+/// Logs each state (local mode, and until Pagure flags are wired).
+#[derive(Debug, Clone, Default)]
+pub struct LogStatus;
+
+impl StatusSink for LogStatus {
+    async fn report(&self, request: &BuildRequest, state: &BuildState) {
+        match state {
+            BuildState::Pending(comment) => {
+                tracing::info!(request_id = %request.request_id, project = %request.project.key, comment, "status pending")
+            }
+            BuildState::Error(reason) => {
+                tracing::warn!(request_id = %request.request_id, project = %request.project.key, reason, "status error")
+            }
+        }
     }
 }

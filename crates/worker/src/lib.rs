@@ -1,0 +1,263 @@
+//! The work stage, the same in Lambda and in local mode: for one build request, fetch the
+//! tree, inject the trigger into the target's default-branch buildspec, zip, store the
+//! archive with metadata, and start the project's pipeline on exactly that archive.
+//!
+//! Idempotent per request: a marker `<prefix>/<project>/<request-id>.started` is written
+//! after the pipeline starts, and a redelivered request that finds it starts nothing.
+//! Failures are terminal (reported as an `error` state, not retried) or transient (retried
+//! by the queue; reported when the last attempt fails too).
+
+use std::path::{Path, PathBuf};
+
+use bridge_core::archive::{ArchiveError, ArchiveLimits, ArchiveOptions, write_tree};
+use bridge_core::buildspec::{inject, trigger_variables};
+use bridge_core::config::{AcceptConfig, ProjectConfig};
+use bridge_core::model::{BuildRequest, Cause};
+use bridge_core::ports::{
+    ArtifactMetadata, ArtifactStore, BuildState, PipelineStarter, Secrets, StartError, StatusSink,
+};
+use bridge_git::{FetchSettings, Fetched, GitCredentials};
+
+/// Limits and places for the work stage.
+#[derive(Debug, Clone)]
+pub struct WorkSettings {
+    pub fetch: FetchSettings,
+    pub archive: ArchiveLimits,
+    /// Keep `.git` in the archive.
+    pub include_git: bool,
+    /// Where checkouts and archives are made (`/tmp` in Lambda); each request gets its own
+    /// folder, removed afterwards.
+    pub scratch_dir: PathBuf,
+    /// Object keys start with this (`sources`).
+    pub key_prefix: String,
+}
+
+impl Default for WorkSettings {
+    fn default() -> Self {
+        WorkSettings {
+            fetch: FetchSettings::default(),
+            archive: ArchiveLimits::default(),
+            include_git: false,
+            scratch_dir: std::env::temp_dir(),
+            key_prefix: "sources".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkOutcome {
+    Started {
+        key: String,
+        commit: String,
+        execution_id: String,
+    },
+    /// A redelivery of a request whose pipeline already started.
+    AlreadyStarted {
+        execution_id: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkError {
+    #[error("{0}")]
+    Terminal(String),
+    #[error("{0}")]
+    Transient(String),
+}
+
+/// What the consumer does with the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Delete it: built, or failed for good and reported.
+    Done,
+    /// Leave it for another attempt (and, after the last, the dead-letter queue).
+    Retry(String),
+}
+
+/// The work stage and its ports.
+#[derive(Debug)]
+pub struct Worker<St, P, R, S> {
+    config: AcceptConfig,
+    settings: WorkSettings,
+    store: St,
+    pipelines: P,
+    status: R,
+    secrets: S,
+}
+
+impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St, P, R, S> {
+    pub fn new(config: AcceptConfig, settings: WorkSettings, store: St, pipelines: P, status: R, secrets: S) -> Self {
+        Worker { config, settings, store, pipelines, status, secrets }
+    }
+
+    /// Processes one request and says what to do with its message. `last_attempt` is true
+    /// when the queue will not deliver it again (then a transient failure is reported too).
+    pub async fn handle(&self, request: &BuildRequest, last_attempt: bool) -> Disposition {
+        match self.process(request).await {
+            Ok(WorkOutcome::Started { key, commit, execution_id }) => {
+                tracing::info!(request_id = %request.request_id, %key, %commit, %execution_id, "pipeline started");
+                Disposition::Done
+            }
+            Ok(WorkOutcome::AlreadyStarted { execution_id }) => {
+                tracing::info!(request_id = %request.request_id, %execution_id, "already started; redelivery ignored");
+                Disposition::Done
+            }
+            Err(WorkError::Terminal(reason)) => {
+                tracing::warn!(request_id = %request.request_id, %reason, "build request failed for good");
+                self.status.report(request, &BuildState::Error(reason)).await;
+                Disposition::Done
+            }
+            Err(WorkError::Transient(reason)) => {
+                tracing::warn!(request_id = %request.request_id, %reason, last_attempt, "build request failed, will retry");
+                if last_attempt {
+                    let reason = format!("the build could not be started after several attempts: {reason}");
+                    self.status.report(request, &BuildState::Error(reason.clone())).await;
+                }
+                Disposition::Retry(reason)
+            }
+        }
+    }
+
+    pub async fn process(&self, request: &BuildRequest) -> Result<WorkOutcome, WorkError> {
+        let project = self.config.projects.get(&request.project.key).ok_or_else(|| {
+            WorkError::Terminal(format!("project `{}` is no longer configured on the bridge", request.project.key))
+        })?;
+        // The queue is trusted, but the allow-list is the SSRF boundary: check it again.
+        project
+            .repo
+            .check(&project.key, &request.repo_url)
+            .map_err(|e| WorkError::Terminal(format!("repository refused: {e}")))?;
+        let base = format!("{}/{}/{}", self.settings.key_prefix, project.key, request.request_id);
+        let started_key = format!("{base}.started");
+        if let Some(execution_id) =
+            self.store.marker(&started_key).await.map_err(|e| WorkError::Transient(e.to_string()))?
+        {
+            return Ok(WorkOutcome::AlreadyStarted { execution_id });
+        }
+        let scratch = Scratch::new(&self.settings.scratch_dir, &request.request_id)?;
+        let fetched = self.fetch(request, project, &scratch.checkout()).await?;
+        let variables = trigger_variables(request, &fetched.commit);
+        let buildspec = std::str::from_utf8(&fetched.buildspec).map_err(|_| {
+            WorkError::Terminal(format!(
+                "`{}` on the default branch `{}` is not UTF-8",
+                fetched.buildspec_path, fetched.default_branch
+            ))
+        })?;
+        let injected = inject(buildspec, &variables).map_err(|e| {
+            WorkError::Terminal(format!(
+                "`{}` on the default branch `{}`: {e}",
+                fetched.buildspec_path, fetched.default_branch
+            ))
+        })?;
+        if !injected.overridden.is_empty() {
+            tracing::info!(request_id = %request.request_id, overridden = ?injected.overridden, "buildspec variables replaced by the trigger's");
+        }
+        let zip_path = scratch.zip();
+        let options = ArchiveOptions {
+            include_git: self.settings.include_git,
+            replacements: vec![(fetched.buildspec_path.clone(), injected.text.into_bytes())],
+        };
+        let (checkout, limits, zip_file) = (scratch.checkout(), self.settings.archive, zip_path.clone());
+        let stats = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::create(&zip_file).map_err(ArchiveError::Io)?;
+            write_tree(&checkout, std::io::BufWriter::new(file), &options, limits)
+        })
+        .await
+        .map_err(|e| WorkError::Transient(format!("archive task: {e}")))?
+        .map_err(|e| match e {
+            ArchiveError::Io(_) | ArchiveError::Write(_) => WorkError::Transient(format!("archive: {e}")),
+            _ => WorkError::Terminal(format!("the tree cannot be archived: {e}")),
+        })?;
+        tracing::debug!(request_id = %request.request_id, files = stats.files, bytes = stats.bytes, "archived");
+        let key = format!("{base}.zip");
+        let stored = self
+            .store
+            .put_archive(&key, &zip_path, &metadata(request, &fetched))
+            .await
+            .map_err(|e| WorkError::Transient(e.to_string()))?;
+        let pipeline_variables: Vec<_> = variables.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+        let execution_id =
+            self.pipelines.start(&project.pipeline, &stored, &pipeline_variables).await.map_err(|e| match e {
+                StartError::Transient(m) => WorkError::Transient(m),
+                StartError::Terminal(m) => WorkError::Terminal(format!("pipeline `{}`: {m}", project.pipeline)),
+            })?;
+        self.store.put_marker(&started_key, &execution_id).await.map_err(|e| WorkError::Transient(e.to_string()))?;
+        Ok(WorkOutcome::Started { key, commit: fetched.commit, execution_id })
+    }
+
+    async fn fetch(&self, request: &BuildRequest, project: &ProjectConfig, dest: &Path) -> Result<Fetched, WorkError> {
+        let secrets = self.secrets.document().await.map_err(|e| WorkError::Transient(e.to_string()))?;
+        let credentials = secrets.project(&project.key).and_then(|s| match (&s.git_username, &s.git_password) {
+            (Some(username), Some(password)) => {
+                Some(GitCredentials { username: username.clone(), password: password.clone() })
+            }
+            _ => None,
+        });
+        let target_url = project.repo.clone_url(None);
+        let (request, settings, dest) = (request.clone(), self.settings.fetch.clone(), dest.to_owned());
+        tokio::task::spawn_blocking(move || {
+            bridge_git::fetch_build(&request, &target_url, &dest, &settings, credentials.as_ref())
+        })
+        .await
+        .map_err(|e| WorkError::Transient(format!("fetch task: {e}")))?
+        .map_err(|e| {
+            if e.is_terminal() { WorkError::Terminal(e.to_string()) } else { WorkError::Transient(e.to_string()) }
+        })
+    }
+}
+
+/// Object metadata and the one-line revision summary CodePipeline shows.
+pub fn metadata(request: &BuildRequest, fetched: &Fetched) -> ArtifactMetadata {
+    let short = &fetched.commit[..fetched.commit.len().min(12)];
+    let what = match request.cause {
+        Cause::PullRequest { id } => {
+            format!("PR #{id} {} → {}", request.branch, request.branch_to.as_deref().unwrap_or(""))
+        }
+        Cause::Commit { .. } => format!("push to {}", request.branch),
+    };
+    let from = match &request.project.fork_user {
+        Some(user) => format!(" from forks/{user}/{}", request.project.target_fullname()),
+        None => String::new(),
+    };
+    let mut revision_summary = format!("{} {what} ({short}){from}", request.project.target_fullname());
+    revision_summary.truncate(2048);
+    ArtifactMetadata {
+        entries: vec![
+            ("pagure-project".into(), request.project.target_fullname()),
+            ("pagure-repo".into(), request.repo_url.clone()),
+            ("pagure-cause".into(), request.cause.as_trigger_value()),
+            ("pagure-branch".into(), request.branch.clone()),
+            ("pagure-branch-to".into(), request.branch_to.clone().unwrap_or_default()),
+            ("pagure-commit".into(), fetched.commit.clone()),
+            ("pagure-request-id".into(), request.request_id.clone()),
+            ("pagure-trigger".into(), request.trigger.as_str().into()),
+        ],
+        revision_summary,
+    }
+}
+
+/// A per-request scratch folder, removed when dropped (also on every error path).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(parent: &Path, request_id: &str) -> Result<Self, WorkError> {
+        let dir = parent.join(format!("pcb-work-{request_id}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("tree")).map_err(|e| WorkError::Transient(format!("scratch folder: {e}")))?;
+        Ok(Scratch(dir))
+    }
+
+    fn checkout(&self) -> PathBuf {
+        self.0.join("tree")
+    }
+
+    fn zip(&self) -> PathBuf {
+        self.0.join("source.zip")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,249 @@
+//! The whole local path: a trigger over HTTP, the worker fetching over smart HTTP from
+//! `git http-backend`, the default branch's buildspec injected, the archive on disk. Also
+//! redelivery (one pipeline start per request) and terminal failures reported.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bridge_core::accept::AcceptService;
+use bridge_core::config::LocalConfig;
+use bridge_core::model::BuildRequest;
+use bridge_core::ports::{
+    BuildState, DirectoryStore, InProcessQueue, PipelineStarter, StartError, StaticSecrets, StatusSink, StoredArtifact,
+};
+use bridge_worker::{Disposition, WorkSettings, Worker};
+use e2e_tests::git_server::{DemoRepos, demo_repos};
+use e2e_tests::temp_dir;
+
+/// One recorded pipeline start: pipeline, archive key, variables.
+type Start = (String, String, Vec<(&'static str, String)>);
+
+#[derive(Debug, Clone, Default)]
+struct Recorded {
+    starts: Arc<Mutex<Vec<Start>>>,
+    states: Arc<Mutex<Vec<(String, BuildState)>>>,
+}
+
+impl PipelineStarter for Recorded {
+    async fn start(
+        &self,
+        pipeline: &str,
+        artifact: &StoredArtifact,
+        variables: &[(&'static str, String)],
+    ) -> Result<String, StartError> {
+        let mut starts = self.starts.lock().expect("starts");
+        starts.push((pipeline.to_owned(), artifact.key.clone(), variables.to_vec()));
+        Ok(format!("exec-{}", starts.len()))
+    }
+}
+
+impl StatusSink for Recorded {
+    async fn report(&self, request: &BuildRequest, state: &BuildState) {
+        self.states.lock().expect("states").push((request.request_id.clone(), state.clone()));
+    }
+}
+
+type TestWorker = Worker<DirectoryStore, Recorded, Recorded, StaticSecrets>;
+
+const TOKEN: &str = "local-test-token";
+
+fn config(repos: &DemoRepos, artifacts: &Path) -> LocalConfig {
+    let text = format!(
+        r#"
+[secrets]
+file = "unused.json"
+[work]
+artifacts_dir = "{artifacts}"
+[projects.demo]
+pagure_url = "http://127.0.0.1:5600/"
+git_url = "{git}"
+project = "demo"
+pipeline = "demo-ci"
+allow_insecure_git_url = true
+[projects.nospec]
+pagure_url = "http://127.0.0.1:5600/"
+git_url = "{git}"
+project = "nospec"
+pipeline = "nospec-ci"
+allow_insecure_git_url = true
+"#,
+        artifacts = artifacts.display(),
+        git = repos.server.base
+    );
+    LocalConfig::parse(&text, Path::new("/")).expect("config")
+}
+
+fn secrets() -> StaticSecrets {
+    let doc = format!(
+        r#"{{"projects": {{"demo": {{"trigger_token": "{TOKEN}"}}, "nospec": {{"trigger_token": "{TOKEN}"}}}}}}"#
+    );
+    StaticSecrets::new(bridge_core::ports::SecretsDocument::parse(&doc).expect("secrets"))
+}
+
+struct Running {
+    url: String,
+    recorded: Recorded,
+    worker: Arc<TestWorker>,
+    artifacts: PathBuf,
+    config: LocalConfig,
+}
+
+async fn start(repos: &DemoRepos) -> Running {
+    let artifacts = temp_dir("artifacts");
+    let config = config(repos, &artifacts);
+    let recorded = Recorded::default();
+    let worker = Arc::new(Worker::new(
+        config.accept.clone(),
+        WorkSettings { scratch_dir: temp_dir("scratch"), ..WorkSettings::default() },
+        DirectoryStore::new(&config.work.artifacts_dir),
+        recorded.clone(),
+        recorded.clone(),
+        secrets(),
+    ));
+    let (queue, receiver) = InProcessQueue::new(16);
+    let service = Arc::new(AcceptService::new(config.accept.clone(), queue, secrets()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(pagure_ci_bridge::serve(listener, service, std::future::pending()));
+    tokio::spawn(pagure_ci_bridge::consume(receiver, worker.clone(), 3, Duration::from_millis(50)));
+    Running { url, recorded, worker, artifacts, config }
+}
+
+async fn trigger(running: &Running, project: &str, body: serde_json::Value) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{}/trigger/{project}", running.url))
+        .header("authorization", format!("token {TOKEN}"))
+        .json(&body)
+        .send()
+        .await
+        .expect("trigger");
+    assert_eq!(response.status(), 202);
+    let body: serde_json::Value = response.json().await.expect("json");
+    body["request_id"].as_str().expect("request id").to_owned()
+}
+
+async fn wait_for(path: &Path) {
+    for _ in 0..400 {
+        if path.exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{} did not appear within 20 s", path.display());
+}
+
+fn entry(zip: &mut zip::ZipArchive<std::fs::File>, name: &str) -> (String, Option<u32>, bool) {
+    let mut file = zip.by_name(name).unwrap_or_else(|_| panic!("{name} in the archive"));
+    let mut text = String::new();
+    file.read_to_string(&mut text).expect("read entry");
+    (text, file.unix_mode(), file.is_symlink())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_pull_request_becomes_an_archive_with_the_default_branch_buildspec() {
+    let repos = demo_repos().await;
+    let running = start(&repos).await;
+    let fork = repos.server.url("forks/bob/demo.git");
+    let id = trigger(
+        &running,
+        "demo",
+        serde_json::json!({"cause": 2, "repo": fork, "branch": "bob-fix", "branch_to": "rawhide"}),
+    )
+    .await;
+    let base = running.artifacts.join("sources/demo").join(&id);
+    wait_for(&base.with_extension("started")).await;
+
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(base.with_extension("zip")).expect("zip")).expect("archive");
+    let names: Vec<String> = zip.file_names().map(|n| n.expect("name").into_owned()).collect();
+    assert!(!names.iter().any(|n| n.starts_with(".git")), "{names:?}");
+    let (spec, _, _) = entry(&mut zip, "buildspec.yml");
+    let spec: yaml_serde::Value = yaml_serde::from_str(&spec).expect("buildspec yaml");
+    assert_eq!(spec["phases"]["build"]["commands"][0], "make", "rawhide's buildspec");
+    let vars = &spec["env"]["variables"];
+    assert_eq!(vars["PAGURE_PR_ID"], "2");
+    assert_eq!(vars["PAGURE_COMMIT"], repos.shas["bob"].as_str());
+    assert_eq!(vars["PAGURE_REPO"], fork.as_str());
+    assert_eq!(vars["PAGURE_BRANCH_TO"], "rawhide");
+    assert_eq!(vars["PAGURE_REQUEST_ID"], id.as_str());
+    assert_eq!(entry(&mut zip, "bob.txt").0, "bob\n");
+    assert_eq!(entry(&mut zip, "run.sh").1.map(|m| m & 0o777), Some(0o755));
+    assert_eq!(entry(&mut zip, "link-out"), ("/etc/passwd".to_owned(), entry(&mut zip, "link-out").1, true));
+
+    let metadata: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(base.with_extension("zip.json")).expect("metadata"))
+            .expect("json");
+    assert_eq!(metadata["metadata"]["pagure-commit"], repos.shas["bob"].as_str());
+    assert!(metadata["revision_summary"].as_str().expect("summary").starts_with("demo PR #2 bob-fix → rawhide"));
+
+    let starts = running.recorded.starts.lock().expect("starts").clone();
+    assert_eq!(starts.len(), 1);
+    assert_eq!(starts[0].0, "demo-ci");
+    assert!(starts[0].2.iter().all(|(_, v)| !v.is_empty()), "pipeline variables are never empty");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivery_starts_nothing_and_terminal_failures_are_reported() {
+    let repos = demo_repos().await;
+    let running = start(&repos).await;
+    let target = repos.server.url("demo.git");
+    let id = trigger(
+        &running,
+        "demo",
+        serde_json::json!({"cause": repos.shas["f1"], "repo": target, "branch": "feature", "branch_to": null}),
+    )
+    .await;
+    wait_for(&running.artifacts.join("sources/demo").join(&id).with_extension("started")).await;
+
+    // The same message delivered again (SQS is at-least-once).
+    let request = BuildRequest {
+        request_id: id.clone(),
+        ..bridge_core::trigger::normalise(
+            &running.config.accept.projects["demo"],
+            bridge_core::trigger::RawTrigger {
+                cause: repos.shas["f1"].clone(),
+                repo: target.clone(),
+                branch: "feature".into(),
+                branch_to: None,
+            },
+            bridge_core::model::TriggerKind::Json,
+            time::OffsetDateTime::now_utc(),
+        )
+        .expect("request")
+    };
+    assert_eq!(running.worker.handle(&request, false).await, Disposition::Done);
+    assert_eq!(running.recorded.starts.lock().expect("starts").len(), 1, "one pipeline start per request");
+
+    let nospec = repos.server.url("nospec.git");
+    let id = trigger(
+        &running,
+        "nospec",
+        serde_json::json!({"cause": 1, "repo": nospec, "branch": "x", "branch_to": "main"}),
+    )
+    .await;
+    let gone = trigger(
+        &running,
+        "demo",
+        serde_json::json!({"cause": repos.shas["f1"], "repo": target, "branch": "deleted", "branch_to": null}),
+    )
+    .await;
+    for _ in 0..200 {
+        if running.recorded.states.lock().expect("states").len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let states = running.recorded.states.lock().expect("states").clone();
+    assert_eq!(
+        states,
+        vec![
+            (
+                id,
+                BuildState::Error("no buildspec.yml or buildspec.yaml on the default branch `main` of `nospec`".into())
+            ),
+            (gone, BuildState::Error("branch `deleted` does not exist (any more) in the repository".into())),
+        ]
+    );
+    assert_eq!(running.recorded.starts.lock().expect("starts").len(), 1);
+}
