@@ -175,7 +175,7 @@ async fn a_fork_pull_request_becomes_an_archive_with_the_default_branch_buildspe
         serde_json::from_str(&std::fs::read_to_string(base.with_extension("zip.json")).expect("metadata"))
             .expect("json");
     assert_eq!(metadata["metadata"]["pagure-commit"], repos.shas["bob"].as_str());
-    assert!(metadata["revision_summary"].as_str().expect("summary").starts_with("demo PR #2 bob-fix → rawhide"));
+    assert!(metadata["revision_summary"].as_str().expect("summary").starts_with("demo PR #2 bob-fix -> rawhide"));
 
     let starts = running.recorded.starts.lock().expect("starts").clone();
     assert_eq!(starts.len(), 1);
@@ -246,4 +246,72 @@ async fn redelivery_starts_nothing_and_terminal_failures_are_reported() {
         ]
     );
     assert_eq!(running.recorded.starts.lock().expect("starts").len(), 1);
+}
+
+fn sqs_event(records: &[(&str, String, u32)]) -> aws_lambda_events::event::sqs::SqsEvent {
+    let records: Vec<serde_json::Value> = records
+        .iter()
+        .map(|(id, body, count)| {
+            serde_json::json!({
+                "messageId": id, "receiptHandle": "rh", "body": body,
+                "attributes": {"ApproximateReceiveCount": count.to_string(), "SentTimestamp": "1795291200000"},
+                "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:pcb-builds", "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({"Records": records})).expect("SQS event")
+}
+
+fn failed_ids(response: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
+    response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_batches_report_only_the_records_to_retry() {
+    let repos = demo_repos().await;
+    let running = start(&repos).await;
+    let project = &running.config.accept.projects["demo"];
+    let normalise = |cause: &str, repo: String, branch: &str, to: Option<&str>| {
+        bridge_core::trigger::normalise(
+            project,
+            bridge_core::trigger::RawTrigger {
+                cause: cause.into(),
+                repo,
+                branch: branch.into(),
+                branch_to: to.map(String::from),
+            },
+            bridge_core::model::TriggerKind::Jenkins,
+            time::OffsetDateTime::now_utc(),
+        )
+        .expect("request")
+    };
+    let good = normalise("2", repos.server.url("forks/bob/demo.git"), "bob-fix", Some("rawhide"));
+    let gone = normalise("9", repos.server.url("demo.git"), "x", Some("rawhide"));
+    let response = work::handle_batch(
+        &running.worker,
+        sqs_event(&[
+            ("m-good", good.to_json(), 1),
+            ("m-garbage", "{not json".into(), 1),
+            ("m-gone", gone.to_json(), 1),
+        ]),
+        5,
+    )
+    .await;
+    assert_eq!(failed_ids(&response), ["m-garbage"]);
+    assert_eq!(running.recorded.starts.lock().expect("starts").len(), 1);
+    assert_eq!(running.recorded.states.lock().expect("states").len(), 1, "the missing PR is reported");
+
+    repos.server.set_fault(e2e_tests::git_server::Fault::Status(500));
+    let flaky = normalise("1", repos.server.url("demo.git"), "feature", Some("rawhide"));
+    let response = work::handle_batch(&running.worker, sqs_event(&[("m-try", flaky.to_json(), 1)]), 5).await;
+    assert_eq!(failed_ids(&response), ["m-try"]);
+    assert_eq!(running.recorded.states.lock().expect("states").len(), 1, "not reported before the last delivery");
+    let response = work::handle_batch(&running.worker, sqs_event(&[("m-last", flaky.to_json(), 5)]), 5).await;
+    assert_eq!(failed_ids(&response), ["m-last"], "the last delivery still fails, so SQS moves it to the DLQ");
+    let states = running.recorded.states.lock().expect("states").clone();
+    assert_eq!(states.len(), 2);
+    assert!(
+        matches!(&states[1].1, BuildState::Error(reason) if reason.starts_with("the build could not be started after several attempts"))
+    );
 }

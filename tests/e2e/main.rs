@@ -7,4 +7,5 @@ mod jenkins_client;
 mod lambda_moto;
 mod local_http;
 mod local_pipeline;
+mod s3_store;
 mod three_doors;

@@ -1,12 +1,16 @@
 //! AWS adapters of bridge-core's ports: [`SqsQueue`] for `Queue`, [`SecretsManagerSource`]
-//! (wrapped in core's `CachedSecrets`) for `Secrets`. Clients are built once by the caller
-//! and passed in.
+//! (wrapped in core's `CachedSecrets`) for `Secrets`, [`S3Store`] for `ArtifactStore`,
+//! [`CodePipelineStarter`] for `PipelineStarter`. Clients are built once by the caller and
+//! passed in.
 
 use aws_sdk_secretsmanager::error::DisplayErrorContext as SecretsErrorContext;
 use aws_sdk_sqs::error::DisplayErrorContext as SqsErrorContext;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use bridge_core::model::BuildRequest;
-use bridge_core::ports::{Queue, QueueError, SecretSource, SecretsError};
+use bridge_core::ports::{
+    ArtifactMetadata, ArtifactStore, PipelineStarter, Queue, QueueError, SecretSource, SecretsError, StartError,
+    StoreError, StoredArtifact,
+};
 
 /// Message attributes set on every build request message.
 pub mod attributes {
@@ -86,5 +90,329 @@ impl SecretSource for SecretsManagerSource {
             .secret_string()
             .map(str::to_owned)
             .ok_or_else(|| SecretsError::Malformed(format!("secret `{}` holds no string value", self.secret_id)))
+    }
+}
+
+/// Server-side encryption of stored archives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encryption {
+    /// SSE-S3 (AES-256, keys managed by S3).
+    S3Managed,
+    /// SSE-KMS with this key id or ARN.
+    Kms(String),
+}
+
+/// Stores archives in S3: streamed from the file (never held in memory), as one PUT up to
+/// `multipart_threshold` bytes and as a multipart upload above it, encrypted, with the
+/// request's metadata and CodePipeline's `codepipeline-artifact-revision-summary`.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    encryption: Encryption,
+    multipart_threshold: u64,
+    part_size: u64,
+}
+
+impl S3Store {
+    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>, encryption: Encryption) -> Self {
+        S3Store { client, bucket: bucket.into(), encryption, multipart_threshold: 64 << 20, part_size: 16 << 20 }
+    }
+
+    /// Sets the multipart threshold and part size (S3's minimum part size is 5 MiB).
+    pub fn with_multipart(mut self, threshold: u64, part_size: u64) -> Self {
+        self.multipart_threshold = threshold;
+        self.part_size = part_size.max(5 << 20);
+        self
+    }
+
+    fn sse(&self) -> (aws_sdk_s3::types::ServerSideEncryption, Option<String>) {
+        use aws_sdk_s3::types::ServerSideEncryption;
+        match &self.encryption {
+            Encryption::S3Managed => (ServerSideEncryption::Aes256, None),
+            Encryption::Kms(key) => (ServerSideEncryption::AwsKms, Some(key.clone())),
+        }
+    }
+
+    async fn multipart(
+        &self,
+        key: &str,
+        path: &std::path::Path,
+        len: u64,
+        metadata: &std::collections::HashMap<String, String>,
+    ) -> Result<Option<String>, String> {
+        use aws_sdk_s3::primitives::ByteStream;
+        use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+        let (sse, kms) = self.sse();
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/zip")
+            .set_metadata(Some(metadata.clone()))
+            .server_side_encryption(sse)
+            .set_ssekms_key_id(kms)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(e).to_string())?;
+        let upload_id = created.upload_id().ok_or("S3 returned no upload id")?.to_owned();
+        let result = async {
+            let mut parts = Vec::new();
+            let mut offset = 0;
+            let mut number = 1;
+            while offset < len {
+                let length = self.part_size.min(len - offset);
+                let body = ByteStream::read_from()
+                    .path(path)
+                    .offset(offset)
+                    .length(aws_sdk_s3::primitives::Length::Exact(length))
+                    .build()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let part = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .part_number(number)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(e).to_string())?;
+                parts.push(
+                    CompletedPart::builder().part_number(number).set_e_tag(part.e_tag().map(str::to_owned)).build(),
+                );
+                offset += length;
+                number += 1;
+            }
+            let done = self
+                .client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                .send()
+                .await
+                .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(e).to_string())?;
+            Ok(done.version_id().map(str::to_owned))
+        }
+        .await;
+        if result.is_err() {
+            // Parts of an abandoned upload cost storage until aborted.
+            let _ =
+                self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(&upload_id).send().await;
+        }
+        result
+    }
+}
+
+/// S3 user metadata travels in HTTP headers: printable ASCII only. Anything else is
+/// percent-encoded (a branch name may hold any UTF-8).
+pub fn header_safe(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if c.is_ascii_graphic() || c == ' ' {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for byte in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        }
+    }
+    out
+}
+
+/// The metadata key CodePipeline shows as the revision summary.
+pub const REVISION_SUMMARY_KEY: &str = "codepipeline-artifact-revision-summary";
+
+impl ArtifactStore for S3Store {
+    async fn put_archive(
+        &self,
+        key: &str,
+        path: &std::path::Path,
+        metadata: &ArtifactMetadata,
+    ) -> Result<StoredArtifact, StoreError> {
+        let len = std::fs::metadata(path).map_err(|e| StoreError(e.to_string()))?.len();
+        let mut map: std::collections::HashMap<String, String> =
+            metadata.entries.iter().map(|(k, v)| (k.to_ascii_lowercase(), header_safe(v))).collect();
+        map.insert(REVISION_SUMMARY_KEY.into(), header_safe(&metadata.revision_summary));
+        let version_id = if len > self.multipart_threshold {
+            self.multipart(key, path, len, &map).await.map_err(StoreError)?
+        } else {
+            let (sse, kms) = self.sse();
+            let body =
+                aws_sdk_s3::primitives::ByteStream::from_path(path).await.map_err(|e| StoreError(e.to_string()))?;
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .body(body)
+                .content_type("application/zip")
+                .set_metadata(Some(map))
+                .server_side_encryption(sse)
+                .set_ssekms_key_id(kms)
+                .send()
+                .await
+                .map_err(|e| StoreError(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?
+                .version_id()
+                .map(str::to_owned)
+        };
+        Ok(StoredArtifact { key: key.to_owned(), version_id })
+    }
+
+    async fn put_marker(&self, key: &str, content: &str) -> Result<(), StoreError> {
+        let (sse, kms) = self.sse();
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(content.as_bytes().to_vec().into())
+            .server_side_encryption(sse)
+            .set_ssekms_key_id(kms)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))
+    }
+
+    async fn marker(&self, key: &str) -> Result<Option<String>, StoreError> {
+        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(output) => {
+                let bytes = output.body.collect().await.map_err(|e| StoreError(e.to_string()))?.into_bytes();
+                Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+            }
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => Ok(None),
+            Err(e) => Err(StoreError(aws_sdk_s3::error::DisplayErrorContext(e).to_string())),
+        }
+    }
+}
+
+/// Starts CodePipeline V2 runs on exactly one archive: a source revision override
+/// (`S3_OBJECT_KEY`) for the pipeline's S3 source action, pipeline variables for the
+/// trigger's values, and a client request token derived from the key so that a retried
+/// call cannot start a second run.
+#[derive(Debug, Clone)]
+pub struct CodePipelineStarter {
+    client: aws_sdk_codepipeline::Client,
+    source_action: String,
+}
+
+impl CodePipelineStarter {
+    pub fn new(client: aws_sdk_codepipeline::Client, source_action: impl Into<String>) -> Self {
+        CodePipelineStarter { client, source_action: source_action.into() }
+    }
+}
+
+/// `[a-zA-Z0-9-]{1,128}`, unique per archive key (which holds the request id).
+pub fn request_token(key: &str) -> String {
+    let token: String = key.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    token.chars().rev().take(128).collect::<Vec<_>>().into_iter().rev().collect()
+}
+
+impl PipelineStarter for CodePipelineStarter {
+    async fn start(
+        &self,
+        pipeline: &str,
+        artifact: &StoredArtifact,
+        variables: &[(&'static str, String)],
+    ) -> Result<String, StartError> {
+        use aws_sdk_codepipeline::types::{PipelineVariable, SourceRevisionOverride, SourceRevisionType};
+        let revision = SourceRevisionOverride::builder()
+            .action_name(&self.source_action)
+            .revision_type(SourceRevisionType::S3ObjectKey)
+            .revision_value(&artifact.key)
+            .build()
+            .map_err(|e| StartError::Terminal(e.to_string()))?;
+        let mut call = self
+            .client
+            .start_pipeline_execution()
+            .name(pipeline)
+            .source_revisions(revision)
+            .client_request_token(request_token(&artifact.key));
+        for (name, value) in variables {
+            let variable = PipelineVariable::builder()
+                .name(*name)
+                .value(value)
+                .build()
+                .map_err(|e| StartError::Terminal(e.to_string()))?;
+            call = call.variables(variable);
+        }
+        match call.send().await {
+            Ok(output) => Ok(output.pipeline_execution_id().unwrap_or_default().to_owned()),
+            Err(e) => {
+                let terminal = e
+                    .as_service_error()
+                    .is_some_and(|se| se.is_pipeline_not_found_exception() || se.is_validation_exception());
+                let message = aws_sdk_codepipeline::error::DisplayErrorContext(e).to_string();
+                Err(if terminal { StartError::Terminal(message) } else { StartError::Transient(message) })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_codepipeline::Client;
+    use aws_sdk_codepipeline::operation::start_pipeline_execution::{
+        StartPipelineExecutionError, StartPipelineExecutionOutput,
+    };
+    use aws_sdk_codepipeline::types::SourceRevisionType;
+    use aws_sdk_codepipeline::types::error::PipelineNotFoundException;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    use super::*;
+
+    fn artifact() -> StoredArtifact {
+        StoredArtifact {
+            key: "sources/demo/0123456789abcdef0123456789abcdef.zip".into(),
+            version_id: Some("v1".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn start_names_exactly_the_archive_and_passes_variables() {
+        let rule = mock!(Client::start_pipeline_execution)
+            .match_requests(|r| {
+                let revision = &r.source_revisions()[0];
+                r.name() == Some("demo-ci")
+                    && revision.action_name() == "Source"
+                    && *revision.revision_type() == SourceRevisionType::S3ObjectKey
+                    && revision.revision_value() == "sources/demo/0123456789abcdef0123456789abcdef.zip"
+                    && r.variables()
+                        .iter()
+                        .map(|v| (v.name(), v.value()))
+                        .eq([("PAGURE_CAUSE", "2"), ("PAGURE_PR_ID", "2")])
+                    && r.client_request_token() == Some("sources-demo-0123456789abcdef0123456789abcdef-zip")
+            })
+            .then_output(|| StartPipelineExecutionOutput::builder().pipeline_execution_id("exec-1").build());
+        let client = mock_client!(aws_sdk_codepipeline, RuleMode::Sequential, &[&rule]);
+        let starter = CodePipelineStarter::new(client, "Source");
+        let id =
+            starter.start("demo-ci", &artifact(), &[("PAGURE_CAUSE", "2".into()), ("PAGURE_PR_ID", "2".into())]).await;
+        assert_eq!(id.expect("started"), "exec-1");
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn missing_pipelines_are_terminal() {
+        let rule = mock!(Client::start_pipeline_execution).then_error(|| {
+            StartPipelineExecutionError::PipelineNotFoundException(
+                PipelineNotFoundException::builder().message("nope").build(),
+            )
+        });
+        let client = mock_client!(aws_sdk_codepipeline, RuleMode::Sequential, &[&rule]);
+        let result = CodePipelineStarter::new(client, "Source").start("gone", &artifact(), &[]).await;
+        assert!(matches!(result, Err(StartError::Terminal(_))), "{result:?}");
+    }
+
+    #[test]
+    fn tokens_and_headers() {
+        assert_eq!(request_token(&"a/".repeat(100)).len(), 128);
+        assert_eq!(header_safe("PR #2 fix → main"), "PR #2 fix %E2%86%92 main");
+        assert_eq!(header_safe("tab\there"), "tab%09here");
     }
 }

@@ -368,45 +368,124 @@ pub mod env {
     pub const SOURCE_CIDRS: &str = "PCB_SOURCE_CIDRS";
     /// Newline-separated phrases.
     pub const REBUILD_PHRASES: &str = "PCB_REBUILD_PHRASES";
+    /// The work Lambda's: the archive bucket, key prefix, KMS key, source action name,
+    /// the queue's maxReceiveCount, fetch and archive limits.
+    pub const BUCKET: &str = "PCB_BUCKET";
+    pub const KEY_PREFIX: &str = "PCB_KEY_PREFIX";
+    pub const KMS_KEY_ID: &str = "PCB_KMS_KEY_ID";
+    pub const SOURCE_ACTION: &str = "PCB_SOURCE_ACTION";
+    pub const MAX_RECEIVE_COUNT: &str = "PCB_MAX_RECEIVE_COUNT";
+    pub const FETCH_TIMEOUT_SECONDS: &str = "PCB_FETCH_TIMEOUT_SECONDS";
+    pub const MAX_FETCH_BYTES: &str = "PCB_MAX_FETCH_BYTES";
+    pub const MAX_ARCHIVE_BYTES: &str = "PCB_MAX_ARCHIVE_BYTES";
+    pub const MAX_ARCHIVE_ENTRIES: &str = "PCB_MAX_ARCHIVE_ENTRIES";
 }
 
-impl AcceptLambdaConfig {
-    pub fn from_env<F: Fn(&str) -> Option<String>>(get: F) -> Result<Self, ConfigError> {
-        let required = |key: &str| {
-            get(key).filter(|v| !v.trim().is_empty()).ok_or_else(|| invalid(key, "is required and not set"))
-        };
-        let number = |key: &str| -> Result<Option<usize>, ConfigError> {
-            get(key)
-                .filter(|v| !v.trim().is_empty())
-                .map(|v| {
-                    v.trim().parse::<usize>().map_err(|e| invalid(key, format!("`{v}` is not a whole number: {e}")))
-                })
-                .transpose()
-        };
-        let projects_toml = required(env::PROJECTS)?;
+/// Reads typed values from the environment; every error names the variable.
+struct Env<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    fn optional(&self, key: &str) -> Option<String> {
+        (self.0)(key).filter(|v| !v.trim().is_empty())
+    }
+
+    fn required(&self, key: &str) -> Result<String, ConfigError> {
+        self.optional(key).ok_or_else(|| invalid(key, "is required and not set"))
+    }
+
+    fn number<N: std::str::FromStr>(&self, key: &str) -> Result<Option<N>, ConfigError>
+    where
+        N::Err: std::fmt::Display,
+    {
+        self.optional(key)
+            .map(|v| v.trim().parse::<N>().map_err(|e| invalid(key, format!("`{v}` is not a whole number: {e}"))))
+            .transpose()
+    }
+
+    /// `PCB_PROJECTS` and the accept settings every Lambda shares.
+    fn accept(&self) -> Result<AcceptConfig, ConfigError> {
         let raw: BTreeMap<String, ProjectSettings> =
-            toml::from_str(&projects_toml).map_err(|e| invalid(env::PROJECTS, e.to_string()))?;
+            toml::from_str(&self.required(env::PROJECTS)?).map_err(|e| invalid(env::PROJECTS, e.to_string()))?;
         let projects = build_projects(&raw).map_err(|e| match e {
             ConfigError::Invalid { key, message } => invalid(format!("{} ({key})", env::PROJECTS), message),
             other => other,
         })?;
         let settings = AcceptSettings {
-            max_body_bytes: number(env::MAX_BODY_BYTES)?,
-            source_cidrs: get(env::SOURCE_CIDRS)
+            max_body_bytes: self.number(env::MAX_BODY_BYTES)?,
+            source_cidrs: self
+                .optional(env::SOURCE_CIDRS)
                 .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
                 .unwrap_or_default(),
-            rebuild_phrases: get(env::REBUILD_PHRASES).map(|v| v.lines().map(String::from).collect()),
+            rebuild_phrases: self.optional(env::REBUILD_PHRASES).map(|v| v.lines().map(String::from).collect()),
         };
-        let accept = build_accept(settings, projects, "").map_err(|e| match e {
+        build_accept(settings, projects, "").map_err(|e| match e {
             ConfigError::Invalid { key, message } => invalid(format!("PCB_{}", key.to_ascii_uppercase()), message),
             other => other,
-        })?;
-        let ttl = number(env::SECRETS_TTL_SECONDS)?.unwrap_or(300);
+        })
+    }
+
+    fn secrets_ttl(&self) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_secs(self.number(env::SECRETS_TTL_SECONDS)?.unwrap_or(300)))
+    }
+}
+
+impl AcceptLambdaConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(get: F) -> Result<Self, ConfigError> {
+        let env = Env(get);
+        let accept = env.accept()?;
         Ok(AcceptLambdaConfig {
-            queue_url: required(env::QUEUE_URL)?,
-            secret_id: required(env::SECRET_ID)?,
-            secrets_ttl: Duration::from_secs(ttl as u64),
+            queue_url: env.required(env::QUEUE_URL)?,
+            secret_id: env.required(env::SECRET_ID)?,
+            secrets_ttl: env.secrets_ttl()?,
             accept,
+        })
+    }
+}
+
+/// The work Lambda, from its environment.
+#[derive(Debug, Clone)]
+pub struct WorkLambdaConfig {
+    pub secret_id: String,
+    pub secrets_ttl: Duration,
+    pub bucket: String,
+    pub key_prefix: String,
+    /// SSE-KMS key for archives; SSE-S3 when unset.
+    pub kms_key_id: Option<String>,
+    /// Name of the pipelines' S3 source action.
+    pub source_action: String,
+    /// The queue's `maxReceiveCount`: the delivery that reaches it is the last.
+    pub max_receive_count: u32,
+    pub work: WorkConfig,
+    pub accept: AcceptConfig,
+}
+
+impl WorkLambdaConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(get: F) -> Result<Self, ConfigError> {
+        let env = Env(get);
+        let work = WorkSettingsFile {
+            artifacts_dir: None,
+            max_attempts: env.number(env::MAX_RECEIVE_COUNT)?,
+            retry_delay_ms: None,
+            fetch_timeout_seconds: env.number(env::FETCH_TIMEOUT_SECONDS)?,
+            max_fetch_bytes: env.number(env::MAX_FETCH_BYTES)?,
+            max_archive_bytes: env.number(env::MAX_ARCHIVE_BYTES)?,
+            max_archive_entries: env.number(env::MAX_ARCHIVE_ENTRIES)?,
+        }
+        .build(Path::new("/tmp"))
+        .map_err(|e| match e {
+            ConfigError::Invalid { message, .. } => invalid(env::MAX_RECEIVE_COUNT, message),
+            other => other,
+        })?;
+        Ok(WorkLambdaConfig {
+            secret_id: env.required(env::SECRET_ID)?,
+            secrets_ttl: env.secrets_ttl()?,
+            bucket: env.required(env::BUCKET)?,
+            key_prefix: env.optional(env::KEY_PREFIX).unwrap_or_else(|| "sources".into()),
+            kms_key_id: env.optional(env::KMS_KEY_ID),
+            source_action: env.optional(env::SOURCE_ACTION).unwrap_or_else(|| "Source".into()),
+            max_receive_count: work.max_attempts,
+            work,
+            accept: env.accept()?,
         })
     }
 }
@@ -504,5 +583,30 @@ pipeline = "demo-ci"
             if k == env::MAX_BODY_BYTES { Some("lots".into()) } else { vars.get(k).cloned() }
         });
         assert!(bad.expect_err("bad").to_string().contains("PCB_MAX_BODY_BYTES"));
+    }
+
+    #[test]
+    fn work_lambda_environment() {
+        let mut vars: BTreeMap<&str, String> = [
+            (env::SECRET_ID, "pcb".to_owned()),
+            (env::PROJECTS, format!("[demo-job]\n{PROJECT}")),
+            (env::BUCKET, "pcb-sources".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        let cfg = WorkLambdaConfig::from_env(|k| vars.get(k).cloned()).expect("valid");
+        assert_eq!(
+            (cfg.key_prefix.as_str(), cfg.source_action.as_str(), cfg.max_receive_count),
+            ("sources", "Source", 5)
+        );
+        assert_eq!(cfg.kms_key_id, None);
+        assert_eq!(cfg.work.fetch_timeout, Duration::from_secs(300));
+        vars.insert(env::MAX_RECEIVE_COUNT, "0".into());
+        let err = WorkLambdaConfig::from_env(|k| vars.get(k).cloned()).expect_err("zero");
+        assert!(err.to_string().contains("PCB_MAX_RECEIVE_COUNT"), "{err}");
+        vars.remove(env::MAX_RECEIVE_COUNT);
+        vars.remove(env::BUCKET);
+        let err = WorkLambdaConfig::from_env(|k| vars.get(k).cloned()).expect_err("bucket");
+        assert!(err.to_string().contains("PCB_BUCKET"), "{err}");
     }
 }

@@ -211,7 +211,7 @@ pub fn metadata(request: &BuildRequest, fetched: &Fetched) -> ArtifactMetadata {
     let short = &fetched.commit[..fetched.commit.len().min(12)];
     let what = match request.cause {
         Cause::PullRequest { id } => {
-            format!("PR #{id} {} → {}", request.branch, request.branch_to.as_deref().unwrap_or(""))
+            format!("PR #{id} {} -> {}", request.branch, request.branch_to.as_deref().unwrap_or(""))
         }
         Cause::Commit { .. } => format!("push to {}", request.branch),
     };
