@@ -315,3 +315,67 @@ async fn sqs_batches_report_only_the_records_to_retry() {
         matches!(&states[1].1, BuildState::Error(reason) if reason.starts_with("the build could not be started after several attempts"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_uploads_to_s3_and_the_object_unzips_to_the_tree() {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    let repos = demo_repos().await;
+    let moto = e2e_tests::Moto::start();
+    let sdk = moto.sdk_config().await;
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+    s3.create_bucket().bucket("sources").send().await.expect("bucket");
+    s3.put_bucket_versioning()
+        .bucket("sources")
+        .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+        .send()
+        .await
+        .expect("versioning");
+    let config = config(&repos, &temp_dir("unused"));
+    let recorded = Recorded::default();
+    let worker = Worker::new(
+        config.accept.clone(),
+        WorkSettings { scratch_dir: temp_dir("scratch"), ..WorkSettings::default() },
+        bridge_aws::S3Store::new(s3.clone(), "sources", bridge_aws::Encryption::S3Managed),
+        recorded.clone(),
+        recorded.clone(),
+        secrets(),
+    );
+    let request = bridge_core::trigger::normalise(
+        &config.accept.projects["demo"],
+        bridge_core::trigger::RawTrigger {
+            cause: repos.shas["f4"].clone(),
+            repo: repos.server.url("demo.git"),
+            branch: "feature".into(),
+            branch_to: Some("None".into()),
+        },
+        bridge_core::model::TriggerKind::Jenkins,
+        time::OffsetDateTime::now_utc(),
+    )
+    .expect("request");
+    assert_eq!(worker.handle(&request, false).await, Disposition::Done);
+
+    let key = format!("sources/demo/{}.zip", request.request_id);
+    let object = s3.get_object().bucket("sources").key(&key).send().await.expect("uploaded");
+    assert_eq!(object.metadata().expect("metadata")["pagure-commit"], repos.shas["f4"].as_str());
+    let path = temp_dir("download").join("source.zip");
+    std::fs::write(&path, object.body.collect().await.expect("body").into_bytes()).expect("write");
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&path).expect("zip")).expect("archive");
+    let spec: yaml_serde::Value = yaml_serde::from_str(&entry(&mut zip, "buildspec.yml").0).expect("yaml");
+    assert_eq!(spec["env"]["variables"]["PAGURE_COMMIT"], repos.shas["f4"].as_str());
+    assert_eq!(spec["env"]["variables"]["PAGURE_BRANCH_TO"], "");
+    assert_eq!(spec["env"]["variables"]["PAGURE_PR_ID"], "");
+    assert_eq!(entry(&mut zip, "f4").0, "f4");
+    assert_eq!(entry(&mut zip, "run.sh").1.map(|m| m & 0o777), Some(0o755));
+    let (target, _, is_link) = entry(&mut zip, "link-in");
+    assert_eq!((target.as_str(), is_link), ("README", true));
+    let starts = recorded.starts.lock().expect("starts").clone();
+    assert_eq!(starts[0].1, key, "the pipeline is started on exactly this object");
+    assert!(
+        s3.get_object()
+            .bucket("sources")
+            .key(format!("sources/demo/{}.started", request.request_id))
+            .send()
+            .await
+            .is_ok()
+    );
+}

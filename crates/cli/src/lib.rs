@@ -228,7 +228,8 @@ pub async fn run_serve(config_path: &Path, listen: Option<SocketAddr>) -> anyhow
 pub fn init_tracing(pretty: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     if pretty {
         builder.init();
     } else {
