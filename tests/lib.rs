@@ -118,6 +118,24 @@ impl Moto {
         Moto { child, endpoint }
     }
 
+    /// An S3 client on this server, with a new versioned bucket (as CodePipeline's S3
+    /// source needs).
+    pub async fn versioned_bucket(&self, bucket: &str) -> aws_sdk_s3::Client {
+        use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+        let sdk = self.sdk_config().await;
+        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+        s3.create_bucket().bucket(bucket).send().await.expect("bucket");
+        s3.put_bucket_versioning()
+            .bucket(bucket)
+            .versioning_configuration(
+                VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
+            )
+            .send()
+            .await
+            .expect("versioning");
+        s3
+    }
+
     /// The SDK configuration a Lambda would have, pointed at this server.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         sdk_config_for(&self.endpoint).await

@@ -318,18 +318,9 @@ async fn sqs_batches_report_only_the_records_to_retry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_uploads_to_s3_and_the_object_unzips_to_the_tree() {
-    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
     let repos = demo_repos().await;
     let moto = e2e_tests::Moto::start();
-    let sdk = moto.sdk_config().await;
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
-    s3.create_bucket().bucket("sources").send().await.expect("bucket");
-    s3.put_bucket_versioning()
-        .bucket("sources")
-        .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
-        .send()
-        .await
-        .expect("versioning");
+    let s3 = moto.versioned_bucket("sources").await;
     let config = config(&repos, &temp_dir("unused"));
     let recorded = Recorded::default();
     let worker = Worker::new(

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use aws_sdk_s3::types::{BucketVersioningStatus, ServerSideEncryption, VersioningConfiguration};
+use aws_sdk_s3::types::ServerSideEncryption;
 use bridge_aws::{Encryption, REVISION_SUMMARY_KEY, S3Store};
 use bridge_core::ports::{ArtifactMetadata, ArtifactStore};
 use e2e_tests::{Moto, temp_dir};
@@ -21,15 +21,7 @@ fn metadata() -> ArtifactMetadata {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archives_stream_to_a_versioned_bucket_with_metadata() {
     let moto = Moto::start();
-    let sdk = moto.sdk_config().await;
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
-    s3.create_bucket().bucket("sources").send().await.expect("bucket");
-    s3.put_bucket_versioning()
-        .bucket("sources")
-        .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
-        .send()
-        .await
-        .expect("versioning");
+    let s3 = moto.versioned_bucket("sources").await;
     let store = S3Store::new(s3.clone(), "sources", Encryption::S3Managed).with_multipart(6 << 20, 5 << 20);
 
     let dir = temp_dir("s3");

@@ -46,16 +46,3 @@ pub async fn handle(service: &LambdaAcceptService, request: Request) -> Result<R
     let response = service.handle(to_trigger_request(request)).await;
     Ok(response.map(|bytes| Body::Binary(bytes.to_vec())))
 }
-
-/// JSON logs, level from `RUST_LOG` (default `info`).
-pub fn init_tracing() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .without_time()
-        .init();
-}

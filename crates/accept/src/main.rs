@@ -3,7 +3,7 @@ use lambda_http::{run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    accept::init_tracing();
+    bridge_aws::init_lambda_tracing();
     let config = AcceptLambdaConfig::from_env(|key| std::env::var(key).ok())?;
     let aws = aws_config::load_from_env().await;
     let service = accept::build_service(config, &aws);

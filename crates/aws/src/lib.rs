@@ -12,6 +12,20 @@ use bridge_core::ports::{
     StoreError, StoredArtifact,
 };
 
+/// The Lambdas' logs: JSON lines (CloudWatch adds the time), level from `RUST_LOG`
+/// (default `info`).
+pub fn init_lambda_tracing() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .without_time()
+        .init();
+}
+
 /// Message attributes set on every build request message.
 pub mod attributes {
     pub const IDEMPOTENCY_KEY: &str = "idempotency_key";

@@ -2,7 +2,7 @@ use bridge_core::config::WorkLambdaConfig;
 use lambda_runtime::{LambdaEvent, run, service_fn};
 
 fn main() -> Result<(), lambda_runtime::Error> {
-    work::init_tracing();
+    bridge_aws::init_lambda_tracing();
     // libgit2's timeouts are process-wide: set them before the runtime starts threads.
     bridge_git::init_timeouts(std::time::Duration::from_secs(10), std::time::Duration::from_secs(60))?;
     let config = WorkLambdaConfig::from_env(|key| std::env::var(key).ok())?;
