@@ -192,7 +192,8 @@ fn commit(dir: &Path, message: &str) -> String {
     git(dir, &["rev-parse", "HEAD"])
 }
 
-/// `demo.git` (HEAD → rawhide, PR refs 1 and 2), `forks/bob/demo.git`, `nospec.git`.
+/// `demo.git` (HEAD → rawhide, PR refs 1 and 2), `forks/bob/demo.git`, `nospec.git` (no
+/// buildspec), `badspec.git` (a buildspec that is not YAML).
 pub async fn demo_repos() -> DemoRepos {
     let root = crate::temp_dir("git-root");
     let work = crate::temp_dir("git-work");
@@ -254,6 +255,16 @@ pub async fn demo_repos() -> DemoRepos {
     git(&nospec, &["init", "-q", "--bare"]);
     git(&nospec_work, &["push", "-q", nospec.to_str().expect("utf-8"), "main"]);
     git(&nospec, &["symbolic-ref", "HEAD", "refs/heads/main"]);
+
+    let badspec_work = crate::temp_dir("git-badspec");
+    git(&badspec_work, &["init", "-q", "-b", "main"]);
+    write(&badspec_work, "buildspec.yml", "version: 0.2\nphases:\n  build:\n    commands: [make\n");
+    commit(&badspec_work, "broken buildspec");
+    let badspec = root.join("badspec.git");
+    std::fs::create_dir_all(&badspec).expect("dir");
+    git(&badspec, &["init", "-q", "--bare"]);
+    git(&badspec_work, &["push", "-q", badspec.to_str().expect("utf-8"), "main"]);
+    git(&badspec, &["symbolic-ref", "HEAD", "refs/heads/main"]);
 
     DemoRepos { server: GitServer::start(&root).await, shas }
 }

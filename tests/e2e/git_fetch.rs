@@ -50,9 +50,10 @@ async fn fetch(
     TIMEOUTS.call_once(|| bridge_git::init_timeouts(Duration::from_secs(3), Duration::from_secs(3)).expect("timeouts"));
     let dest = temp_dir("checkout");
     let into = dest.clone();
-    let result = tokio::task::spawn_blocking(move || fetch_build(&request, &target, &into, &settings, None))
-        .await
-        .expect("join");
+    let result =
+        tokio::task::spawn_blocking(move || fetch_build(&request, &target, &into, &settings, None, |_| Ok(())))
+            .await
+            .expect("join");
     (result, dest)
 }
 

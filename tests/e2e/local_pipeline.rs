@@ -68,6 +68,12 @@ git_url = "{git}"
 project = "nospec"
 pipeline = "nospec-ci"
 allow_insecure_git_url = true
+[projects.badspec]
+pagure_url = "http://127.0.0.1:5600/"
+git_url = "{git}"
+project = "badspec"
+pipeline = "badspec-ci"
+allow_insecure_git_url = true
 "#,
         artifacts = artifacts.display(),
         git = repos.server.base
@@ -77,7 +83,7 @@ allow_insecure_git_url = true
 
 fn secrets() -> StaticSecrets {
     let doc = format!(
-        r#"{{"projects": {{"demo": {{"trigger_token": "{TOKEN}"}}, "nospec": {{"trigger_token": "{TOKEN}"}}}}}}"#
+        r#"{{"projects": {{"demo": {{"trigger_token": "{TOKEN}"}}, "nospec": {{"trigger_token": "{TOKEN}"}}, "badspec": {{"trigger_token": "{TOKEN}"}}}}}}"#
     );
     StaticSecrets::new(bridge_core::ports::SecretsDocument::parse(&doc).expect("secrets"))
 }
@@ -228,8 +234,15 @@ async fn redelivery_starts_nothing_and_terminal_failures_are_reported() {
         serde_json::json!({"cause": repos.shas["f1"], "repo": target, "branch": "deleted", "branch_to": null}),
     )
     .await;
+    let badspec = repos.server.url("badspec.git");
+    let bad = trigger(
+        &running,
+        "badspec",
+        serde_json::json!({"cause": 1, "repo": badspec, "branch": "x", "branch_to": "main"}),
+    )
+    .await;
     for _ in 0..200 {
-        if running.recorded.states.lock().expect("states").len() >= 2 {
+        if running.recorded.states.lock().expect("states").len() >= 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -243,6 +256,9 @@ async fn redelivery_starts_nothing_and_terminal_failures_are_reported() {
                 BuildState::Error("no buildspec.yml or buildspec.yaml on the default branch `main` of `nospec`".into())
             ),
             (gone, BuildState::Error("branch `deleted` does not exist (any more) in the repository".into())),
+            (bad, BuildState::Error(
+                "`buildspec.yml` on the default branch `main`: the buildspec is not valid YAML at line 5: did not find expected ',' or ']'".into()
+            )),
         ]
     );
     assert_eq!(running.recorded.starts.lock().expect("starts").len(), 1);

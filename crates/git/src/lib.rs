@@ -72,6 +72,8 @@ pub enum FetchError {
     NoBuildspec { tried: String, branch: String, project: String },
     #[error("`{path}` on the default branch `{branch}` is not a regular file")]
     BuildspecNotAFile { path: String, branch: String },
+    #[error("`{path}` on the default branch `{branch}`: {problem}")]
+    BuildspecInvalid { path: String, branch: String, problem: String },
     #[error("the repository has no default branch (its HEAD points nowhere)")]
     NoDefaultBranch,
     #[error("branch `{branch}` does not exist (any more) in the repository")]
@@ -237,12 +239,15 @@ fn reference_oid(repo: &Repository, name: &str) -> Option<Oid> {
 
 /// Fetches and checks out what `request` names into `dest` (an empty directory).
 /// `target_url` is the target project's clone URL (for the default branch and PR heads).
+/// `check_buildspec` sees the buildspec as soon as it is read: an error there ends the fetch
+/// before the (possibly large) tree is transferred.
 pub fn fetch_build(
     request: &BuildRequest,
     target_url: &str,
     dest: &Path,
     settings: &FetchSettings,
     credentials: Option<&GitCredentials>,
+    check_buildspec: impl FnOnce(&[u8]) -> Result<(), String>,
 ) -> Result<Fetched, FetchError> {
     let budget = Budget {
         started: Instant::now(),
@@ -259,6 +264,11 @@ pub fn fetch_build(
     fetch_ref(&repo, target_url, &format!("+{default_ref}:refs/bridge/default"), 1, &budget, credentials)?;
     let default_oid = reference_oid(&repo, "refs/bridge/default").ok_or(FetchError::NoDefaultBranch)?;
     let (buildspec_path, buildspec) = read_buildspec(&repo, default_oid, &default_branch, request, settings)?;
+    check_buildspec(&buildspec).map_err(|problem| FetchError::BuildspecInvalid {
+        path: buildspec_path.clone(),
+        branch: default_branch.clone(),
+        problem,
+    })?;
 
     // 2. The commit to build.
     let commit = match &request.cause {

@@ -137,18 +137,12 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
         let scratch = Scratch::new(&self.settings.scratch_dir, &request.request_id)?;
         let fetched = self.fetch(request, project, &scratch.checkout()).await?;
         let variables = trigger_variables(request, &fetched.commit);
-        let buildspec = std::str::from_utf8(&fetched.buildspec).map_err(|_| {
-            WorkError::Terminal(format!(
-                "`{}` on the default branch `{}` is not UTF-8",
-                fetched.buildspec_path, fetched.default_branch
-            ))
-        })?;
-        let injected = inject(buildspec, &variables).map_err(|e| {
-            WorkError::Terminal(format!(
-                "`{}` on the default branch `{}`: {e}",
-                fetched.buildspec_path, fetched.default_branch
-            ))
-        })?;
+        // Checked before the tree was fetched (`check_buildspec`); this repeats it with the
+        // real values.
+        let injected = std::str::from_utf8(&fetched.buildspec)
+            .map_err(|e| e.to_string())
+            .and_then(|text| inject(text, &variables).map_err(|e| e.to_string()))
+            .map_err(|e| WorkError::Terminal(format!("`{}`: {e}", fetched.buildspec_path)))?;
         if !injected.overridden.is_empty() {
             tracing::info!(request_id = %request.request_id, overridden = ?injected.overridden, "buildspec variables replaced by the trigger's");
         }
@@ -196,7 +190,7 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
         let target_url = project.repo.clone_url(None);
         let (request, settings, dest) = (request.clone(), self.settings.fetch.clone(), dest.to_owned());
         tokio::task::spawn_blocking(move || {
-            bridge_git::fetch_build(&request, &target_url, &dest, &settings, credentials.as_ref())
+            bridge_git::fetch_build(&request, &target_url, &dest, &settings, credentials.as_ref(), check_buildspec)
         })
         .await
         .map_err(|e| WorkError::Transient(format!("fetch task: {e}")))?
@@ -204,6 +198,13 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
             if e.is_terminal() { WorkError::Terminal(e.to_string()) } else { WorkError::Transient(e.to_string()) }
         })
     }
+}
+
+/// A buildspec the trigger can be injected into: UTF-8 YAML, a mapping, `version: 0.2`,
+/// within the size limits.
+fn check_buildspec(bytes: &[u8]) -> Result<(), String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "the buildspec is not UTF-8".to_owned())?;
+    inject(text, &[]).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// Object metadata and the one-line revision summary CodePipeline shows.
