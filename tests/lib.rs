@@ -177,7 +177,7 @@ impl LocalBridge {
         std::fs::write(dir.join("secrets.json"), secrets_json).expect("write secrets");
         let text = format!("[server]\nlisten = \"127.0.0.1:0\"\n[secrets]\nfile = \"secrets.json\"\n{config}");
         let config = LocalConfig::parse(&text, &dir).expect("test config");
-        let (service, _worker, queued) = pagure_ci_bridge::build_local(&config).expect("local service");
+        let (service, _worker, queued) = pagure_ci_bridge::build_local(&config).await.expect("local service");
         let listener = tokio::net::TcpListener::bind(config.listen).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();

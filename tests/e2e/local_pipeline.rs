@@ -117,9 +117,9 @@ async fn start(repos: &DemoRepos) -> Running {
     Running { url, recorded, worker, artifacts, config }
 }
 
-async fn trigger(running: &Running, project: &str, body: serde_json::Value) -> String {
+async fn trigger(bridge_url: &str, project: &str, body: serde_json::Value) -> String {
     let response = reqwest::Client::new()
-        .post(format!("{}/trigger/{project}", running.url))
+        .post(format!("{bridge_url}/trigger/{project}"))
         .header("authorization", format!("token {TOKEN}"))
         .json(&body)
         .send()
@@ -153,7 +153,7 @@ async fn a_fork_pull_request_becomes_an_archive_with_the_default_branch_buildspe
     let running = start(&repos).await;
     let fork = repos.server.url("forks/bob/demo.git");
     let id = trigger(
-        &running,
+        &running.url,
         "demo",
         serde_json::json!({"cause": 2, "repo": fork, "branch": "bob-fix", "branch_to": "rawhide"}),
     )
@@ -195,7 +195,7 @@ async fn redelivery_starts_nothing_and_terminal_failures_are_reported() {
     let running = start(&repos).await;
     let target = repos.server.url("demo.git");
     let id = trigger(
-        &running,
+        &running.url,
         "demo",
         serde_json::json!({"cause": repos.shas["f1"], "repo": target, "branch": "feature", "branch_to": null}),
     )
@@ -223,20 +223,20 @@ async fn redelivery_starts_nothing_and_terminal_failures_are_reported() {
 
     let nospec = repos.server.url("nospec.git");
     let id = trigger(
-        &running,
+        &running.url,
         "nospec",
         serde_json::json!({"cause": 1, "repo": nospec, "branch": "x", "branch_to": "main"}),
     )
     .await;
     let gone = trigger(
-        &running,
+        &running.url,
         "demo",
         serde_json::json!({"cause": repos.shas["f1"], "repo": target, "branch": "deleted", "branch_to": null}),
     )
     .await;
     let badspec = repos.server.url("badspec.git");
     let bad = trigger(
-        &running,
+        &running.url,
         "badspec",
         serde_json::json!({"cause": 1, "repo": badspec, "branch": "x", "branch_to": "main"}),
     )
@@ -385,4 +385,75 @@ async fn the_worker_uploads_to_s3_and_the_object_unzips_to_the_tree() {
             .await
             .is_ok()
     );
+}
+
+/// The shipped binary (`cargo build` makes sure it is current).
+fn bridge_binary() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "-q", "--locked", "-p", "pagure-ci-bridge"])
+        .current_dir(e2e_tests::root())
+        .status()
+        .expect("cargo build");
+    assert!(status.success(), "building pagure-ci-bridge");
+    e2e_tests::root().join("target/debug/pagure-ci-bridge")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_mode_stores_archives_in_s3_when_a_bucket_is_configured() {
+    let repos = demo_repos().await;
+    let moto = e2e_tests::Moto::start();
+    let s3 = moto.versioned_bucket("local-sources").await;
+    let dir = temp_dir("local-s3");
+    std::fs::write(dir.join("secrets.json"), format!(r#"{{"projects": {{"demo": {{"trigger_token": "{TOKEN}"}}}}}}"#))
+        .expect("secrets");
+    std::fs::write(
+        dir.join("bridge.toml"),
+        format!(
+            "[work]\ns3_bucket = \"local-sources\"\ns3_endpoint = \"{}\"\n[secrets]\nfile = \"secrets.json\"\n[projects.demo]\npagure_url = \"http://127.0.0.1:5600/\"\ngit_url = \"{}\"\nproject = \"demo\"\npipeline = \"demo-ci\"\nallow_insecure_git_url = true\n",
+            moto.endpoint, repos.server.base
+        ),
+    )
+    .expect("config");
+    let port = e2e_tests::free_port();
+    let mut child = tokio::process::Command::new(bridge_binary())
+        .args(["serve", "--config"])
+        .arg(dir.join("bridge.toml"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .envs([
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("RUST_LOG", "warn"),
+        ])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("serve");
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let id = trigger(&format!("http://127.0.0.1:{port}"), "demo", serde_json::json!({"cause": 1, "repo": repos.server.url("demo.git"), "branch": "feature", "branch_to": "rawhide"})).await;
+    let marker = format!("sources/demo/{id}.started");
+    let mut started = false;
+    for _ in 0..400 {
+        if s3.get_object().bucket("local-sources").key(&marker).send().await.is_ok() {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill().await;
+    assert!(started, "the archive and its marker reached the bucket");
+    let object =
+        s3.get_object().bucket("local-sources").key(format!("sources/demo/{id}.zip")).send().await.expect("zip");
+    let path = dir.join("downloaded.zip");
+    std::fs::write(&path, object.body.collect().await.expect("body").into_bytes()).expect("write");
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&path).expect("zip")).expect("archive");
+    let spec: yaml_serde::Value = yaml_serde::from_str(&entry(&mut zip, "buildspec.yml").0).expect("yaml");
+    assert_eq!(spec["env"]["variables"]["PAGURE_PR_ID"], "1");
+    assert_eq!(spec["env"]["variables"]["PAGURE_COMMIT"], repos.shas["f4"].as_str());
 }

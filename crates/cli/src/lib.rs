@@ -12,7 +12,10 @@ use anyhow::Context as _;
 use bridge_core::accept::{AcceptService, TriggerHttpRequest};
 use bridge_core::config::LocalConfig;
 use bridge_core::model::BuildRequest;
-use bridge_core::ports::{DirectoryStore, InProcessQueue, LocalPipeline, LogStatus, Queue, Secrets, StaticSecrets};
+use bridge_core::ports::{
+    ArtifactMetadata, ArtifactStore, DirectoryStore, InProcessQueue, LocalPipeline, LogStatus, Queue, Secrets,
+    StaticSecrets, StoreError, StoredArtifact,
+};
 use bridge_worker::{Disposition, WorkSettings, Worker};
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
@@ -27,11 +30,63 @@ use tokio::sync::mpsc;
 pub type LocalAcceptService = AcceptService<InProcessQueue, StaticSecrets>;
 
 /// The work stage local mode runs.
-pub type LocalWorker = Worker<DirectoryStore, LocalPipeline, LogStatus, StaticSecrets>;
+pub type LocalWorker = Worker<LocalStore, LocalPipeline, LogStatus, StaticSecrets>;
+
+/// Local mode stores archives in a folder, or in S3 when `work.s3_bucket` is set.
+#[derive(Debug)]
+pub enum LocalStore {
+    Directory(DirectoryStore),
+    S3(bridge_aws::S3Store),
+}
+
+impl LocalStore {
+    /// The store the configuration asks for.
+    pub async fn from_config(work: &bridge_core::config::WorkConfig) -> Self {
+        let Some(bucket) = &work.s3_bucket else {
+            return LocalStore::Directory(DirectoryStore::new(&work.artifacts_dir));
+        };
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(endpoint) = &work.s3_endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        let sdk = loader.load().await;
+        // Emulators answer on path-style URLs only.
+        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+        LocalStore::S3(bridge_aws::S3Store::new(s3, bucket, bridge_aws::Encryption::S3Managed))
+    }
+}
+
+impl ArtifactStore for LocalStore {
+    async fn put_archive(
+        &self,
+        key: &str,
+        path: &Path,
+        metadata: &ArtifactMetadata,
+    ) -> Result<StoredArtifact, StoreError> {
+        match self {
+            LocalStore::Directory(store) => store.put_archive(key, path, metadata).await,
+            LocalStore::S3(store) => store.put_archive(key, path, metadata).await,
+        }
+    }
+
+    async fn put_marker(&self, key: &str, content: &str) -> Result<(), StoreError> {
+        match self {
+            LocalStore::Directory(store) => store.put_marker(key, content).await,
+            LocalStore::S3(store) => store.put_marker(key, content).await,
+        }
+    }
+
+    async fn marker(&self, key: &str) -> Result<Option<String>, StoreError> {
+        match self {
+            LocalStore::Directory(store) => store.marker(key).await,
+            LocalStore::S3(store) => store.marker(key).await,
+        }
+    }
+}
 
 /// Builds the local services from a configuration file: the accept handler, the worker,
 /// and the queue's receiving end.
-pub fn build_local(
+pub async fn build_local(
     config: &LocalConfig,
 ) -> anyhow::Result<(LocalAcceptService, LocalWorker, mpsc::Receiver<BuildRequest>)> {
     let secrets = match std::env::var("PCB_SECRETS_JSON") {
@@ -58,7 +113,7 @@ pub fn build_local(
     let worker = Worker::new(
         config.accept.clone(),
         settings,
-        DirectoryStore::new(&work.artifacts_dir),
+        LocalStore::from_config(work).await,
         LocalPipeline,
         LogStatus,
         secrets.clone(),
@@ -203,7 +258,7 @@ pub async fn run_serve(config_path: &Path, listen: Option<SocketAddr>) -> anyhow
     if let Some(listen) = listen {
         config.listen = listen;
     }
-    let (service, worker, receiver) = build_local(&config)?;
+    let (service, worker, receiver) = build_local(&config).await?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {} (server.listen)", config.listen))?;
@@ -211,7 +266,7 @@ pub async fn run_serve(config_path: &Path, listen: Option<SocketAddr>) -> anyhow
     tracing::info!(
         %addr,
         projects = ?config.accept.projects.keys().collect::<Vec<_>>(),
-        artifacts = %config.work.artifacts_dir.display(),
+        artifacts = %config.work.s3_bucket.as_ref().map_or_else(|| config.work.artifacts_dir.display().to_string(), |b| format!("s3://{b}")),
         "pagure-ci-bridge local mode listening"
     );
     let consumer = tokio::spawn(consume(receiver, Arc::new(worker), config.work.max_attempts, config.work.retry_delay));

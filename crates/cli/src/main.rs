@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve { config, listen } => runtime.block_on(pagure_ci_bridge::run_serve(&config, listen)),
         Command::CheckConfig { config } => {
             let parsed = bridge_core::config::LocalConfig::load(&config)?;
-            pagure_ci_bridge::build_local(&parsed)?;
+            runtime.block_on(pagure_ci_bridge::build_local(&parsed))?;
             println!("{}: ok ({} project(s))", config.display(), parsed.accept.projects.len());
             Ok(())
         }

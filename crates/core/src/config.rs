@@ -240,6 +240,11 @@ pub struct WorkConfig {
     pub max_fetch_bytes: u64,
     pub max_archive_bytes: u64,
     pub max_archive_entries: u64,
+    /// Local mode: store archives in this S3 bucket instead of `artifacts_dir`.
+    pub s3_bucket: Option<String>,
+    /// Local mode: the S3 endpoint (an emulator such as moto); default from the AWS
+    /// environment (`AWS_ENDPOINT_URL`, region, credentials).
+    pub s3_endpoint: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -252,6 +257,8 @@ struct WorkSettingsFile {
     max_fetch_bytes: Option<u64>,
     max_archive_bytes: Option<u64>,
     max_archive_entries: Option<u64>,
+    s3_bucket: Option<String>,
+    s3_endpoint: Option<String>,
 }
 
 impl WorkSettingsFile {
@@ -268,6 +275,8 @@ impl WorkSettingsFile {
             max_fetch_bytes: self.max_fetch_bytes.unwrap_or(2 << 30),
             max_archive_bytes: self.max_archive_bytes.unwrap_or(4 << 30),
             max_archive_entries: self.max_archive_entries.unwrap_or(200_000),
+            s3_bucket: self.s3_bucket.filter(|b| !b.is_empty()),
+            s3_endpoint: self.s3_endpoint.filter(|e| !e.is_empty()),
         })
     }
 }
@@ -470,6 +479,8 @@ impl WorkLambdaConfig {
             max_fetch_bytes: env.number(env::MAX_FETCH_BYTES)?,
             max_archive_bytes: env.number(env::MAX_ARCHIVE_BYTES)?,
             max_archive_entries: env.number(env::MAX_ARCHIVE_ENTRIES)?,
+            s3_bucket: None,
+            s3_endpoint: None,
         }
         .build(Path::new("/tmp"))
         .map_err(|e| match e {
