@@ -258,8 +258,8 @@ pub fn fetch_build(
     let repo = Repository::init(dest).map_err(|e| FetchError::Local(e.to_string()))?;
 
     // 1. The default branch of the target, and the buildspec from it.
-    let default_ref =
-        list_remote(&repo, target_url, &budget, credentials)?.default.ok_or(FetchError::NoDefaultBranch)?;
+    let target_refs = list_remote(&repo, target_url, &budget, credentials)?;
+    let default_ref = target_refs.default.clone().ok_or(FetchError::NoDefaultBranch)?;
     let default_branch = default_ref.strip_prefix("refs/heads/").unwrap_or(&default_ref).to_owned();
     fetch_ref(&repo, target_url, &format!("+{default_ref}:refs/bridge/default"), 1, &budget, credentials)?;
     let default_oid = reference_oid(&repo, "refs/bridge/default").ok_or(FetchError::NoDefaultBranch)?;
@@ -279,12 +279,18 @@ pub fn fetch_build(
         Cause::Commit { sha } => {
             let wanted = Oid::from_str(sha).map_err(|e| FetchError::Local(e.to_string()))?;
             let branch_ref = format!("refs/heads/{}", request.branch);
-            if !list_remote(&repo, &request.repo_url, &budget, credentials)?.refs.contains(&branch_ref) {
+            let source_refs = if request.repo_url == target_url {
+                target_refs.refs
+            } else {
+                list_remote(&repo, &request.repo_url, &budget, credentials)?.refs
+            };
+            if !source_refs.contains(&branch_ref) {
                 return Err(FetchError::BranchGone { branch: request.branch.clone() });
             }
-            let mut found = false;
+            // A push to the default branch: its tip came with the buildspec already.
+            let mut found = repo.find_commit(wanted).is_ok();
             let mut depth = 0;
-            for step in &settings.deepen_steps {
+            for step in settings.deepen_steps.iter().filter(|_| !found) {
                 depth = *step;
                 fetch_ref(
                     &repo,
