@@ -72,6 +72,7 @@ async fn commits_and_pull_requests_check_out_with_the_default_branch_buildspec()
     .await;
     let fetched = fetched.expect("fetch");
     assert_eq!(fetched.commit, sha);
+    bridge_git::checkout(&dest, &fetched.commit).expect("checkout");
     assert_eq!(fetched.default_branch, "rawhide");
     assert_eq!(fetched.buildspec_path, "buildspec.yml");
     assert!(
@@ -95,6 +96,7 @@ async fn commits_and_pull_requests_check_out_with_the_default_branch_buildspec()
     )
     .await;
     assert_eq!(fetched.expect("deepened").commit, sha);
+    bridge_git::checkout(&dest, &sha).expect("checkout");
     assert!(!dest.join("f2").exists(), "checked out exactly f1");
 
     // a same-project PR and a fork PR: refs/pull/<id>/head of the target
@@ -112,7 +114,9 @@ async fn commits_and_pull_requests_check_out_with_the_default_branch_buildspec()
         settings(),
     )
     .await;
-    assert_eq!(fetched.expect("fork pr").commit, repos.shas["bob"]);
+    let fetched = fetched.expect("fork pr");
+    assert_eq!(fetched.commit, repos.shas["bob"]);
+    bridge_git::checkout(&dest, &fetched.commit).expect("checkout");
     assert!(dest.join("bob.txt").exists());
 }
 
@@ -202,4 +206,52 @@ async fn every_bad_end_is_classified() {
     .await;
     assert!(matches!(r, Err(FetchError::TimedOut(_))), "{r:?}");
     assert!(started.elapsed() < Duration::from_secs(15), "the I/O timeout ended the hang");
+}
+
+/// The archive made from the object database equals the archive of a checkout of the same
+/// commit: same entries, modes, links and contents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archives_from_the_object_database_match_a_checkout() {
+    use bridge_core::archive::{ArchiveLimits, ArchiveOptions, write_tree};
+    use std::io::Read;
+    let repos = demo_repos().await;
+    let target = repos.server.url("demo.git");
+    let sha = repos.shas["f4"].clone();
+    let (fetched, dest) =
+        fetch(request(target.clone(), Cause::Commit { sha: sha.clone() }, "feature", None, None), target, settings())
+            .await;
+    fetched.expect("fetch");
+    let options =
+        ArchiveOptions { include_git: false, replacements: vec![("buildspec.yml".into(), b"injected".to_vec())] };
+    let mut from_odb = std::io::Cursor::new(Vec::new());
+    let odb_stats = bridge_git::archive_commit(&dest, &sha, &mut from_odb, &options, ArchiveLimits::default())
+        .expect("odb archive");
+    bridge_git::checkout(&dest, &sha).expect("checkout");
+    let mut from_files = std::io::Cursor::new(Vec::new());
+    let file_stats = write_tree(&dest, &mut from_files, &options, ArchiveLimits::default()).expect("folder archive");
+    assert_eq!(
+        (odb_stats.files, odb_stats.symlinks, odb_stats.bytes),
+        (file_stats.files, file_stats.symlinks, file_stats.bytes)
+    );
+    let describe = |bytes: Vec<u8>| {
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("zip");
+        (0..zip.len())
+            .map(|i| {
+                let mut entry = zip.by_index(i).expect("entry");
+                let mut content = Vec::new();
+                entry.read_to_end(&mut content).expect("read");
+                let mode = if entry.is_dir() { None } else { entry.unix_mode().map(|m| m & 0o777) };
+                (entry.name().expect("name").into_owned(), mode, entry.is_symlink(), content)
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(describe(from_odb.into_inner()), describe(from_files.into_inner()));
+    let limited = bridge_git::archive_commit(
+        &dest,
+        &sha,
+        std::io::Cursor::new(Vec::new()),
+        &options,
+        ArchiveLimits { max_entries: 100, max_bytes: 10 },
+    );
+    assert!(matches!(limited, Err(bridge_core::archive::ArchiveError::TooLarge { limit: 10 })), "{limited:?}");
 }

@@ -78,6 +78,50 @@ pub struct ArchiveOptions {
     pub replacements: Vec<(String, Vec<u8>)>,
 }
 
+/// Writes zip entries the bridge's way: deflate, fixed timestamps, unix modes, links as
+/// links, ZIP64 only for entries that need it. The caller adds entries in sorted order.
+pub struct ArchiveWriter<W: Write + Seek> {
+    zip: ZipWriter<W>,
+    base: SimpleFileOptions,
+}
+
+impl<W: Write + Seek> std::fmt::Debug for ArchiveWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ArchiveWriter")
+    }
+}
+
+impl<W: Write + Seek> ArchiveWriter<W> {
+    pub fn new(out: W) -> Self {
+        let base = SimpleFileOptions::default()
+            .compression_method(CompressionMethod::Deflated)
+            .last_modified_time(DateTime::default())
+            .large_file(false);
+        ArchiveWriter { zip: ZipWriter::new(out), base }
+    }
+
+    /// `name` ends with `/`.
+    pub fn directory(&mut self, name: &str, mode: u32) -> Result<(), ArchiveError> {
+        Ok(self.zip.add_directory(name, self.base.unix_permissions(mode))?)
+    }
+
+    pub fn symlink(&mut self, name: &str, target: &str) -> Result<(), ArchiveError> {
+        Ok(self.zip.add_symlink(name, target, self.base.unix_permissions(0o777))?)
+    }
+
+    /// Copies `content` (of about `len` bytes) into a new entry; returns the bytes copied.
+    pub fn file(&mut self, name: &str, mode: u32, len: u64, content: &mut impl io::Read) -> Result<u64, ArchiveError> {
+        // ZIP64 headers only where needed, so small trees stay byte-identical to what plain
+        // zip tools read everywhere.
+        self.zip.start_file(name, self.base.unix_permissions(mode).large_file(len >= u32::MAX as u64))?;
+        io::copy(content, &mut self.zip).map_err(ArchiveError::Io)
+    }
+
+    pub fn finish(self) -> Result<W, ArchiveError> {
+        Ok(self.zip.finish()?)
+    }
+}
+
 /// Zips the tree under `root` into `out`.
 pub fn write_tree<W: Write + Seek>(
     root: &Path,
@@ -86,29 +130,20 @@ pub fn write_tree<W: Write + Seek>(
     limits: ArchiveLimits,
 ) -> Result<ArchiveStats, ArchiveError> {
     let (entries, mut stats) = collect(root, options, limits)?;
-    let mut zip = ZipWriter::new(out);
-    let base = SimpleFileOptions::default()
-        .compression_method(CompressionMethod::Deflated)
-        .last_modified_time(DateTime::default())
-        .large_file(false);
+    let mut zip = ArchiveWriter::new(out);
     for (name, entry) in entries {
         match entry {
-            Entry::Directory { mode } => {
-                zip.add_directory(name, base.unix_permissions(mode))?;
-            }
-            Entry::Symlink { target } => {
-                zip.add_symlink(name, target, base.unix_permissions(0o777))?;
-            }
+            Entry::Directory { mode } => zip.directory(&name, mode)?,
+            Entry::Symlink { target } => zip.symlink(&name, &target)?,
             Entry::Replacement { content } => {
-                zip.start_file(name, base.unix_permissions(0o644))?;
-                zip.write_all(&content)?;
+                zip.file(&name, 0o644, content.len() as u64, &mut content.as_slice())?;
             }
             Entry::File { source, mode, len } => {
-                // ZIP64 headers only where needed, so small trees stay byte-identical to
-                // what plain zip tools read everywhere.
-                zip.start_file(name, base.unix_permissions(mode).large_file(len >= u32::MAX as u64))?;
                 let mut file = File::open(&source).map_err(|e| read_error(&source, e))?;
-                let copied = io::copy(&mut file, &mut zip).map_err(|e| read_error(&source, e))?;
+                let copied = zip.file(&name, mode, len, &mut file).map_err(|e| match e {
+                    ArchiveError::Io(e) => read_error(&source, e),
+                    other => other,
+                })?;
                 // A file that grew while being read counts with its real size.
                 stats.bytes = stats.bytes - len + copied;
                 if stats.bytes > limits.max_bytes {

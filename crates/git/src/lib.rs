@@ -6,7 +6,8 @@
 //! 2. the tree to build: for a commit, the branch shallowly, deepened in bounded steps
 //!    until the commit is there; for a pull request, `refs/pull/<id>/head` of the target
 //!    repository (Pagure keeps it for same-project, fork and remote PRs);
-//! 3. a checkout of exactly that commit.
+//! 3. an archive of exactly that commit, zipped straight from the object database
+//!    ([`archive_commit`]): no checkout written to disk and read back.
 //!
 //! The caller has checked the URLs against the project's allow-list; here redirects are
 //! never followed, so a fetch cannot be sent to another host. Size and time limits abort a
@@ -16,11 +17,12 @@ use std::cell::Cell;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use bridge_core::archive::{ArchiveError, ArchiveLimits, ArchiveOptions, ArchiveStats, ArchiveWriter};
 use bridge_core::auth::Secret;
 use bridge_core::model::{BuildRequest, Cause};
 use git2::{
-    AutotagOption, CertificateCheckStatus, Cred, Direction, ErrorClass, FetchOptions, Oid, RemoteCallbacks,
-    RemoteRedirect, Repository, build::CheckoutBuilder,
+    AutotagOption, CertificateCheckStatus, Cred, Direction, ErrorClass, FetchOptions, ObjectType, Oid, RemoteCallbacks,
+    RemoteRedirect, Repository, TreeWalkMode, TreeWalkResult, build::CheckoutBuilder,
 };
 
 /// Limits and choices for one fetch.
@@ -237,7 +239,7 @@ fn reference_oid(repo: &Repository, name: &str) -> Option<Oid> {
     repo.find_reference(name).ok().and_then(|r| r.peel_to_commit().ok()).map(|c| c.id())
 }
 
-/// Fetches and checks out what `request` names into `dest` (an empty directory).
+/// Fetches what `request` names into a repository at `dest` (an empty directory).
 /// `target_url` is the target project's clone URL (for the default branch and PR heads).
 /// `check_buildspec` sees the buildspec as soon as it is read: an error there ends the fetch
 /// before the (possibly large) tree is transferred.
@@ -312,11 +314,6 @@ pub fn fetch_build(
         }
     };
 
-    // 3. Check it out.
-    let object = repo.find_object(commit, None).map_err(|e| FetchError::Local(e.to_string()))?;
-    repo.checkout_tree(&object, Some(CheckoutBuilder::new().force()))
-        .map_err(|e| FetchError::Local(format!("checkout: {}", e.message())))?;
-    repo.set_head_detached(commit).map_err(|e| FetchError::Local(e.to_string()))?;
     Ok(Fetched { commit: commit.to_string(), default_branch, buildspec_path, buildspec })
 }
 
@@ -342,4 +339,132 @@ fn read_buildspec(
         branch: branch.to_owned(),
         project: request.project.target_fullname(),
     })
+}
+
+/// Checks `commit` out into the repository's working folder (for tools that want files; the
+/// bridge itself archives from the object database).
+pub fn checkout(repo_dir: &Path, commit: &str) -> Result<(), FetchError> {
+    let local = |e: git2::Error| FetchError::Local(e.message().to_owned());
+    let repo = Repository::open(repo_dir).map_err(local)?;
+    let oid = Oid::from_str(commit).map_err(local)?;
+    let object = repo.find_object(oid, None).map_err(local)?;
+    repo.checkout_tree(&object, Some(CheckoutBuilder::new().force())).map_err(local)?;
+    repo.set_head_detached(oid).map_err(local)
+}
+
+enum TreeEntry {
+    Directory,
+    Blob { oid: Oid, mode: u32, len: u64 },
+    Symlink { oid: Oid },
+    Replacement(usize),
+}
+
+fn odb_error(e: git2::Error) -> ArchiveError {
+    ArchiveError::Read { path: "the fetched repository".into(), source: std::io::Error::other(e.message().to_owned()) }
+}
+
+/// Zips `commit`'s tree from the repository at `repo_dir`, the way `archive::write_tree`
+/// zips a folder (same entries, modes, links and limits) but without a checkout. Blob
+/// sizes come from object headers, so limits are checked before anything is inflated; one
+/// blob at a time is in memory, as in a checkout. Submodule entries (commits) are skipped.
+pub fn archive_commit<W: std::io::Write + std::io::Seek>(
+    repo_dir: &Path,
+    commit: &str,
+    out: W,
+    options: &ArchiveOptions,
+    limits: ArchiveLimits,
+) -> Result<ArchiveStats, ArchiveError> {
+    let repo = Repository::open(repo_dir).map_err(odb_error)?;
+    let odb = repo.odb().map_err(odb_error)?;
+    let tree = Oid::from_str(commit).and_then(|oid| repo.find_commit(oid)).and_then(|c| c.tree()).map_err(odb_error)?;
+    let mut entries = std::collections::BTreeMap::new();
+    let mut stats = ArchiveStats::default();
+    let mut failure = None;
+    tree.walk(TreeWalkMode::PreOrder, |root, entry| {
+        let Ok(name) = entry.name() else {
+            failure =
+                Some(ArchiveError::NonUtf8Name { lossy: String::from_utf8_lossy(entry.name_bytes()).into_owned() });
+            return TreeWalkResult::Abort;
+        };
+        let path = format!("{root}{name}");
+        if root.is_empty() && name.eq_ignore_ascii_case(".git") && !options.include_git {
+            return TreeWalkResult::Skip;
+        }
+        if options.replacements.iter().any(|(p, _)| *p == path) {
+            return TreeWalkResult::Skip;
+        }
+        let (key, item) = match entry.filemode() {
+            0o040000 => {
+                stats.directories += 1;
+                (format!("{path}/"), TreeEntry::Directory)
+            }
+            0o120000 => {
+                stats.symlinks += 1;
+                (path, TreeEntry::Symlink { oid: entry.id() })
+            }
+            0o100644 | 0o100755 | 0o100664 => {
+                let len = match odb.read_header(entry.id()) {
+                    Ok((len, _)) => len as u64,
+                    Err(e) => {
+                        failure = Some(odb_error(e));
+                        return TreeWalkResult::Abort;
+                    }
+                };
+                stats.files += 1;
+                stats.bytes += len;
+                if stats.bytes > limits.max_bytes {
+                    failure = Some(ArchiveError::TooLarge { limit: limits.max_bytes });
+                    return TreeWalkResult::Abort;
+                }
+                let mode = if entry.filemode() == 0o100755 { 0o755 } else { 0o644 };
+                (path, TreeEntry::Blob { oid: entry.id(), mode, len })
+            }
+            _ => {
+                // 0o160000: a submodule (a commit of another repository), not content.
+                stats.skipped_special += 1;
+                return TreeWalkResult::Skip;
+            }
+        };
+        entries.insert(key, item);
+        if entries.len() as u64 > limits.max_entries {
+            failure = Some(ArchiveError::TooManyEntries { limit: limits.max_entries });
+            return TreeWalkResult::Abort;
+        }
+        TreeWalkResult::Ok
+    })
+    .map_err(|e| failure.take().unwrap_or_else(|| odb_error(e)))?;
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    for (i, (path, content)) in options.replacements.iter().enumerate() {
+        stats.files += 1;
+        stats.bytes += content.len() as u64;
+        entries.insert(path.clone(), TreeEntry::Replacement(i));
+    }
+    let mut zip = ArchiveWriter::new(out);
+    for (name, entry) in entries {
+        match entry {
+            TreeEntry::Directory => zip.directory(&name, 0o755)?,
+            TreeEntry::Symlink { oid } => {
+                let blob = repo.find_blob(oid).map_err(odb_error)?;
+                let target = std::str::from_utf8(blob.content()).map_err(|_| ArchiveError::NonUtf8Name {
+                    lossy: String::from_utf8_lossy(blob.content()).into_owned(),
+                })?;
+                zip.symlink(&name, target)?;
+            }
+            TreeEntry::Blob { oid, mode, len } => {
+                let object = odb.read(oid).map_err(odb_error)?;
+                if object.kind() != ObjectType::Blob {
+                    return Err(odb_error(git2::Error::from_str("a tree entry names a non-blob")));
+                }
+                zip.file(&name, mode, len, &mut object.data())?;
+            }
+            TreeEntry::Replacement(i) => {
+                let content = &options.replacements[i].1;
+                zip.file(&name, 0o644, content.len() as u64, &mut content.as_slice())?;
+            }
+        }
+    }
+    zip.finish()?;
+    Ok(stats)
 }

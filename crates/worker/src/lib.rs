@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use bridge_core::archive::{ArchiveError, ArchiveLimits, ArchiveOptions, write_tree};
+use bridge_core::archive::{ArchiveError, ArchiveLimits, ArchiveOptions};
 use bridge_core::buildspec::{inject, trigger_variables};
 use bridge_core::config::{AcceptConfig, ProjectConfig};
 use bridge_core::model::{BuildRequest, Cause};
@@ -23,7 +23,8 @@ use bridge_git::{FetchSettings, Fetched, GitCredentials};
 pub struct WorkSettings {
     pub fetch: FetchSettings,
     pub archive: ArchiveLimits,
-    /// Keep `.git` in the archive.
+    /// Keep a top-level `.git` entry of the tree in the archive (the repository's own
+    /// `.git` folder is never part of it: archives are made from the object database).
     pub include_git: bool,
     /// Where checkouts and archives are made (`/tmp` in Lambda); each request gets its own
     /// folder, removed afterwards.
@@ -151,10 +152,11 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
             include_git: self.settings.include_git,
             replacements: vec![(fetched.buildspec_path.clone(), injected.text.into_bytes())],
         };
-        let (checkout, limits, zip_file) = (scratch.checkout(), self.settings.archive, zip_path.clone());
+        let (repo_dir, commit, limits, zip_file) =
+            (scratch.checkout(), fetched.commit.clone(), self.settings.archive, zip_path.clone());
         let stats = tokio::task::spawn_blocking(move || {
             let file = std::fs::File::create(&zip_file).map_err(ArchiveError::Io)?;
-            write_tree(&checkout, std::io::BufWriter::new(file), &options, limits)
+            bridge_git::archive_commit(&repo_dir, &commit, std::io::BufWriter::new(file), &options, limits)
         })
         .await
         .map_err(|e| WorkError::Transient(format!("archive task: {e}")))?
