@@ -51,6 +51,13 @@ pub struct ProjectSettings {
     /// Allow `git_url` to use a scheme other than `https` (`http`, `git`): test instances only.
     #[serde(default)]
     pub allow_insecure_git_url: bool,
+    /// Path of the buildspec on the default branch (`buildspec.yaml` is tried after it).
+    #[serde(default = "default_buildspec")]
+    pub buildspec: String,
+}
+
+fn default_buildspec() -> String {
+    "buildspec.yml".into()
 }
 
 fn all_triggers() -> Vec<TriggerKind> {
@@ -70,6 +77,8 @@ pub struct ProjectConfig {
     pub repo: RepoPolicy,
     pub pipeline: String,
     pub triggers: Vec<TriggerKind>,
+    /// Buildspec paths tried in order on the default branch.
+    pub buildspec_paths: Vec<String>,
 }
 
 impl ProjectConfig {
@@ -114,12 +123,23 @@ impl ProjectConfig {
         if s.triggers.is_empty() {
             return Err(invalid(at("triggers"), "enable at least one of jenkins, json, webhook"));
         }
+        let path_ok = !s.buildspec.is_empty()
+            && !s.buildspec.starts_with('/')
+            && s.buildspec.split('/').all(|part| !part.is_empty() && part != "." && part != "..");
+        if !path_ok {
+            return Err(invalid(at("buildspec"), "a relative path inside the repository, such as ci/buildspec.yml"));
+        }
+        let mut buildspec_paths = vec![s.buildspec.clone()];
+        if s.buildspec == "buildspec.yml" {
+            buildspec_paths.push("buildspec.yaml".into());
+        }
         Ok(ProjectConfig {
             key: key.to_owned(),
             pagure_url,
             repo,
             pipeline: s.pipeline.clone(),
             triggers: s.triggers.clone(),
+            buildspec_paths,
         })
     }
 
@@ -527,6 +547,7 @@ pipeline = "demo-ci"
         assert_eq!(p.pagure_url.as_str(), "https://pagure.io/");
         assert_eq!(p.triggers.len(), 3);
         assert_eq!(p.repo.clone_url(None), "https://pagure.io/rpms/demo.git");
+        assert_eq!(p.buildspec_paths, ["buildspec.yml", "buildspec.yaml"]);
         assert!(cfg.accept.source_allowed(None));
     }
 
@@ -561,6 +582,10 @@ pipeline = "demo-ci"
             ),
             ("[secrets]\nfile = \"s\"\n[projects.\"a b\"]\n".to_owned() + PROJECT, "projects.a b"),
             ("[secrets]\nfile = \"s\"\n".to_owned(), "projects"),
+            (
+                "[secrets]\nfile = \"s\"\n[projects.a]\n".to_owned() + PROJECT + "buildspec = \"../x.yml\"\n",
+                "projects.a.buildspec",
+            ),
             ("[secrets]\nfile = \"s\"\n[projects.a]\n".to_owned() + PROJECT + "triggers = []\n", "projects.a.triggers"),
         ];
         for (text, key) in cases {

@@ -325,6 +325,7 @@ mod tests {
                 triggers: vec![TriggerKind::Jenkins, TriggerKind::Json, TriggerKind::Webhook],
                 allow_forks: true,
                 allow_insecure_git_url: true,
+                buildspec: "buildspec.yml".into(),
             },
         )
         .expect("project")

@@ -190,7 +190,11 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
             _ => None,
         });
         let target_url = project.repo.clone_url(None);
-        let (request, settings, dest) = (request.clone(), self.settings.fetch.clone(), dest.to_owned());
+        let settings = bridge_git::FetchSettings {
+            buildspec_paths: project.buildspec_paths.clone(),
+            ..self.settings.fetch.clone()
+        };
+        let (request, dest) = (request.clone(), dest.to_owned());
         tokio::task::spawn_blocking(move || {
             bridge_git::fetch_build(&request, &target_url, &dest, &settings, credentials.as_ref(), check_buildspec)
         })
