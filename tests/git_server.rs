@@ -9,12 +9,12 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Channel, Either, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How the server answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,24 +81,29 @@ impl Drop for GitServer {
     }
 }
 
+type Body = Either<Full<Bytes>, Channel<Bytes>>;
+
+fn fixed(status: u16, content: &'static [u8]) -> hyper::Response<Body> {
+    let mut response = hyper::Response::new(Either::Left(Full::new(Bytes::from_static(content))));
+    *response.status_mut() = hyper::StatusCode::from_u16(status).expect("status");
+    response
+}
+
+/// Runs `git http-backend` and streams its output as it comes (upload-pack's keep-alives
+/// and pack data must reach the client while the pack is still being made).
 async fn cgi(
     (root, fault): (PathBuf, Arc<Mutex<Fault>>),
     request: hyper::Request<Incoming>,
-) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+) -> Result<hyper::Response<Body>, Infallible> {
     let fault = fault.lock().expect("fault").clone();
     match fault {
-        Fault::Status(code) => {
-            let mut response = hyper::Response::new(Full::new(Bytes::from_static(b"injected failure")));
-            *response.status_mut() = hyper::StatusCode::from_u16(code).expect("status");
-            return Ok(response);
-        }
+        Fault::Status(code) => return Ok(fixed(code, b"injected failure")),
         Fault::Hang => {
             std::future::pending::<()>().await;
         }
         Fault::RedirectTo(base) => {
             let location = format!("{base}{}", request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-            let mut response = hyper::Response::new(Full::new(Bytes::new()));
-            *response.status_mut() = hyper::StatusCode::FOUND;
+            let mut response = fixed(302, b"");
             response.headers_mut().insert("location", location.parse().expect("location"));
             return Ok(response);
         }
@@ -132,20 +137,43 @@ async fn cgi(
     let writer = tokio::spawn(async move {
         let _ = stdin.write_all(&body).await;
     });
-    let output = child.wait_with_output().await.expect("http-backend output");
-    let _ = writer.await;
-    let raw = output.stdout;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| (i, 4))
-        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
-    let (head, content) = match split {
-        Some((i, n)) => (&raw[..i], &raw[i + n..]),
-        None => (&raw[..0], &raw[..]),
+    let mut stdout = child.stdout.take().expect("stdout");
+    // Read up to the end of the CGI headers; the rest is streamed.
+    let mut head = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let body_start = loop {
+        if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if let Some(i) = head.windows(2).position(|w| w == b"\n\n") {
+            break i + 2;
+        }
+        match stdout.read(&mut chunk).await {
+            Ok(0) | Err(_) => break head.len(),
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+        }
     };
-    let mut response = hyper::Response::new(Full::new(Bytes::copy_from_slice(content)));
-    for line in String::from_utf8_lossy(head).lines() {
+    let rest = head.split_off(body_start);
+    let (mut sender, channel) = Channel::<Bytes>::new(4);
+    tokio::spawn(async move {
+        let _ = writer.await;
+        if !rest.is_empty() && sender.send_data(Bytes::from(rest)).await.is_err() {
+            return;
+        }
+        loop {
+            match stdout.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if sender.send_data(Bytes::copy_from_slice(&chunk[..n])).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = child.wait().await;
+    });
+    let mut response = hyper::Response::new(Either::Right(channel));
+    for line in String::from_utf8_lossy(&head).lines() {
         let Some((name, value)) = line.split_once(':') else { continue };
         let value = value.trim();
         if name.eq_ignore_ascii_case("status") {

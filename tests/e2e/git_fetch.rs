@@ -255,3 +255,66 @@ async fn archives_from_the_object_database_match_a_checkout() {
     );
     assert!(matches!(limited, Err(bridge_core::archive::ArchiveError::TooLarge { limit: 10 })), "{limited:?}");
 }
+
+/// A 50 MB tree (50 files of 1 MiB) through fetch and archive, with the byte limit just
+/// below and just above its size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifty_megabyte_tree() {
+    use bridge_core::archive::{ArchiveError, ArchiveLimits, ArchiveOptions};
+    let root = temp_dir("big-root");
+    let work = temp_dir("big-work");
+    e2e_tests::git_server::git(&work, &["init", "-q", "-b", "main"]);
+    std::fs::write(work.join("buildspec.yml"), "version: 0.2\n").expect("buildspec");
+    let mut line = 0u64;
+    for i in 0..50 {
+        let mut content = String::with_capacity(1 << 20);
+        while content.len() < (1 << 20) - 64 {
+            line = line.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            content.push_str(&format!("{i:02} {line:020} {:016x}\n", line.rotate_left(17)));
+        }
+        std::fs::write(work.join(format!("blob{i:02}.txt")), content).expect("write");
+    }
+    e2e_tests::git_server::git(&work, &["add", "-A"]);
+    e2e_tests::git_server::git(&work, &["commit", "-q", "-m", "big"]);
+    let sha = e2e_tests::git_server::git(&work, &["rev-parse", "HEAD"]);
+    let bare = root.join("big.git");
+    std::fs::create_dir_all(&bare).expect("dir");
+    e2e_tests::git_server::git(&bare, &["init", "-q", "--bare"]);
+    e2e_tests::git_server::git(&work, &["push", "-q", bare.to_str().expect("utf-8"), "main"]);
+    e2e_tests::git_server::git(&bare, &["symbolic-ref", "HEAD", "refs/heads/main"]);
+    // Packing 50 MB takes longer than the tests' 3 s I/O timeout before the first byte:
+    // keep-alives every second (git's default is 5 s, under the bridge's real timeouts).
+    e2e_tests::git_server::git(&bare, &["config", "uploadpack.keepAlive", "1"]);
+    let server = GitServer::start(&root).await;
+    let url = server.url("big.git");
+
+    let (fetched, dest) =
+        fetch(request(url.clone(), Cause::Commit { sha: sha.clone() }, "main", None, None), url, settings()).await;
+    assert_eq!(fetched.expect("fetch").commit, sha);
+    let total: u64 =
+        (0..50).map(|i| std::fs::metadata(work.join(format!("blob{i:02}.txt"))).expect("size").len()).sum::<u64>() + 13;
+    let options = ArchiveOptions::default();
+    let zip_path = dest.join("source.zip");
+    let file = std::fs::File::create(&zip_path).expect("zip file");
+    let stats = bridge_git::archive_commit(
+        &dest,
+        &sha,
+        std::io::BufWriter::new(file),
+        &options,
+        ArchiveLimits { max_entries: 100, max_bytes: total },
+    )
+    .expect("archive at the limit");
+    assert_eq!((stats.files, stats.bytes), (51, total));
+    let zip = zip::ZipArchive::new(std::fs::File::open(&zip_path).expect("open")).expect("valid zip");
+    assert_eq!(zip.len(), 51);
+    let compressed = std::fs::metadata(&zip_path).expect("size").len();
+    assert!(compressed * 10 < total * 6, "deflated: {compressed} of {total}");
+    let over = bridge_git::archive_commit(
+        &dest,
+        &sha,
+        std::io::Cursor::new(Vec::new()),
+        &options,
+        ArchiveLimits { max_entries: 100, max_bytes: total - 1 },
+    );
+    assert!(matches!(over, Err(ArchiveError::TooLarge { .. })), "{over:?}");
+}
