@@ -47,7 +47,7 @@ async fn fetch(
     settings: FetchSettings,
 ) -> (Result<Fetched, FetchError>, std::path::PathBuf) {
     static TIMEOUTS: Once = Once::new();
-    TIMEOUTS.call_once(|| bridge_git::init_timeouts(Duration::from_secs(3), Duration::from_secs(3)).expect("timeouts"));
+    TIMEOUTS.call_once(|| bridge_git::init_libgit2(Duration::from_secs(3), Duration::from_secs(3)).expect("timeouts"));
     let dest = temp_dir("checkout");
     let into = dest.clone();
     let result =

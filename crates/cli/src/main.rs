@@ -34,7 +34,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     pagure_ci_bridge::init_tracing(cli.pretty_logs);
     // libgit2's timeouts are process-wide and must be set before any thread starts.
-    bridge_git::init_timeouts(std::time::Duration::from_secs(10), std::time::Duration::from_secs(30))
+    bridge_git::init_libgit2(std::time::Duration::from_secs(10), std::time::Duration::from_secs(30))
         .map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {

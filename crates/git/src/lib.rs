@@ -105,18 +105,22 @@ impl FetchError {
     }
 }
 
-/// Sets libgit2's connect and I/O timeouts (process-wide). Call once from `main`, before
-/// any thread is spawned: a server that accepts and then says nothing must not hang a
-/// worker (the per-transfer deadline only runs while data arrives).
+/// Sets libgit2's process-wide options: connect and I/O timeouts (a server that accepts and
+/// then says nothing must not hang a worker; the per-transfer deadline only runs while data
+/// arrives), and how much of a pack file it keeps mapped (its default, 8 GiB on 64-bit,
+/// lets a large fetch map the whole pack into the process). Call once from `main`, before
+/// any thread is spawned.
 #[allow(unsafe_code)]
-pub fn init_timeouts(connect: Duration, io: Duration) -> Result<(), String> {
+pub fn init_libgit2(connect: Duration, io: Duration) -> Result<(), String> {
     let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
-    // SAFETY: these write two C globals without synchronisation; the contract is to call
-    // this before other threads use libgit2, which is what `main` (and the test harness,
-    // once, before its first fetch) does.
+    // SAFETY: these write C globals without synchronisation; the contract is to call this
+    // before other threads use libgit2, which is what `main` (and the test harness, once,
+    // before its first fetch) does.
     unsafe {
         git2::opts::set_server_connect_timeout_in_milliseconds(ms(connect)).map_err(|e| e.to_string())?;
         git2::opts::set_server_timeout_in_milliseconds(ms(io)).map_err(|e| e.to_string())?;
+        git2::opts::set_mwindow_size(8 << 20).map_err(|e| e.to_string())?;
+        git2::opts::set_mwindow_mapped_limit(24 << 20).map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use bridge_core::ports::{LocalPipeline, LogStatus, SecretsDocument, StaticSecret
 use bridge_worker::{Disposition, WorkSettings, Worker};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    bridge_git::init_timeouts(std::time::Duration::from_secs(10), std::time::Duration::from_secs(60))?;
+    bridge_git::init_libgit2(std::time::Duration::from_secs(10), std::time::Duration::from_secs(60))?;
     let config = WorkLambdaConfig::from_env(|key| std::env::var(key).ok())?;
     let path = std::env::args().nth(1).ok_or("usage: work_once REQUEST.json")?;
     let request = BuildRequest::from_json(&std::fs::read_to_string(path)?)?;
