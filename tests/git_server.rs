@@ -274,25 +274,33 @@ pub async fn demo_repos() -> DemoRepos {
     git(&target, &["symbolic-ref", "HEAD", "refs/heads/rawhide"]);
     git(&work, &["push", "-q", fork.to_str().expect("utf-8"), "bob-fix"]);
 
-    let nospec_work = crate::temp_dir("git-nospec");
-    git(&nospec_work, &["init", "-q", "-b", "main"]);
-    write(&nospec_work, "README", "no buildspec here\n");
-    commit(&nospec_work, "n1");
-    let nospec = root.join("nospec.git");
-    std::fs::create_dir_all(&nospec).expect("dir");
-    git(&nospec, &["init", "-q", "--bare"]);
-    git(&nospec_work, &["push", "-q", nospec.to_str().expect("utf-8"), "main"]);
-    git(&nospec, &["symbolic-ref", "HEAD", "refs/heads/main"]);
-
-    let badspec_work = crate::temp_dir("git-badspec");
-    git(&badspec_work, &["init", "-q", "-b", "main"]);
-    write(&badspec_work, "buildspec.yml", "version: 0.2\nphases:\n  build:\n    commands: [make\n");
-    commit(&badspec_work, "broken buildspec");
-    let badspec = root.join("badspec.git");
-    std::fs::create_dir_all(&badspec).expect("dir");
-    git(&badspec, &["init", "-q", "--bare"]);
-    git(&badspec_work, &["push", "-q", badspec.to_str().expect("utf-8"), "main"]);
-    git(&badspec, &["symbolic-ref", "HEAD", "refs/heads/main"]);
+    single_commit_repo(&root, "nospec", &[("README", "no buildspec here\n")]);
+    single_commit_repo(
+        &root,
+        "badspec",
+        &[("buildspec.yml", "version: 0.2\nphases:\n  build:\n    commands: [make\n")],
+    );
 
     DemoRepos { server: GitServer::start(&root).await, shas }
+}
+
+/// Publishes `branch` of the work tree `work` as the bare repository `bare`, with `HEAD` on
+/// it (Pagure's default branch); returns the branch's commit.
+pub fn publish(work: &Path, bare: &Path, branch: &str) -> String {
+    std::fs::create_dir_all(bare).expect("bare dir");
+    git(bare, &["init", "-q", "--bare"]);
+    git(work, &["push", "-q", bare.to_str().expect("utf-8"), branch]);
+    git(bare, &["symbolic-ref", "HEAD", &format!("refs/heads/{branch}")]);
+    git(work, &["rev-parse", branch])
+}
+
+/// `<root>/<name>.git` with one commit on `main` holding `files`.
+pub fn single_commit_repo(root: &Path, name: &str, files: &[(&str, &str)]) -> String {
+    let work = crate::temp_dir(&format!("git-{name}"));
+    git(&work, &["init", "-q", "-b", "main"]);
+    for (path, content) in files {
+        write(&work, path, content);
+    }
+    commit(&work, name);
+    publish(&work, &root.join(format!("{name}.git")), "main")
 }

@@ -276,12 +276,8 @@ async fn a_fifty_megabyte_tree() {
     }
     e2e_tests::git_server::git(&work, &["add", "-A"]);
     e2e_tests::git_server::git(&work, &["commit", "-q", "-m", "big"]);
-    let sha = e2e_tests::git_server::git(&work, &["rev-parse", "HEAD"]);
     let bare = root.join("big.git");
-    std::fs::create_dir_all(&bare).expect("dir");
-    e2e_tests::git_server::git(&bare, &["init", "-q", "--bare"]);
-    e2e_tests::git_server::git(&work, &["push", "-q", bare.to_str().expect("utf-8"), "main"]);
-    e2e_tests::git_server::git(&bare, &["symbolic-ref", "HEAD", "refs/heads/main"]);
+    let sha = e2e_tests::git_server::publish(&work, &bare, "main");
     // Packing 50 MB takes longer than the tests' 3 s I/O timeout before the first byte:
     // keep-alives every second (git's default is 5 s, under the bridge's real timeouts).
     e2e_tests::git_server::git(&bare, &["config", "uploadpack.keepAlive", "1"]);
