@@ -3,8 +3,7 @@
 //! [`CodePipelineStarter`] for `PipelineStarter`. Clients are built once by the caller and
 //! passed in.
 
-use aws_sdk_secretsmanager::error::DisplayErrorContext as SecretsErrorContext;
-use aws_sdk_sqs::error::DisplayErrorContext as SqsErrorContext;
+use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use bridge_core::model::BuildRequest;
 use bridge_core::ports::{
@@ -24,6 +23,12 @@ pub fn init_lambda_tracing() {
         .with_current_span(false)
         .without_time()
         .init();
+}
+
+/// An SDK error with its whole chain of causes (every SDK crate re-exports the same
+/// `DisplayErrorContext`).
+fn error_text(error: impl std::error::Error) -> String {
+    DisplayErrorContext(error).to_string()
 }
 
 /// Message attributes set on every build request message.
@@ -74,7 +79,7 @@ impl Queue for SqsQueue {
         if self.fifo {
             send = send.message_group_id(&request.project.key).message_deduplication_id(&request.request_id);
         }
-        send.send().await.map(|_| ()).map_err(|e| QueueError::Unavailable(SqsErrorContext(e).to_string()))
+        send.send().await.map(|_| ()).map_err(|e| QueueError::Unavailable(error_text(e)))
     }
 }
 
@@ -99,7 +104,7 @@ impl SecretSource for SecretsManagerSource {
             .secret_id(&self.secret_id)
             .send()
             .await
-            .map_err(|e| SecretsError::Unavailable(SecretsErrorContext(e).to_string()))?;
+            .map_err(|e| SecretsError::Unavailable(error_text(e)))?;
         output
             .secret_string()
             .map(str::to_owned)
@@ -169,7 +174,7 @@ impl S3Store {
             .set_ssekms_key_id(kms)
             .send()
             .await
-            .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(e).to_string())?;
+            .map_err(error_text)?;
         let upload_id = created.upload_id().ok_or("S3 returned no upload id")?.to_owned();
         let result = async {
             let mut parts = Vec::new();
@@ -194,7 +199,7 @@ impl S3Store {
                     .body(body)
                     .send()
                     .await
-                    .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(e).to_string())?;
+                    .map_err(error_text)?;
                 parts.push(
                     CompletedPart::builder().part_number(number).set_e_tag(part.e_tag().map(str::to_owned)).build(),
                 );
@@ -210,7 +215,7 @@ impl S3Store {
                 .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
                 .send()
                 .await
-                .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(e).to_string())?;
+                .map_err(error_text)?;
             Ok(done.version_id().map(str::to_owned))
         }
         .await;
@@ -271,7 +276,7 @@ impl ArtifactStore for S3Store {
                 .set_ssekms_key_id(kms)
                 .send()
                 .await
-                .map_err(|e| StoreError(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?
+                .map_err(|e| StoreError(error_text(e)))?
                 .version_id()
                 .map(str::to_owned)
         };
@@ -290,7 +295,7 @@ impl ArtifactStore for S3Store {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| StoreError(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))
+            .map_err(|e| StoreError(error_text(e)))
     }
 
     async fn marker(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -300,7 +305,7 @@ impl ArtifactStore for S3Store {
                 Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
             }
             Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => Ok(None),
-            Err(e) => Err(StoreError(aws_sdk_s3::error::DisplayErrorContext(e).to_string())),
+            Err(e) => Err(StoreError(error_text(e))),
         }
     }
 }
@@ -324,7 +329,8 @@ impl CodePipelineStarter {
 /// `[a-zA-Z0-9-]{1,128}`, unique per archive key (which holds the request id).
 pub fn request_token(key: &str) -> String {
     let token: String = key.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
-    token.chars().rev().take(128).collect::<Vec<_>>().into_iter().rev().collect()
+    // All ASCII, so byte offsets are character offsets. The end holds the request id.
+    token[token.len().saturating_sub(128)..].to_owned()
 }
 
 impl PipelineStarter for CodePipelineStarter {
@@ -361,7 +367,7 @@ impl PipelineStarter for CodePipelineStarter {
                 let terminal = e
                     .as_service_error()
                     .is_some_and(|se| se.is_pipeline_not_found_exception() || se.is_validation_exception());
-                let message = aws_sdk_codepipeline::error::DisplayErrorContext(e).to_string();
+                let message = error_text(e);
                 Err(if terminal { StartError::Terminal(message) } else { StartError::Transient(message) })
             }
         }

@@ -304,6 +304,15 @@ impl DirectoryStore {
         }
         Ok(self.root.join(key))
     }
+
+    /// The path of `key`, with its folder created.
+    fn writable(&self, key: &str) -> Result<std::path::PathBuf, StoreError> {
+        let target = self.path(key)?;
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io_error)?;
+        }
+        Ok(target)
+    }
 }
 
 fn io_error(e: std::io::Error) -> StoreError {
@@ -317,10 +326,7 @@ impl ArtifactStore for DirectoryStore {
         path: &std::path::Path,
         metadata: &ArtifactMetadata,
     ) -> Result<StoredArtifact, StoreError> {
-        let target = self.path(key)?;
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(io_error)?;
-        }
+        let target = self.writable(key)?;
         std::fs::copy(path, &target).map_err(io_error)?;
         let meta: serde_json::Map<String, serde_json::Value> =
             metadata.entries.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
@@ -330,10 +336,7 @@ impl ArtifactStore for DirectoryStore {
     }
 
     async fn put_marker(&self, key: &str, content: &str) -> Result<(), StoreError> {
-        let target = self.path(key)?;
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(io_error)?;
-        }
+        let target = self.writable(key)?;
         std::fs::write(target, content).map_err(io_error)
     }
 

@@ -155,14 +155,11 @@ fn classify(error: git2::Error, late: bool, deadline: Duration) -> FetchError {
     if late || message.contains("timed out") {
         return FetchError::TimedOut(deadline);
     }
-    match error.class() {
-        ErrorClass::Http if message.contains("401") || message.contains("403") || message.contains("404") => {
-            FetchError::Refused(message)
-        }
-        ErrorClass::Net | ErrorClass::Http | ErrorClass::Ssl | ErrorClass::Os | ErrorClass::Callback => {
-            FetchError::Transient(message)
-        }
-        _ => FetchError::Transient(message),
+    let refused = ["401", "403", "404"].iter().any(|code| message.contains(code));
+    if error.class() == ErrorClass::Http && refused {
+        FetchError::Refused(message)
+    } else {
+        FetchError::Transient(message)
     }
 }
 

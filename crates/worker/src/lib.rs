@@ -26,7 +26,7 @@ pub struct WorkSettings {
     /// Keep a top-level `.git` entry of the tree in the archive (the repository's own
     /// `.git` folder is never part of it: archives are made from the object database).
     pub include_git: bool,
-    /// Where checkouts and archives are made (`/tmp` in Lambda); each request gets its own
+    /// Where fetched repositories and archives are made (`/tmp` in Lambda); each request gets its own
     /// folder, removed afterwards.
     pub scratch_dir: PathBuf,
     /// Object keys start with this (`sources`).
@@ -136,7 +136,7 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
             return Ok(WorkOutcome::AlreadyStarted { execution_id });
         }
         let scratch = Scratch::new(&self.settings.scratch_dir, &request.request_id)?;
-        let fetched = self.fetch(request, project, &scratch.checkout()).await?;
+        let fetched = self.fetch(request, project, &scratch.repo()).await?;
         let variables = trigger_variables(request, &fetched.commit);
         // Checked before the tree was fetched (`check_buildspec`); this repeats it with the
         // real values.
@@ -153,7 +153,7 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
             replacements: vec![(fetched.buildspec_path.clone(), injected.text.into_bytes())],
         };
         let (repo_dir, commit, limits, zip_file) =
-            (scratch.checkout(), fetched.commit.clone(), self.settings.archive, zip_path.clone());
+            (scratch.repo(), fetched.commit.clone(), self.settings.archive, zip_path.clone());
         let stats = tokio::task::spawn_blocking(move || {
             let file = std::fs::File::create(&zip_file).map_err(ArchiveError::Io)?;
             bridge_git::archive_commit(&repo_dir, &commit, std::io::BufWriter::new(file), &options, limits)
@@ -250,12 +250,13 @@ impl Scratch {
     fn new(parent: &Path, request_id: &str) -> Result<Self, WorkError> {
         let dir = parent.join(format!("pcb-work-{request_id}"));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("tree")).map_err(|e| WorkError::Transient(format!("scratch folder: {e}")))?;
+        std::fs::create_dir_all(dir.join("repo")).map_err(|e| WorkError::Transient(format!("scratch folder: {e}")))?;
         Ok(Scratch(dir))
     }
 
-    fn checkout(&self) -> PathBuf {
-        self.0.join("tree")
+    /// The fetched repository (archives come from its objects; nothing is checked out).
+    fn repo(&self) -> PathBuf {
+        self.0.join("repo")
     }
 
     fn zip(&self) -> PathBuf {
