@@ -11,6 +11,7 @@ use bridge_core::config::LocalConfig;
 use bridge_core::model::BuildRequest;
 use tokio::sync::{mpsc, oneshot};
 
+pub mod fake_pagure;
 pub mod git_server;
 
 /// The workspace root.
@@ -177,9 +178,10 @@ impl LocalBridge {
         std::fs::write(dir.join("secrets.json"), secrets_json).expect("write secrets");
         let text = format!("[server]\nlisten = \"127.0.0.1:0\"\n[secrets]\nfile = \"secrets.json\"\n{config}");
         let config = LocalConfig::parse(&text, &dir).expect("test config");
-        let (service, _worker, queued) = pagure_ci_bridge::build_local(&config).await.expect("local service");
         let listener = tokio::net::TcpListener::bind(config.listen).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let (service, _worker, queued) =
+            pagure_ci_bridge::build_local(&config, &format!("http://{addr}/")).await.expect("local service");
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(pagure_ci_bridge::serve(listener, Arc::new(service), async {
             let _ = stopped.await;
@@ -304,4 +306,11 @@ pub fn webhook_headers(topic: &str, body: &[u8], hook_token: &str) -> Vec<(Strin
         ("X-Pagure-Signature".into(), bridge_core::auth::sign1(body, &key)),
         ("X-Pagure-Signature-256".into(), bridge_core::auth::sign256(body, &key)),
     ]
+}
+
+/// An HTTP client for tests. reqwest is built without a default TLS provider (the bridge
+/// brings rustls on aws-lc-rs itself), so install that one for the process first.
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::new()
 }

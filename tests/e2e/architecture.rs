@@ -49,13 +49,18 @@ fn core_has_no_aws_or_lambda_dependency() {
     let offending: Vec<_> = closure
         .iter()
         .filter(|name| name.starts_with("aws-") || name.starts_with("aws_") || name.starts_with("lambda"))
+        // aws-lc-rs/aws-lc-sys are a cryptography library (rustls' provider, the one the SDK
+        // already links), not an AWS service client.
+        .filter(|name| !name.starts_with("aws-lc-"))
         .collect();
     assert!(offending.is_empty(), "bridge-core depends on {offending:?}");
 }
 
 #[test]
 fn lambda_and_cli_binaries_stay_thin() {
-    for main in ["crates/accept/src/main.rs", "crates/work/src/main.rs", "crates/cli/src/main.rs"] {
+    for main in
+        ["crates/accept/src/main.rs", "crates/work/src/main.rs", "crates/report/src/main.rs", "crates/cli/src/main.rs"]
+    {
         let text = std::fs::read_to_string(e2e_tests::root().join(main)).expect(main);
         let code_lines = text.lines().filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with("//")).count();
         let limit = if main.contains("cli") { 60 } else { 15 };

@@ -6,6 +6,7 @@ use e2e_tests::{CAPTURE_CI_TOKEN, CAPTURE_PROJECT_TOML, LocalBridge, capture_sec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_over_http_with_json_errors_and_keep_alive() {
     let mut bridge = LocalBridge::start(CAPTURE_PROJECT_TOML, &capture_secrets_json()).await;
+    let _ = e2e_tests::http(); // installs the TLS provider
     let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().expect("client");
 
     let health = client.get(bridge.url("/healthz")).send().await.expect("healthz");

@@ -10,9 +10,9 @@ use std::time::Duration;
 use bridge_core::accept::AcceptService;
 use bridge_core::config::LocalConfig;
 use bridge_core::model::BuildRequest;
-use bridge_core::ports::{
-    BuildState, DirectoryStore, InProcessQueue, PipelineStarter, StartError, StaticSecrets, StatusSink, StoredArtifact,
-};
+use bridge_core::pagure::{FlagOn, FlagStatus};
+use bridge_core::ports::{DirectoryStore, InProcessQueue, PipelineStarter, StartError, StaticSecrets, StoredArtifact};
+use bridge_core::report::{FlagUpdate, ReportError, StatusSink};
 use bridge_worker::{Disposition, WorkSettings, Worker};
 use e2e_tests::git_server::{DemoRepos, demo_repos};
 use e2e_tests::temp_dir;
@@ -23,7 +23,15 @@ type Start = (String, String, Vec<(&'static str, String)>);
 #[derive(Debug, Clone, Default)]
 struct Recorded {
     starts: Arc<Mutex<Vec<Start>>>,
-    states: Arc<Mutex<Vec<(String, BuildState)>>>,
+    flags: Arc<Mutex<Vec<FlagUpdate>>>,
+}
+
+impl Recorded {
+    /// The `error` flags posted so far: (uid, comment).
+    fn errors(&self) -> Vec<(String, String)> {
+        let flags = self.flags.lock().expect("flags");
+        flags.iter().filter(|f| f.status == FlagStatus::Error).map(|f| (f.uid.clone(), f.comment.clone())).collect()
+    }
 }
 
 impl PipelineStarter for Recorded {
@@ -37,11 +45,16 @@ impl PipelineStarter for Recorded {
         starts.push((pipeline.to_owned(), artifact.key.clone(), variables.to_vec()));
         Ok(format!("exec-{}", starts.len()))
     }
+
+    fn execution_url(&self, pipeline: &str, execution_id: &str) -> String {
+        format!("https://pipelines.example.org/{pipeline}/{execution_id}")
+    }
 }
 
 impl StatusSink for Recorded {
-    async fn report(&self, request: &BuildRequest, state: &BuildState) {
-        self.states.lock().expect("states").push((request.request_id.clone(), state.clone()));
+    async fn report(&self, update: &FlagUpdate) -> Result<(), ReportError> {
+        self.flags.lock().expect("flags").push(update.clone());
+        Ok(())
     }
 }
 
@@ -118,7 +131,7 @@ async fn start(repos: &DemoRepos) -> Running {
 }
 
 async fn trigger(bridge_url: &str, project: &str, body: serde_json::Value) -> String {
-    let response = reqwest::Client::new()
+    let response = e2e_tests::http()
         .post(format!("{bridge_url}/trigger/{project}"))
         .header("authorization", format!("token {TOKEN}"))
         .json(&body)
@@ -242,23 +255,17 @@ async fn redelivery_starts_nothing_and_terminal_failures_are_reported() {
     )
     .await;
     for _ in 0..200 {
-        if running.recorded.states.lock().expect("states").len() >= 3 {
+        if running.recorded.errors().len() >= 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let states = running.recorded.states.lock().expect("states").clone();
     assert_eq!(
-        states,
+        running.recorded.errors(),
         vec![
-            (
-                id,
-                BuildState::Error("no buildspec.yml or buildspec.yaml on the default branch `main` of `nospec`".into())
-            ),
-            (gone, BuildState::Error("branch `deleted` does not exist (any more) in the repository".into())),
-            (bad, BuildState::Error(
-                "`buildspec.yml` on the default branch `main`: the buildspec is not valid YAML at line 5: did not find expected ',' or ']'".into()
-            )),
+            (id, "no buildspec.yml or buildspec.yaml on the default branch `main` of `nospec`".into()),
+            (gone, "branch `deleted` does not exist (any more) in the repository".into()),
+            (bad, "`buildspec.yml` on the default branch `main`: the buildspec is not valid YAML at line 5: did not find expected ',' or ']'".into()),
         ]
     );
     assert_eq!(running.recorded.starts.lock().expect("starts").len(), 1);
@@ -316,20 +323,27 @@ async fn sqs_batches_report_only_the_records_to_retry() {
     .await;
     assert_eq!(failed_ids(&response), ["m-garbage"]);
     assert_eq!(running.recorded.starts.lock().expect("starts").len(), 1);
-    assert_eq!(running.recorded.states.lock().expect("states").len(), 1, "the missing PR is reported");
+    assert_eq!(running.recorded.errors().len(), 1, "the missing PR is reported");
+    let flags = running.recorded.flags.lock().expect("flags").clone();
+    let queued: Vec<_> = flags.iter().filter(|f| f.status == FlagStatus::Pending).collect();
+    assert_eq!(queued.len(), 1, "the started build is flagged pending");
+    assert_eq!(queued[0].uid, good.request_id);
+    assert_eq!(queued[0].comment, bridge_worker::QUEUED_COMMENT);
+    assert_eq!(queued[0].url, "https://pipelines.example.org/demo-ci/exec-1");
+    // A fork PR: flagged on the built commit of the target project.
+    assert_eq!(queued[0].target.project_path, "demo");
+    assert_eq!(queued[0].target.on, FlagOn::Commit(repos.shas["bob"].clone()));
 
     repos.server.set_fault(e2e_tests::git_server::Fault::Status(500));
     let flaky = normalise("1", repos.server.url("demo.git"), "feature", Some("rawhide"));
     let response = work::handle_batch(&running.worker, sqs_event(&[("m-try", flaky.to_json(), 1)]), 5).await;
     assert_eq!(failed_ids(&response), ["m-try"]);
-    assert_eq!(running.recorded.states.lock().expect("states").len(), 1, "not reported before the last delivery");
+    assert_eq!(running.recorded.errors().len(), 1, "not reported before the last delivery");
     let response = work::handle_batch(&running.worker, sqs_event(&[("m-last", flaky.to_json(), 5)]), 5).await;
     assert_eq!(failed_ids(&response), ["m-last"], "the last delivery still fails, so SQS moves it to the DLQ");
-    let states = running.recorded.states.lock().expect("states").clone();
-    assert_eq!(states.len(), 2);
-    assert!(
-        matches!(&states[1].1, BuildState::Error(reason) if reason.starts_with("the build could not be started after several attempts"))
-    );
+    let errors = running.recorded.errors();
+    assert_eq!(errors.len(), 2);
+    assert!(errors[1].1.starts_with("the build could not be started after several attempts"), "{errors:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,7 +404,7 @@ async fn the_worker_uploads_to_s3_and_the_object_unzips_to_the_tree() {
 /// The shipped binary. `cargo test --workspace` builds it (the CLI's own tests run it); a
 /// test run of this crate alone builds it here. Building it unconditionally would rebuild
 /// with other unified features and cost a minute.
-fn bridge_binary() -> PathBuf {
+pub(crate) fn bridge_binary() -> PathBuf {
     let binary = e2e_tests::root().join("target/debug/pagure-ci-bridge");
     if !binary.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -7,5 +7,6 @@ mod jenkins_client;
 mod lambda_moto;
 mod local_http;
 mod local_pipeline;
+mod report_flags;
 mod s3_store;
 mod three_doors;

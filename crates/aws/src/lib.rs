@@ -1,15 +1,16 @@
 //! AWS adapters of bridge-core's ports: [`SqsQueue`] for `Queue`, [`SecretsManagerSource`]
 //! (wrapped in core's `CachedSecrets`) for `Secrets`, [`S3Store`] for `ArtifactStore`,
-//! [`CodePipelineStarter`] for `PipelineStarter`. Clients are built once by the caller and
+//! [`CodePipelineStarter`] for `PipelineStarter`, [`CodePipelineLookup`] for `PipelineLookup`. Clients are built once by the caller and
 //! passed in.
 
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use bridge_core::model::BuildRequest;
 use bridge_core::ports::{
-    ArtifactMetadata, ArtifactStore, PipelineStarter, Queue, QueueError, SecretSource, SecretsError, StartError,
-    StoreError, StoredArtifact,
+    ArtifactMetadata, ArtifactStore, ExecutionFacts, LookupError, PipelineLookup, PipelineStarter, Queue, QueueError,
+    SecretSource, SecretsError, StartError, StoreError, StoredArtifact,
 };
+use bridge_core::report::pipeline_console_url;
 
 /// The Lambdas' logs: JSON lines (CloudWatch adds the time), level from `RUST_LOG`
 /// (default `info`).
@@ -326,6 +327,10 @@ impl CodePipelineStarter {
     }
 }
 
+fn client_region(client: &aws_sdk_codepipeline::Client) -> String {
+    client.config().region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into())
+}
+
 /// `[a-zA-Z0-9-]{1,128}`, unique per archive key (which holds the request id).
 pub fn request_token(key: &str) -> String {
     let token: String = key.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
@@ -371,6 +376,87 @@ impl PipelineStarter for CodePipelineStarter {
                 Err(if terminal { StartError::Terminal(message) } else { StartError::Transient(message) })
             }
         }
+    }
+
+    fn execution_url(&self, pipeline: &str, execution_id: &str) -> String {
+        pipeline_console_url(&client_region(&self.client), pipeline, execution_id)
+    }
+}
+
+/// `PipelineLookup` on CodePipeline: `GetPipelineExecution` for an execution's variables and
+/// status summary, `ListActionExecutions` for its CodeBuild actions.
+#[derive(Debug, Clone)]
+pub struct CodePipelineLookup {
+    client: aws_sdk_codepipeline::Client,
+}
+
+impl CodePipelineLookup {
+    pub fn new(client: aws_sdk_codepipeline::Client) -> Self {
+        CodePipelineLookup { client }
+    }
+
+    fn actions(
+        &self,
+        pipeline: &str,
+        execution_id: Option<&str>,
+    ) -> aws_sdk_codepipeline::operation::list_action_executions::builders::ListActionExecutionsFluentBuilder {
+        use aws_sdk_codepipeline::types::ActionExecutionFilter;
+        let mut call = self.client.list_action_executions().pipeline_name(pipeline).max_results(100);
+        if let Some(id) = execution_id {
+            call = call.filter(ActionExecutionFilter::builder().pipeline_execution_id(id).build());
+        }
+        call
+    }
+}
+
+fn is_codebuild(action: &aws_sdk_codepipeline::types::ActionExecutionDetail) -> bool {
+    action.input().and_then(|i| i.action_type_id()).is_some_and(|t| t.provider() == "CodeBuild")
+}
+
+impl PipelineLookup for CodePipelineLookup {
+    async fn execution(&self, pipeline: &str, execution_id: &str) -> Result<Option<ExecutionFacts>, LookupError> {
+        let output = match self
+            .client
+            .get_pipeline_execution()
+            .pipeline_name(pipeline)
+            .pipeline_execution_id(execution_id)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(e)
+                if e.as_service_error().is_some_and(|se| {
+                    se.is_pipeline_execution_not_found_exception() || se.is_pipeline_not_found_exception()
+                }) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(LookupError(error_text(e))),
+        };
+        let Some(execution) = output.pipeline_execution() else { return Ok(None) };
+        let variables = execution
+            .variables()
+            .iter()
+            .filter_map(|v| Some((v.name()?.to_owned(), v.resolved_value()?.to_owned())))
+            .collect();
+        let actions =
+            self.actions(pipeline, Some(execution_id)).send().await.map_err(|e| LookupError(error_text(e)))?;
+        let build_ran = actions.action_execution_details().iter().any(is_codebuild);
+        Ok(Some(ExecutionFacts { variables, build_ran, summary: execution.status_summary().map(str::to_owned) }))
+    }
+
+    async fn execution_of_build(&self, pipeline: &str, build_id: &str) -> Result<Option<String>, LookupError> {
+        // The build is recent (its event is being handled): the latest 100 action executions
+        // hold it.
+        let actions = self.actions(pipeline, None).send().await.map_err(|e| LookupError(error_text(e)))?;
+        Ok(actions
+            .action_execution_details()
+            .iter()
+            .filter(|a| is_codebuild(a))
+            .find(|a| {
+                a.output().and_then(|o| o.execution_result()).and_then(|r| r.external_execution_id()) == Some(build_id)
+            })
+            .and_then(|a| a.pipeline_execution_id().map(str::to_owned)))
     }
 }
 
@@ -427,6 +513,82 @@ mod tests {
         let client = mock_client!(aws_sdk_codepipeline, RuleMode::Sequential, &[&rule]);
         let result = CodePipelineStarter::new(client, "Source").start("gone", &artifact(), &[]).await;
         assert!(matches!(result, Err(StartError::Terminal(_))), "{result:?}");
+    }
+
+    fn codebuild_action(execution: &str, build: &str) -> aws_sdk_codepipeline::types::ActionExecutionDetail {
+        use aws_sdk_codepipeline::types::{
+            ActionCategory, ActionExecutionDetail, ActionExecutionInput, ActionExecutionOutput, ActionExecutionResult,
+            ActionOwner, ActionTypeId,
+        };
+        let type_id = ActionTypeId::builder()
+            .category(ActionCategory::Build)
+            .owner(ActionOwner::Aws)
+            .provider("CodeBuild")
+            .version("1")
+            .build()
+            .expect("type id");
+        ActionExecutionDetail::builder()
+            .pipeline_execution_id(execution)
+            .action_name("Build")
+            .input(ActionExecutionInput::builder().action_type_id(type_id).build())
+            .output(
+                ActionExecutionOutput::builder()
+                    .execution_result(ActionExecutionResult::builder().external_execution_id(build).build())
+                    .build(),
+            )
+            .build()
+    }
+
+    #[tokio::test]
+    async fn lookups_read_variables_and_whether_codebuild_ran() {
+        use aws_sdk_codepipeline::operation::get_pipeline_execution::{
+            GetPipelineExecutionError, GetPipelineExecutionOutput,
+        };
+        use aws_sdk_codepipeline::operation::list_action_executions::ListActionExecutionsOutput;
+        use aws_sdk_codepipeline::types::error::PipelineExecutionNotFoundException;
+        use aws_sdk_codepipeline::types::{PipelineExecution, ResolvedPipelineVariable};
+        let get = mock!(Client::get_pipeline_execution)
+            .match_requests(|r| r.pipeline_name() == Some("demo-ci") && r.pipeline_execution_id() == Some("e1"))
+            .then_output(|| {
+                GetPipelineExecutionOutput::builder()
+                    .pipeline_execution(
+                        PipelineExecution::builder()
+                            .pipeline_execution_id("e1")
+                            .status_summary("Source: denied")
+                            .variables(
+                                ResolvedPipelineVariable::builder()
+                                    .name("PAGURE_REQUEST_ID")
+                                    .resolved_value("r1")
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build()
+            });
+        let actions = mock!(Client::list_action_executions)
+            .match_requests(|r| r.filter().and_then(|f| f.pipeline_execution_id()) == Some("e1"))
+            .then_output(|| {
+                ListActionExecutionsOutput::builder().action_execution_details(codebuild_action("e1", "p:1")).build()
+            });
+        let missing = mock!(Client::get_pipeline_execution).then_error(|| {
+            GetPipelineExecutionError::PipelineExecutionNotFoundException(
+                PipelineExecutionNotFoundException::builder().message("no").build(),
+            )
+        });
+        let recent = mock!(Client::list_action_executions).match_requests(|r| r.filter().is_none()).then_output(|| {
+            ListActionExecutionsOutput::builder()
+                .action_execution_details(codebuild_action("e0", "p:0"))
+                .action_execution_details(codebuild_action("e2", "p:2"))
+                .build()
+        });
+        let client = mock_client!(aws_sdk_codepipeline, RuleMode::Sequential, &[&get, &actions, &missing, &recent]);
+        let lookup = CodePipelineLookup::new(client);
+        let facts = lookup.execution("demo-ci", "e1").await.expect("lookup").expect("found");
+        assert_eq!(facts.variables.get("PAGURE_REQUEST_ID").map(String::as_str), Some("r1"));
+        assert!(facts.build_ran);
+        assert_eq!(facts.summary.as_deref(), Some("Source: denied"));
+        assert_eq!(lookup.execution("demo-ci", "gone").await.expect("lookup"), None);
+        assert_eq!(lookup.execution_of_build("demo-ci", "p:2").await.expect("lookup").as_deref(), Some("e2"));
     }
 
     #[test]

@@ -1,6 +1,11 @@
-//! Local mode: the accept handler served over plain HTTP with an in-process queue, and the
-//! work stage consuming it, archives stored in a folder: the bridge on one machine with
-//! nothing but a configuration file.
+//! Local mode: the accept handler served over plain HTTP with an in-process queue, the
+//! work stage consuming it, archives stored in a folder, and the report stage taking
+//! simulated CodeBuild/CodePipeline events: the bridge on one machine with nothing but a
+//! configuration file.
+//!
+//! Besides the accept routes, the local server answers `GET /runs/<execution-id>` (what a
+//! local "pipeline run" would have built: the flags link there) and, from loopback only,
+//! `POST /events` (an EventBridge event, handled as the report Lambda would).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,10 +17,12 @@ use anyhow::Context as _;
 use bridge_core::accept::{AcceptService, TriggerHttpRequest};
 use bridge_core::config::LocalConfig;
 use bridge_core::model::BuildRequest;
+use bridge_core::pagure::PagureClient;
 use bridge_core::ports::{
-    ArtifactMetadata, ArtifactStore, DirectoryStore, InProcessQueue, LocalPipeline, LogStatus, Queue, Secrets,
-    StaticSecrets, StoreError, StoredArtifact,
+    ArtifactMetadata, ArtifactStore, DirectoryStore, InProcessQueue, LocalPipeline, Queue, Secrets, StaticSecrets,
+    StoreError, StoredArtifact,
 };
+use bridge_core::report::{PagureFlags, ReportService};
 use bridge_worker::{Disposition, WorkSettings, Worker};
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
@@ -29,8 +36,91 @@ use tokio::sync::mpsc;
 /// The service local mode runs.
 pub type LocalAcceptService = AcceptService<InProcessQueue, StaticSecrets>;
 
+/// Local mode posts flags like the Lambdas (or logs them for a project without a token).
+pub type LocalFlags = PagureFlags<StaticSecrets>;
+
 /// The work stage local mode runs.
-pub type LocalWorker = Worker<LocalStore, LocalPipeline, LogStatus, StaticSecrets>;
+pub type LocalWorker = Worker<LocalStore, LocalPipeline, LocalFlags, StaticSecrets>;
+
+/// The report stage local mode runs: its pipeline lookups read the local runs.
+pub type LocalReportService = ReportService<LocalFlags, LocalPipeline>;
+
+/// Something the local server can serve.
+pub trait HttpApp: Send + Sync + 'static {
+    /// Bodies larger than this are refused (413) without being held in memory.
+    fn max_body_bytes(&self) -> usize;
+    fn handle(&self, request: TriggerHttpRequest) -> impl Future<Output = hyper::Response<Bytes>> + Send;
+}
+
+impl<Q: Queue + 'static, S: Secrets + 'static> HttpApp for AcceptService<Q, S> {
+    fn max_body_bytes(&self) -> usize {
+        self.config().max_body_bytes
+    }
+
+    fn handle(&self, request: TriggerHttpRequest) -> impl Future<Output = hyper::Response<Bytes>> + Send {
+        AcceptService::handle(self, request)
+    }
+}
+
+/// Local mode's server: the accept routes, plus `/runs/<id>` and `/events`.
+#[derive(Debug)]
+pub struct LocalApp {
+    pub accept: LocalAcceptService,
+    pub pipeline: LocalPipeline,
+    pub report: LocalReportService,
+}
+
+impl HttpApp for LocalApp {
+    fn max_body_bytes(&self) -> usize {
+        self.accept.config().max_body_bytes
+    }
+
+    async fn handle(&self, request: TriggerHttpRequest) -> hyper::Response<Bytes> {
+        use bridge_core::error::{Rejection, json_response};
+        use hyper::{Method, StatusCode};
+        if let Some(id) = request.path.strip_prefix("/runs/") {
+            return match (&request.method, self.pipeline.run(id)) {
+                (&Method::GET, Some(run)) => {
+                    json_response(StatusCode::OK, &serde_json::to_value(run).unwrap_or_default())
+                }
+                (&Method::GET, None) => {
+                    Rejection::new(StatusCode::NOT_FOUND, "not_found", format!("no local run `{id}`")).into_response()
+                }
+                _ => Rejection::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use GET")
+                    .with_header(hyper::header::ALLOW, "GET")
+                    .into_response(),
+            };
+        }
+        if request.path != "/events" {
+            return self.accept.handle(request).await;
+        }
+        if request.method != Method::POST {
+            return Rejection::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "POST an EventBridge event")
+                .with_header(hyper::header::ALLOW, "POST")
+                .into_response();
+        }
+        // Anyone reaching /events could place flags with the projects' tokens.
+        if !request.source_ip.is_some_and(|ip| ip.is_loopback()) {
+            return Rejection::new(
+                StatusCode::FORBIDDEN,
+                "loopback_only",
+                "/events only takes events from this machine",
+            )
+            .into_response();
+        }
+        let event: serde_json::Value = match serde_json::from_slice(&request.body) {
+            Ok(event) => event,
+            Err(e) => return Rejection::invalid("invalid_json", format!("the event is not JSON: {e}")).into_response(),
+        };
+        match report::handle(&self.report, event).await {
+            Ok(answer) => json_response(StatusCode::OK, &answer),
+            Err(report::HandleError::Event(e)) => Rejection::invalid("invalid_event", e.to_string()).into_response(),
+            Err(report::HandleError::Report(e)) => {
+                Rejection::new(StatusCode::BAD_GATEWAY, "report_failed", e.to_string()).into_response()
+            }
+        }
+    }
+}
 
 /// Local mode stores archives in a folder, or in S3 when `work.s3_bucket` is set.
 #[derive(Debug)]
@@ -84,11 +174,12 @@ impl ArtifactStore for LocalStore {
     }
 }
 
-/// Builds the local services from a configuration file: the accept handler, the worker,
-/// and the queue's receiving end.
+/// Builds the local services from a configuration file: the server, the worker, and the
+/// queue's receiving end. `public_url` is where the server is reached (run links use it).
 pub async fn build_local(
     config: &LocalConfig,
-) -> anyhow::Result<(LocalAcceptService, LocalWorker, mpsc::Receiver<BuildRequest>)> {
+    public_url: &str,
+) -> anyhow::Result<(LocalApp, LocalWorker, mpsc::Receiver<BuildRequest>)> {
     let secrets = match std::env::var("PCB_SECRETS_JSON") {
         Ok(text) if !text.trim().is_empty() => {
             StaticSecrets::new(bridge_core::ports::SecretsDocument::parse(&text).context("PCB_SECRETS_JSON")?)
@@ -110,15 +201,27 @@ pub async fn build_local(
         },
         ..WorkSettings::default()
     };
+    let pipeline = LocalPipeline::new(public_url);
+    let flags = PagureFlags::new(
+        PagureClient::new(config.report.retry)?,
+        config.accept.projects.clone(),
+        secrets.clone(),
+        config.report.flag_username.clone(),
+    );
     let worker = Worker::new(
         config.accept.clone(),
         settings,
         LocalStore::from_config(work).await,
-        LocalPipeline,
-        LogStatus,
+        pipeline.clone(),
+        flags.clone(),
         secrets.clone(),
     );
-    Ok((AcceptService::new(config.accept.clone(), queue, secrets), worker, receiver))
+    let app = LocalApp {
+        accept: AcceptService::new(config.accept.clone(), queue, secrets),
+        report: ReportService::new(config.accept.clone(), flags, pipeline.clone()),
+        pipeline,
+    };
+    Ok((app, worker, receiver))
 }
 
 /// After a body is found too large, up to this much more is read and thrown away (for at
@@ -164,13 +267,13 @@ async fn drain(body: &mut Incoming) -> bool {
     true
 }
 
-async fn answer<Q: Queue, S: Secrets>(
-    service: Arc<AcceptService<Q, S>>,
+async fn answer<A: HttpApp>(
+    service: Arc<A>,
     peer: SocketAddr,
     request: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
     let (parts, body) = request.into_parts();
-    let (body, complete) = read_capped(body, service.config().max_body_bytes).await;
+    let (body, complete) = read_capped(body, service.max_body_bytes()).await;
     let request = TriggerHttpRequest {
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().unwrap_or("").to_owned(),
@@ -191,11 +294,7 @@ async fn answer<Q: Queue, S: Secrets>(
 
 /// Serves `service` on `listener` until `shutdown` completes. Each connection is HTTP/1.1
 /// with keep-alive, handled on its own task.
-pub async fn serve<Q, S>(listener: TcpListener, service: Arc<AcceptService<Q, S>>, shutdown: impl Future<Output = ()>)
-where
-    Q: Queue + 'static,
-    S: Secrets + 'static,
-{
+pub async fn serve<A: HttpApp>(listener: TcpListener, service: Arc<A>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -232,7 +331,7 @@ pub async fn consume<St, P, R, S>(
 ) where
     St: bridge_core::ports::ArtifactStore,
     P: bridge_core::ports::PipelineStarter,
-    R: bridge_core::ports::StatusSink,
+    R: bridge_core::report::StatusSink,
     S: Secrets,
 {
     while let Some(request) = receiver.recv().await {
@@ -258,11 +357,11 @@ pub async fn run_serve(config_path: &Path, listen: Option<SocketAddr>) -> anyhow
     if let Some(listen) = listen {
         config.listen = listen;
     }
-    let (service, worker, receiver) = build_local(&config).await?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {} (server.listen)", config.listen))?;
     let addr = listener.local_addr()?;
+    let (service, worker, receiver) = build_local(&config, &format!("http://{addr}/")).await?;
     tracing::info!(
         %addr,
         projects = ?config.accept.projects.keys().collect::<Vec<_>>(),
@@ -276,6 +375,47 @@ pub async fn run_serve(config_path: &Path, listen: Option<SocketAddr>) -> anyhow
     .await;
     consumer.abort();
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// `pagure-ci-bridge report`'s options.
+#[derive(Debug, Clone)]
+pub struct ReportRequest {
+    /// `None`: from `CODEBUILD_BUILD_SUCCEEDING`.
+    pub status: Option<bridge_core::pagure::FlagStatus>,
+    pub comment: Option<String>,
+    pub url: Option<String>,
+    pub pagure_url: String,
+    /// Name of the variable holding the token.
+    pub token_env: String,
+    pub username: String,
+}
+
+/// Posts one flag from a build's environment (`env`: the process's variables).
+pub async fn run_report(request: ReportRequest, env: std::collections::BTreeMap<String, String>) -> anyhow::Result<()> {
+    let (target, flag) = bridge_core::report::flag_from_build_env(
+        &env,
+        request.status,
+        request.comment.as_deref(),
+        request.url.as_deref(),
+        &request.username,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let token = env
+        .get(&request.token_env)
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| bridge_core::auth::Secret::new(t.trim()))
+        .with_context(|| {
+            format!("{} is not set: map it to the token in the buildspec's env.secrets-manager", request.token_env)
+        })?;
+    let mut pagure_url = url::Url::parse(&request.pagure_url).context("--pagure-url / PAGURE_URL")?;
+    if !pagure_url.path().ends_with('/') {
+        let path = format!("{}/", pagure_url.path());
+        pagure_url.set_path(&path);
+    }
+    let client = PagureClient::new(bridge_core::pagure::RetryPolicy::default())?;
+    let posted = client.post_flag(&pagure_url, &target, &flag, &token).await?;
+    tracing::info!(%target, uid = %posted.uid, status = flag.status.as_str(), updated = posted.updated, "flag posted");
     Ok(())
 }
 

@@ -11,6 +11,8 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::model::TriggerKind;
+use crate::pagure::RetryPolicy;
+use crate::report::DEFAULT_FLAG_USERNAME;
 use crate::validate::RepoPolicy;
 
 /// The phrase Pagure itself reacts to (`TRIGGER_CI` in Pagure's default configuration).
@@ -236,6 +238,48 @@ fn build_accept(
     })
 }
 
+/// How build states are posted on Pagure (`[report]` locally, `PCB_FLAG_USERNAME`,
+/// `PCB_PAGURE_ATTEMPTS`, `PCB_PAGURE_TIMEOUT_SECONDS` in Lambda).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportConfig {
+    /// The flag's name on Pagure.
+    pub flag_username: String,
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportSettings {
+    flag_username: Option<String>,
+    pagure_attempts: Option<u32>,
+    pagure_timeout_seconds: Option<u64>,
+}
+
+impl ReportSettings {
+    fn build(self, prefix: &str) -> Result<ReportConfig, ConfigError> {
+        let flag_username = self.flag_username.unwrap_or_else(|| DEFAULT_FLAG_USERNAME.to_owned()).trim().to_owned();
+        if flag_username.is_empty() {
+            return Err(invalid(format!("{prefix}flag_username"), "must not be empty"));
+        }
+        let defaults = RetryPolicy::default();
+        let attempts = self.pagure_attempts.unwrap_or(defaults.attempts);
+        if !(1..=10).contains(&attempts) {
+            return Err(invalid(format!("{prefix}pagure_attempts"), "must be between 1 and 10"));
+        }
+        let timeout = self.pagure_timeout_seconds.map_or(defaults.timeout, Duration::from_secs);
+        if timeout.is_zero() {
+            return Err(invalid(format!("{prefix}pagure_timeout_seconds"), "must be at least 1"));
+        }
+        Ok(ReportConfig { flag_username, retry: RetryPolicy { attempts, timeout, ..defaults } })
+    }
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig { flag_username: DEFAULT_FLAG_USERNAME.to_owned(), retry: RetryPolicy::default() }
+    }
+}
+
 /// Local mode (`pagure-ci-bridge serve --config FILE`).
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
@@ -245,6 +289,7 @@ pub struct LocalConfig {
     pub secrets_file: PathBuf,
     pub accept: AcceptConfig,
     pub work: WorkConfig,
+    pub report: ReportConfig,
 }
 
 /// The work stage's limits (`[work]` locally).
@@ -312,6 +357,8 @@ struct LocalFile {
     #[serde(default)]
     work: WorkSettingsFile,
     #[serde(default)]
+    report: ReportSettings,
+    #[serde(default)]
     projects: BTreeMap<String, ProjectSettings>,
 }
 
@@ -372,6 +419,7 @@ impl LocalConfig {
             secrets_file: base_dir.join(&file.secrets.file),
             accept: build_accept(file.accept, projects, "accept.")?,
             work: file.work.build(base_dir)?,
+            report: file.report.build("report.")?,
         })
     }
 }
@@ -408,6 +456,10 @@ pub mod env {
     pub const MAX_FETCH_BYTES: &str = "PCB_MAX_FETCH_BYTES";
     pub const MAX_ARCHIVE_BYTES: &str = "PCB_MAX_ARCHIVE_BYTES";
     pub const MAX_ARCHIVE_ENTRIES: &str = "PCB_MAX_ARCHIVE_ENTRIES";
+    /// The work and report Lambdas': how flags are posted.
+    pub const FLAG_USERNAME: &str = "PCB_FLAG_USERNAME";
+    pub const PAGURE_ATTEMPTS: &str = "PCB_PAGURE_ATTEMPTS";
+    pub const PAGURE_TIMEOUT_SECONDS: &str = "PCB_PAGURE_TIMEOUT_SECONDS";
 }
 
 /// Reads typed values from the environment; every error names the variable.
@@ -453,6 +505,18 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         })
     }
 
+    fn report(&self) -> Result<ReportConfig, ConfigError> {
+        let settings = ReportSettings {
+            flag_username: self.optional(env::FLAG_USERNAME),
+            pagure_attempts: self.number(env::PAGURE_ATTEMPTS)?,
+            pagure_timeout_seconds: self.number(env::PAGURE_TIMEOUT_SECONDS)?,
+        };
+        settings.build("").map_err(|e| match e {
+            ConfigError::Invalid { key, message } => invalid(format!("PCB_{}", key.to_ascii_uppercase()), message),
+            other => other,
+        })
+    }
+
     fn secrets_ttl(&self) -> Result<Duration, ConfigError> {
         Ok(Duration::from_secs(self.number(env::SECRETS_TTL_SECONDS)?.unwrap_or(300)))
     }
@@ -485,6 +549,7 @@ pub struct WorkLambdaConfig {
     /// The queue's `maxReceiveCount`: the delivery that reaches it is the last.
     pub max_receive_count: u32,
     pub work: WorkConfig,
+    pub report: ReportConfig,
     pub accept: AcceptConfig,
 }
 
@@ -516,6 +581,29 @@ impl WorkLambdaConfig {
             source_action: env.optional(env::SOURCE_ACTION).unwrap_or_else(|| "Source".into()),
             max_receive_count: work.max_attempts,
             work,
+            report: env.report()?,
+            accept: env.accept()?,
+        })
+    }
+}
+
+/// The report Lambda, from its environment: the projects (`PCB_PROJECTS`, as for the other
+/// two), the secret holding the Pagure tokens, and how flags are posted.
+#[derive(Debug, Clone)]
+pub struct ReportLambdaConfig {
+    pub secret_id: String,
+    pub secrets_ttl: Duration,
+    pub report: ReportConfig,
+    pub accept: AcceptConfig,
+}
+
+impl ReportLambdaConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(get: F) -> Result<Self, ConfigError> {
+        let env = Env(get);
+        Ok(ReportLambdaConfig {
+            secret_id: env.required(env::SECRET_ID)?,
+            secrets_ttl: env.secrets_ttl()?,
+            report: env.report()?,
             accept: env.accept()?,
         })
     }

@@ -10,6 +10,9 @@
 //! - [`ports`]: the `Queue` and `Secrets` ports, with their local adapters.
 //! - [`buildspec`]: the trigger injected into the default branch's buildspec.
 //! - [`archive`]: the deterministic, streaming, link-safe source zip.
+//! - [`pagure`]: the client of Pagure's flag API.
+//! - [`report`]: build states as flags, and the report stage that turns CodeBuild and
+//!   CodePipeline events into them.
 //!
 //! An architecture test (`tests/architecture.rs` of the e2e crate) fails if this crate ever
 //! depends on an `aws-*` or `lambda*` crate.
@@ -21,7 +24,9 @@ pub mod buildspec;
 pub mod config;
 pub mod error;
 pub mod model;
+pub mod pagure;
 pub mod ports;
+pub mod report;
 pub mod trigger;
 pub mod validate;
 

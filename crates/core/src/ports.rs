@@ -103,6 +103,13 @@ pub trait Secrets: Send + Sync {
     fn document(&self) -> impl Future<Output = Result<Arc<SecretsDocument>, SecretsError>> + Send;
 }
 
+/// One cache shared by several users (the worker and its flag reporter).
+impl<T: Secrets> Secrets for Arc<T> {
+    fn document(&self) -> impl Future<Output = Result<Arc<SecretsDocument>, SecretsError>> + Send {
+        (**self).document()
+    }
+}
+
 /// Secrets fixed at start (local mode).
 #[derive(Debug, Clone)]
 pub struct StaticSecrets(Arc<SecretsDocument>);
@@ -367,11 +374,42 @@ pub trait PipelineStarter: Send + Sync {
         artifact: &StoredArtifact,
         variables: &[(&'static str, String)],
     ) -> impl Future<Output = Result<String, StartError>> + Send;
+
+    /// Where a person sees the run (the flag's link while the build is queued).
+    fn execution_url(&self, pipeline: &str, execution_id: &str) -> String;
 }
 
-/// Local mode has no CodePipeline: "starting" records the run and logs what would start.
-#[derive(Debug, Clone, Default)]
-pub struct LocalPipeline;
+/// Local mode has no CodePipeline: "starting" records the run (its variables, for the
+/// report stage's lookups) and logs what would start. Links point at the local server's
+/// `/runs/<id>`.
+#[derive(Debug, Clone)]
+pub struct LocalPipeline {
+    runs: Arc<std::sync::Mutex<BTreeMap<String, LocalRun>>>,
+    link_base: String,
+}
+
+/// A recorded local run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LocalRun {
+    pub pipeline: String,
+    pub key: String,
+    pub variables: BTreeMap<String, String>,
+}
+
+impl LocalPipeline {
+    /// `link_base` is the local server's URL, e.g. `http://127.0.0.1:8080/`.
+    pub fn new(link_base: impl Into<String>) -> Self {
+        let mut link_base = link_base.into();
+        if !link_base.ends_with('/') {
+            link_base.push('/');
+        }
+        LocalPipeline { runs: Arc::default(), link_base }
+    }
+
+    pub fn run(&self, execution_id: &str) -> Option<LocalRun> {
+        self.runs.lock().ok()?.get(execution_id).cloned()
+    }
+}
 
 impl PipelineStarter for LocalPipeline {
     async fn start(
@@ -382,37 +420,63 @@ impl PipelineStarter for LocalPipeline {
     ) -> Result<String, StartError> {
         let id = format!("local-{}", uuid::Uuid::new_v4().simple());
         tracing::info!(pipeline, key = %artifact.key, execution_id = %id, variables = variables.len(), "pipeline run (local: not started)");
+        let run = LocalRun {
+            pipeline: pipeline.to_owned(),
+            key: artifact.key.clone(),
+            variables: variables.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+        };
+        self.runs.lock().map_err(|_| StartError::Transient("run table poisoned".into()))?.insert(id.clone(), run);
         Ok(id)
     }
-}
 
-/// The state of a build request, as reported on Pagure (flags come with the report stage).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BuildState {
-    /// Accepted and queued, or running.
-    Pending(String),
-    /// Could not be built, and why.
-    Error(String),
-}
-
-/// Reports build states. The report stage posts Pagure flags; until then states are logged.
-pub trait StatusSink: Send + Sync {
-    fn report(&self, request: &BuildRequest, state: &BuildState) -> impl Future<Output = ()> + Send;
-}
-
-/// Logs each state (local mode, and until Pagure flags are wired).
-#[derive(Debug, Clone, Default)]
-pub struct LogStatus;
-
-impl StatusSink for LogStatus {
-    async fn report(&self, request: &BuildRequest, state: &BuildState) {
-        match state {
-            BuildState::Pending(comment) => {
-                tracing::info!(request_id = %request.request_id, project = %request.project.key, comment, "status pending")
-            }
-            BuildState::Error(reason) => {
-                tracing::warn!(request_id = %request.request_id, project = %request.project.key, reason, "status error")
-            }
-        }
+    fn execution_url(&self, _pipeline: &str, execution_id: &str) -> String {
+        format!("{}runs/{execution_id}", self.link_base)
     }
+}
+
+impl PipelineLookup for LocalPipeline {
+    async fn execution(&self, pipeline: &str, execution_id: &str) -> Result<Option<ExecutionFacts>, LookupError> {
+        Ok(self.run(execution_id).filter(|run| run.pipeline == pipeline).map(|run| ExecutionFacts {
+            variables: run.variables,
+            build_ran: false,
+            summary: None,
+        }))
+    }
+
+    async fn execution_of_build(&self, _pipeline: &str, _build_id: &str) -> Result<Option<String>, LookupError> {
+        // Local runs have no CodeBuild builds.
+        Ok(None)
+    }
+}
+
+/// What the report stage needs to know of a pipeline execution.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecutionFacts {
+    /// The execution's pipeline variables (the PAGURE_* values the bridge started it with).
+    pub variables: BTreeMap<String, String>,
+    /// A CodeBuild action of this execution ran (then CodeBuild's events report the build).
+    pub build_ran: bool,
+    /// Why the execution failed or stopped, as CodePipeline says.
+    pub summary: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("pipeline lookup failed: {0}")]
+pub struct LookupError(pub String);
+
+/// Looks up pipeline executions, to correlate events with build requests.
+pub trait PipelineLookup: Send + Sync {
+    /// `None` when the execution does not exist.
+    fn execution(
+        &self,
+        pipeline: &str,
+        execution_id: &str,
+    ) -> impl Future<Output = Result<Option<ExecutionFacts>, LookupError>> + Send;
+
+    /// The execution whose CodeBuild action ran the build `<project>:<uuid>`.
+    fn execution_of_build(
+        &self,
+        pipeline: &str,
+        build_id: &str,
+    ) -> impl Future<Output = Result<Option<String>, LookupError>> + Send;
 }

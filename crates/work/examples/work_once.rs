@@ -6,7 +6,8 @@
 use bridge_aws::{Encryption, S3Store};
 use bridge_core::config::WorkLambdaConfig;
 use bridge_core::model::BuildRequest;
-use bridge_core::ports::{LocalPipeline, LogStatus, SecretsDocument, StaticSecrets};
+use bridge_core::ports::{LocalPipeline, SecretsDocument, StaticSecrets};
+use bridge_core::report::LogStatus;
 use bridge_worker::{Disposition, WorkSettings, Worker};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,7 +20,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let store = S3Store::new(aws_sdk_s3::Client::new(&aws), &config.bucket, Encryption::S3Managed);
         let settings = WorkSettings { key_prefix: config.key_prefix.clone(), ..WorkSettings::default() };
         let secrets = StaticSecrets::new(SecretsDocument::default());
-        let worker = Worker::new(config.accept.clone(), settings, store, LocalPipeline, LogStatus, secrets);
+        let worker = Worker::new(
+            config.accept.clone(),
+            settings,
+            store,
+            LocalPipeline::new("http://localhost/"),
+            LogStatus,
+            secrets,
+        );
         match worker.handle(&request, true).await {
             Disposition::Done => Ok(()),
             Disposition::Retry(reason) => Err(reason.into()),

@@ -9,20 +9,32 @@ use bridge_aws::{CodePipelineStarter, Encryption, S3Store, SecretsManagerSource}
 use bridge_core::archive::ArchiveLimits;
 use bridge_core::config::WorkLambdaConfig;
 use bridge_core::model::BuildRequest;
-use bridge_core::ports::{ArtifactStore, CachedSecrets, LogStatus, PipelineStarter, Secrets, StatusSink};
+use std::sync::Arc;
+
+use bridge_core::pagure::PagureClient;
+use bridge_core::ports::{ArtifactStore, CachedSecrets, PipelineStarter, Secrets};
+use bridge_core::report::{PagureFlags, StatusSink};
 use bridge_worker::{Disposition, WorkSettings, Worker};
 
+type LambdaSecrets = Arc<CachedSecrets<SecretsManagerSource>>;
+
 /// The worker as deployed.
-pub type LambdaWorker = Worker<S3Store, CodePipelineStarter, LogStatus, CachedSecrets<SecretsManagerSource>>;
+pub type LambdaWorker = Worker<S3Store, CodePipelineStarter, PagureFlags<LambdaSecrets>, LambdaSecrets>;
 
 /// Builds the worker once, in `main`.
-pub fn build_worker(config: &WorkLambdaConfig, aws: &aws_config::SdkConfig) -> LambdaWorker {
+pub fn build_worker(config: &WorkLambdaConfig, aws: &aws_config::SdkConfig) -> anyhow::Result<LambdaWorker> {
     let encryption = config.kms_key_id.clone().map_or(Encryption::S3Managed, Encryption::Kms);
     let store = S3Store::new(aws_sdk_s3::Client::new(aws), &config.bucket, encryption);
     let pipelines = CodePipelineStarter::new(aws_sdk_codepipeline::Client::new(aws), &config.source_action);
-    let secrets = CachedSecrets::new(
+    let secrets = Arc::new(CachedSecrets::new(
         SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(aws), &config.secret_id),
         config.secrets_ttl,
+    ));
+    let flags = PagureFlags::new(
+        PagureClient::new(config.report.retry)?,
+        config.accept.projects.clone(),
+        secrets.clone(),
+        config.report.flag_username.clone(),
     );
     let settings = WorkSettings {
         fetch: bridge_git::FetchSettings {
@@ -37,7 +49,7 @@ pub fn build_worker(config: &WorkLambdaConfig, aws: &aws_config::SdkConfig) -> L
         key_prefix: config.key_prefix.clone(),
         ..WorkSettings::default()
     };
-    Worker::new(config.accept.clone(), settings, store, pipelines, LogStatus, secrets)
+    Ok(Worker::new(config.accept.clone(), settings, store, pipelines, flags, secrets))
 }
 
 /// Processes a batch, one record after the other (each needs `/tmp` space), and returns

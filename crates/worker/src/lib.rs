@@ -4,8 +4,13 @@
 //!
 //! Idempotent per request: a marker `<prefix>/<project>/<request-id>.started` is written
 //! after the pipeline starts, and a redelivered request that finds it starts nothing.
-//! Failures are terminal (reported as an `error` state, not retried) or transient (retried
+//! Failures are terminal (reported as an `error` flag, not retried) or transient (retried
 //! by the queue; reported when the last attempt fails too).
+//!
+//! Flags: `pending` "Queued for AWS CodePipeline" once the pipeline is started, linking to
+//! the execution; `error` with the reason when the request cannot be built. This is the
+//! first moment a flag can be right: before the fetch, a PR's head commit is unknown, and
+//! the accept Lambda cannot call Pagure after answering (its sandbox is frozen).
 
 use std::path::{Path, PathBuf};
 
@@ -13,9 +18,9 @@ use bridge_core::archive::{ArchiveError, ArchiveLimits, ArchiveOptions};
 use bridge_core::buildspec::{inject, trigger_variables};
 use bridge_core::config::{AcceptConfig, ProjectConfig};
 use bridge_core::model::{BuildRequest, Cause};
-use bridge_core::ports::{
-    ArtifactMetadata, ArtifactStore, BuildState, PipelineStarter, Secrets, StartError, StatusSink,
-};
+use bridge_core::pagure::FlagStatus;
+use bridge_core::ports::{ArtifactMetadata, ArtifactStore, PipelineStarter, Secrets, StartError};
+use bridge_core::report::{FlagSubject, StatusSink};
 use bridge_git::{FetchSettings, Fetched, GitCredentials};
 
 /// Limits and places for the work stage.
@@ -58,6 +63,9 @@ pub enum WorkOutcome {
     },
 }
 
+/// The comment of the flag posted when the pipeline has started.
+pub const QUEUED_COMMENT: &str = "Queued for AWS CodePipeline";
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WorkError {
     #[error("{0}")]
@@ -94,9 +102,18 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
     /// Processes one request and says what to do with its message. `last_attempt` is true
     /// when the queue will not deliver it again (then a transient failure is reported too).
     pub async fn handle(&self, request: &BuildRequest, last_attempt: bool) -> Disposition {
-        match self.process(request).await {
+        let mut commit = None;
+        let subject = FlagSubject::from(request);
+        match self.process(request, &mut commit).await {
             Ok(WorkOutcome::Started { key, commit, execution_id }) => {
                 tracing::info!(request_id = %request.request_id, %key, %commit, %execution_id, "pipeline started");
+                let pipeline = self.config.projects.get(&request.project.key).map(|p| p.pipeline.as_str());
+                let url = self.pipelines.execution_url(pipeline.unwrap_or_default(), &execution_id);
+                let update = subject.with_commit(&commit).update(FlagStatus::Pending, QUEUED_COMMENT, url, None);
+                // The build runs whatever happens here, and its next state updates the flag.
+                if let Err(e) = self.status.report(&update).await {
+                    tracing::warn!(request_id = %request.request_id, error = %e, "pending flag not posted");
+                }
                 Disposition::Done
             }
             Ok(WorkOutcome::AlreadyStarted { execution_id }) => {
@@ -105,21 +122,48 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
             }
             Err(WorkError::Terminal(reason)) => {
                 tracing::warn!(request_id = %request.request_id, %reason, "build request failed for good");
-                self.status.report(request, &BuildState::Error(reason)).await;
-                Disposition::Done
+                self.report_error(request, commit.as_deref(), &reason).await
             }
             Err(WorkError::Transient(reason)) => {
                 tracing::warn!(request_id = %request.request_id, %reason, last_attempt, "build request failed, will retry");
                 if last_attempt {
                     let reason = format!("the build could not be started after several attempts: {reason}");
-                    self.status.report(request, &BuildState::Error(reason.clone())).await;
+                    // The message goes to the dead-letter queue either way.
+                    let _ = self.report_error(request, commit.as_deref(), &reason).await;
                 }
                 Disposition::Retry(reason)
             }
         }
     }
 
-    pub async fn process(&self, request: &BuildRequest) -> Result<WorkOutcome, WorkError> {
+    /// Posts the `error` flag. If Pagure cannot be reached, the message is kept for another
+    /// attempt: the failure must reach Pagure or the dead-letter queue, not vanish.
+    async fn report_error(&self, request: &BuildRequest, commit: Option<&str>, reason: &str) -> Disposition {
+        let subject = FlagSubject::from(request);
+        let subject = match commit {
+            Some(commit) => subject.with_commit(commit),
+            None => subject,
+        };
+        let link = match self.config.projects.get(&request.project.key) {
+            Some(project) => subject.pagure_page(&project.pagure_url),
+            None => request.repo_url.clone(),
+        };
+        match self.status.report(&subject.update(FlagStatus::Error, reason, link, None)).await {
+            Ok(()) => Disposition::Done,
+            Err(e) if e.transient => {
+                tracing::warn!(request_id = %request.request_id, error = %e, "error flag not posted; the request will be retried");
+                Disposition::Retry(format!("{reason} (and the error flag could not be posted: {e})"))
+            }
+            Err(e) => {
+                tracing::error!(request_id = %request.request_id, error = %e, %reason, "error flag refused by Pagure");
+                Disposition::Done
+            }
+        }
+    }
+
+    /// Builds and starts one request. `commit` receives the resolved commit as soon as it is
+    /// known, so that a failure after the fetch is flagged on the right commit.
+    pub async fn process(&self, request: &BuildRequest, commit: &mut Option<String>) -> Result<WorkOutcome, WorkError> {
         let project = self.config.projects.get(&request.project.key).ok_or_else(|| {
             WorkError::Terminal(format!("project `{}` is no longer configured on the bridge", request.project.key))
         })?;
@@ -137,6 +181,7 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
         }
         let scratch = Scratch::new(&self.settings.scratch_dir, &request.request_id)?;
         let fetched = self.fetch(request, project, &scratch.repo()).await?;
+        *commit = Some(fetched.commit.clone());
         let variables = trigger_variables(request, &fetched.commit);
         // Checked before the tree was fetched (`check_buildspec`); this repeats it with the
         // real values.

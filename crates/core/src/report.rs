@@ -1,0 +1,878 @@
+//! Build states as Pagure flags: which flag a build request has, what each CodeBuild or
+//! CodePipeline state change says on it, and how an event finds its build request again.
+//!
+//! One flag per build request: its `uid` comes from the request id, so every state of the
+//! build (queued, running, finished) updates the same flag. A PR build flags the commit
+//! that was built, on the target project's commit endpoint (a PR flag would land on
+//! whatever head the PR has when the call is made, `CONTRACT.md` (a)).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use crate::config::{AcceptConfig, ProjectConfig};
+use crate::model::{BuildRequest, Cause, ProjectRef};
+use crate::pagure::{Flag, FlagOn, FlagStatus, FlagTarget, MAX_COMMENT_CHARS, PagureClient, PagureError};
+use crate::ports::{ExecutionFacts, PipelineLookup, Secrets};
+
+/// Default flag name on Pagure.
+pub const DEFAULT_FLAG_USERNAME: &str = "AWS CodeBuild";
+
+/// One flag to post: where, which, and what it says. The flag's `username` is the
+/// reporter's setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagUpdate {
+    pub project_key: String,
+    pub target: FlagTarget,
+    pub uid: String,
+    pub status: FlagStatus,
+    pub comment: String,
+    pub url: String,
+    pub percent: Option<u8>,
+}
+
+/// What is being built, as far as flags are concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagSubject<'a> {
+    pub project: &'a ProjectRef,
+    pub cause: &'a Cause,
+    /// The commit built, once known (a PR's head is only known after the fetch).
+    pub commit: Option<&'a str>,
+    pub request_id: &'a str,
+}
+
+impl<'a> From<&'a BuildRequest> for FlagSubject<'a> {
+    fn from(request: &'a BuildRequest) -> Self {
+        let commit = match &request.cause {
+            Cause::Commit { sha } => Some(sha.as_str()),
+            Cause::PullRequest { .. } => None,
+        };
+        FlagSubject { project: &request.project, cause: &request.cause, commit, request_id: &request.request_id }
+    }
+}
+
+impl FlagSubject<'_> {
+    pub fn with_commit<'b>(&self, commit: &'b str) -> FlagSubject<'b>
+    where
+        Self: 'b,
+    {
+        FlagSubject { commit: Some(commit), ..self.clone() }
+    }
+
+    /// A push is flagged on the repository pushed to (a fork, when a fork's own CI plugin
+    /// calls the bridge); a PR on its target, on the built commit when it is known and on
+    /// the PR (its current head) before that.
+    pub fn target(&self) -> FlagTarget {
+        let project = self.project;
+        let fork_user = match self.cause {
+            Cause::Commit { .. } => project.fork_user.as_deref(),
+            Cause::PullRequest { .. } => None,
+        };
+        let project_path = FlagTarget::project_path(project.namespace.as_deref(), &project.name, fork_user);
+        let on = match (self.commit, self.cause) {
+            (Some(sha), _) => FlagOn::Commit(sha.to_owned()),
+            (None, Cause::Commit { sha }) => FlagOn::Commit(sha.clone()),
+            (None, Cause::PullRequest { id }) => FlagOn::PullRequest(*id),
+        };
+        FlagTarget { project_path, on }
+    }
+
+    pub fn update(&self, status: FlagStatus, comment: &str, url: String, percent: Option<u8>) -> FlagUpdate {
+        FlagUpdate {
+            project_key: self.project.key.clone(),
+            target: self.target(),
+            uid: flag_uid(self.request_id),
+            status,
+            comment: short_comment(comment),
+            url,
+            percent,
+        }
+    }
+
+    /// The Pagure page of what is built: where an `error` flag links when no build ran.
+    pub fn pagure_page(&self, pagure_url: &Url) -> String {
+        let target = self.target();
+        let path = match &target.on {
+            FlagOn::Commit(sha) => format!("{}/c/{sha}", target.project_path),
+            FlagOn::PullRequest(id) => format!("{}/pull-request/{id}", target.project_path),
+        };
+        pagure_url.join(&path).map(String::from).unwrap_or_else(|_| pagure_url.to_string())
+    }
+}
+
+/// The flag uid of a build request: its id when that fits Pagure's 32 characters (request
+/// ids are UUID v4 in simple form: unique across projects and forks), else a digest of it.
+pub fn flag_uid(request_id: &str) -> String {
+    if (1..=32).contains(&request_id.len()) && request_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        request_id.to_owned()
+    } else {
+        hex::encode(Sha256::digest(request_id.as_bytes()))[..32].to_owned()
+    }
+}
+
+fn short_comment(comment: &str) -> String {
+    let comment = comment.trim();
+    match comment.char_indices().nth(MAX_COMMENT_CHARS - 1) {
+        Some((at, _)) => format!("{}…", &comment[..at]),
+        None => comment.to_owned(),
+    }
+}
+
+/// A failed report. `transient` failures are worth another attempt later (the queue's or
+/// EventBridge's); the others will fail the same way again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ReportError {
+    pub transient: bool,
+    pub message: String,
+}
+
+impl ReportError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        ReportError { transient: true, message: message.into() }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        ReportError { transient: false, message: message.into() }
+    }
+}
+
+impl From<PagureError> for ReportError {
+    fn from(e: PagureError) -> Self {
+        ReportError { transient: e.is_transient(), message: e.to_string() }
+    }
+}
+
+/// Shows build states somewhere: Pagure flags, or the log.
+pub trait StatusSink: Send + Sync {
+    fn report(&self, update: &FlagUpdate) -> impl Future<Output = Result<(), ReportError>> + Send;
+
+    /// True when the flag already shows a final state for the same build (same `url`): a
+    /// late `IN_PROGRESS` event must not turn a finished build back to pending.
+    fn already_final(&self, _update: &FlagUpdate) -> impl Future<Output = bool> + Send {
+        async { false }
+    }
+}
+
+/// Logs each state: local mode without a Pagure token, and tests.
+#[derive(Debug, Clone, Default)]
+pub struct LogStatus;
+
+impl StatusSink for LogStatus {
+    async fn report(&self, update: &FlagUpdate) -> Result<(), ReportError> {
+        tracing::info!(
+            project = %update.project_key, target = %update.target, uid = %update.uid, status = update.status.as_str(),
+            comment = %update.comment, url = %update.url, "build status (not posted: no Pagure token)"
+        );
+        Ok(())
+    }
+}
+
+/// Posts flags on each project's Pagure with the project's `pagure_api_token`. A project
+/// without a token has its states logged instead.
+#[derive(Debug, Clone)]
+pub struct PagureFlags<S> {
+    client: PagureClient,
+    projects: Arc<BTreeMap<String, ProjectConfig>>,
+    secrets: S,
+    username: String,
+}
+
+impl<S: Secrets> PagureFlags<S> {
+    pub fn new(client: PagureClient, projects: BTreeMap<String, ProjectConfig>, secrets: S, username: String) -> Self {
+        PagureFlags { client, projects: Arc::new(projects), secrets, username }
+    }
+
+    fn pagure_url(&self, update: &FlagUpdate) -> Result<&Url, ReportError> {
+        self.projects
+            .get(&update.project_key)
+            .map(|p| &p.pagure_url)
+            .ok_or_else(|| ReportError::permanent(format!("project `{}` is not configured", update.project_key)))
+    }
+}
+
+impl<S: Secrets> StatusSink for PagureFlags<S> {
+    async fn report(&self, update: &FlagUpdate) -> Result<(), ReportError> {
+        let pagure_url = self.pagure_url(update)?;
+        let secrets = self.secrets.document().await.map_err(|e| ReportError::transient(e.to_string()))?;
+        let Some(token) = secrets.project(&update.project_key).and_then(|p| p.pagure_api_token.as_ref()) else {
+            tracing::warn!(project = %update.project_key, "no pagure_api_token in the secret: flag not posted");
+            return LogStatus.report(update).await;
+        };
+        let flag = Flag {
+            username: self.username.clone(),
+            comment: update.comment.clone(),
+            url: update.url.clone(),
+            status: update.status,
+            percent: update.percent,
+            uid: update.uid.clone(),
+        };
+        let posted = self.client.post_flag(pagure_url, &update.target, &flag, token).await?;
+        tracing::info!(
+            project = %update.project_key, target = %update.target, uid = %posted.uid, status = update.status.as_str(),
+            updated = posted.updated, "flag posted"
+        );
+        Ok(())
+    }
+
+    async fn already_final(&self, update: &FlagUpdate) -> bool {
+        let Ok(pagure_url) = self.pagure_url(update) else { return false };
+        match self.client.list_flags(pagure_url, &update.target).await {
+            Ok(flags) => {
+                flags.iter().any(|f| f.url == update.url && f.username == self.username && f.status.is_final())
+            }
+            Err(e) => {
+                tracing::warn!(target = %update.target, error = %e, "could not read the current flags");
+                false
+            }
+        }
+    }
+}
+
+/// A CodeBuild "Build State Change" event, reduced to what a flag needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CodeBuildChange {
+    pub region: String,
+    pub account: String,
+    pub project_name: String,
+    /// The build's ARN (`arn:aws:codebuild:<region>:<account>:build/<project>:<uuid>`) or
+    /// its id (`<project>:<uuid>`).
+    pub build_id: String,
+    pub build_number: Option<u64>,
+    /// `IN_PROGRESS`, `SUCCEEDED`, `FAILED`, `STOPPED` (and, seen in phases, `TIMED_OUT`,
+    /// `FAULT`, `CLIENT_ERROR`).
+    pub status: String,
+    pub phases: Vec<PhaseOutcome>,
+    /// `codepipeline/<pipeline>` when CodePipeline started the build.
+    pub initiator: Option<String>,
+    pub variables: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PhaseOutcome {
+    pub phase: String,
+    pub status: Option<String>,
+    pub context: Vec<String>,
+}
+
+/// A CodePipeline "Pipeline Execution State Change" event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PipelineChange {
+    pub region: String,
+    pub pipeline: String,
+    pub execution_id: String,
+    /// `STARTED`, `SUCCEEDED`, `FAILED`, `STOPPING`, `STOPPED`, `SUPERSEDED`, `CANCELED`, `RESUMED`.
+    pub state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildEvent {
+    CodeBuild(CodeBuildChange),
+    Pipeline(PipelineChange),
+}
+
+/// What a state change says on the flag: status, comment, percent.
+pub type FlagState = (FlagStatus, String, Option<u8>);
+
+impl CodeBuildChange {
+    fn label(&self) -> String {
+        match self.build_number {
+            Some(n) => format!("Build #{n}"),
+            None => "Build".to_owned(),
+        }
+    }
+
+    /// The first phase that did not succeed.
+    fn failed_phase(&self) -> Option<&PhaseOutcome> {
+        self.phases.iter().find(|p| p.status.as_deref().is_some_and(|s| s != "SUCCEEDED"))
+    }
+
+    /// The flag for this change; `None` for states that do not change it.
+    pub fn flag_state(&self) -> Option<FlagState> {
+        let label = self.label();
+        let failed = self.failed_phase();
+        let phase_note = |p: &PhaseOutcome| {
+            let context: Vec<&str> = p.context.iter().map(|c| c.trim()).filter(|c| !c.is_empty()).collect();
+            if context.is_empty() { String::new() } else { format!(": {}", context.join("; ")) }
+        };
+        Some(match self.status.as_str() {
+            "IN_PROGRESS" => (FlagStatus::Pending, format!("{label} running"), None),
+            "SUCCEEDED" => (FlagStatus::Success, format!("{label} succeeded"), Some(100)),
+            "STOPPED" => (FlagStatus::Canceled, format!("{label} stopped"), None),
+            "TIMED_OUT" => (FlagStatus::Error, format!("{label} timed out"), None),
+            "FAULT" => (FlagStatus::Error, format!("{label} failed: CodeBuild fault"), None),
+            "FAILED" => match failed {
+                Some(p) if p.status.as_deref() == Some("TIMED_OUT") => {
+                    (FlagStatus::Error, format!("{label} timed out in phase {}", p.phase), None)
+                }
+                Some(p) if p.status.as_deref() == Some("FAULT") => (
+                    FlagStatus::Error,
+                    format!("{label} failed: CodeBuild fault in phase {}{}", p.phase, phase_note(p)),
+                    None,
+                ),
+                // Before the buildspec runs: the build could not start (source download,
+                // provisioning, a bad buildspec), not the project's code failing.
+                Some(p)
+                    if matches!(p.phase.as_str(), "SUBMITTED" | "QUEUED" | "PROVISIONING" | "DOWNLOAD_SOURCE")
+                        || p.status.as_deref() == Some("CLIENT_ERROR") =>
+                {
+                    (
+                        FlagStatus::Error,
+                        format!(
+                            "{label} could not run: phase {} {}{}",
+                            p.phase,
+                            p.status.as_deref().unwrap_or("FAILED"),
+                            phase_note(p)
+                        ),
+                        None,
+                    )
+                }
+                Some(p) => {
+                    (FlagStatus::Failure, format!("{label} failed in phase {}{}", p.phase, phase_note(p)), Some(0))
+                }
+                None => (FlagStatus::Failure, format!("{label} failed"), Some(0)),
+            },
+            _ => return None,
+        })
+    }
+
+    /// The pipeline that started the build, from `codepipeline/<name>`.
+    pub fn pipeline(&self) -> Option<&str> {
+        self.initiator.as_deref().and_then(|i| i.strip_prefix("codepipeline/"))
+    }
+
+    /// `<project>:<uuid>`, whether `build_id` is an ARN or already the id.
+    pub fn short_build_id(&self) -> &str {
+        self.build_id.rsplit_once(":build/").map_or(self.build_id.as_str(), |(_, id)| id)
+    }
+
+    /// The build's page in the CodeBuild console.
+    pub fn console_url(&self) -> String {
+        let id = self.short_build_id();
+        let account = if self.account.is_empty() {
+            // arn:aws:codebuild:<region>:<account>:build/…
+            self.build_id.split(':').nth(4).unwrap_or_default()
+        } else {
+            &self.account
+        };
+        codebuild_console_url(&self.region, account, &self.project_name, id)
+    }
+}
+
+/// `https://<region>.console.aws.amazon.com/codesuite/codebuild/<account>/projects/<project>/build/<project>%3A<uuid>/?region=<region>`.
+pub fn codebuild_console_url(region: &str, account: &str, project: &str, build_id: &str) -> String {
+    let build = build_id.replace(':', "%3A");
+    format!(
+        "https://{region}.console.aws.amazon.com/codesuite/codebuild/{account}/projects/{project}/build/{build}/?region={region}"
+    )
+}
+
+/// `https://<region>.console.aws.amazon.com/codesuite/codepipeline/pipelines/<pipeline>/executions/<id>`.
+pub fn pipeline_console_url(region: &str, pipeline: &str, execution_id: &str) -> String {
+    format!(
+        "https://{region}.console.aws.amazon.com/codesuite/codepipeline/pipelines/{pipeline}/executions/{execution_id}"
+    )
+}
+
+impl PipelineChange {
+    /// The flag for a pipeline execution that ended without its CodeBuild action running
+    /// (when a build ran, CodeBuild's own events own the flag).
+    pub fn flag_state(&self, facts: &ExecutionFacts) -> Option<FlagState> {
+        if facts.build_ran {
+            return None;
+        }
+        let pipeline = &self.pipeline;
+        let why = facts.summary.as_deref().map(|s| format!(": {s}")).unwrap_or_default();
+        Some(match self.state.as_str() {
+            "SUCCEEDED" => (FlagStatus::Success, format!("Pipeline {pipeline} succeeded"), Some(100)),
+            "FAILED" => (FlagStatus::Error, format!("Pipeline {pipeline} failed before CodeBuild ran{why}"), None),
+            "STOPPED" => {
+                (FlagStatus::Canceled, format!("Pipeline {pipeline} execution stopped before CodeBuild ran{why}"), None)
+            }
+            "SUPERSEDED" => {
+                (FlagStatus::Canceled, format!("Pipeline {pipeline} execution superseded by a newer one"), None)
+            }
+            "CANCELED" => (FlagStatus::Canceled, format!("Pipeline {pipeline} execution canceled{why}"), None),
+            _ => return None,
+        })
+    }
+}
+
+/// The build request an event belongs to, from the PAGURE_* values the build carries (the
+/// CodeBuild action's environment variables, fed from the pipeline variables).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Correlation {
+    pub request_id: String,
+    /// `PAGURE_PROJECT`: the target's full name.
+    pub project: String,
+    pub repo: String,
+    pub cause: Cause,
+    pub commit: Option<String>,
+}
+
+impl Correlation {
+    /// `None` when the values are not the bridge's (no `PAGURE_REQUEST_ID`).
+    pub fn from_variables(variables: &BTreeMap<String, String>) -> Option<Result<Self, String>> {
+        let get = |name: &str| variables.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let request_id = get("PAGURE_REQUEST_ID")?.to_owned();
+        let need = |name: &str| get(name).map(str::to_owned).ok_or_else(|| format!("{name} is missing"));
+        Some((|| {
+            let cause = match get("PAGURE_PR_ID") {
+                Some(id) => {
+                    Cause::PullRequest { id: id.parse().map_err(|_| format!("PAGURE_PR_ID `{id}` is not a number"))? }
+                }
+                None => Cause::Commit { sha: need("PAGURE_CAUSE")? },
+            };
+            Ok(Correlation {
+                request_id,
+                project: need("PAGURE_PROJECT")?,
+                repo: need("PAGURE_REPO")?,
+                cause,
+                commit: get("PAGURE_COMMIT").map(str::to_owned),
+            })
+        })())
+    }
+
+    /// The configured project this build belongs to (by full name, and by pipeline when
+    /// several projects share a name), and the repository checked against its allow-list.
+    pub fn resolve<'c>(
+        &self,
+        config: &'c AcceptConfig,
+        pipeline: Option<&str>,
+    ) -> Result<(&'c ProjectConfig, ProjectRef), String> {
+        let named: Vec<&ProjectConfig> =
+            config.projects.values().filter(|p| p.repo.fullname() == self.project).collect();
+        let candidates: Vec<&ProjectConfig> = match (named.len(), pipeline) {
+            (n, Some(pipeline)) if n > 1 => named.into_iter().filter(|p| p.pipeline == pipeline).collect(),
+            _ => named,
+        };
+        let [project] = candidates.as_slice() else {
+            return Err(match candidates.len() {
+                0 => format!("no configured project is named `{}`", self.project),
+                n => format!("{n} configured projects are named `{}`", self.project),
+            });
+        };
+        let (_, reference) =
+            project.repo.check(&project.key, &self.repo).map_err(|e| format!("PAGURE_REPO refused: {e}"))?;
+        Ok((project, reference))
+    }
+}
+
+/// What became of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportOutcome {
+    Posted(FlagUpdate),
+    Ignored(String),
+}
+
+/// The report stage: turns state-change events into flag updates.
+#[derive(Debug)]
+pub struct ReportService<R, L> {
+    config: AcceptConfig,
+    sink: R,
+    lookup: L,
+}
+
+impl<R: StatusSink, L: PipelineLookup> ReportService<R, L> {
+    pub fn new(config: AcceptConfig, sink: R, lookup: L) -> Self {
+        ReportService { config, sink, lookup }
+    }
+
+    /// Posts the flag an event calls for. `Err` means "try again" when it is transient.
+    pub async fn handle(&self, event: &BuildEvent) -> Result<ReportOutcome, ReportError> {
+        match event {
+            BuildEvent::CodeBuild(change) => self.codebuild(change).await,
+            BuildEvent::Pipeline(change) => self.pipeline(change).await,
+        }
+    }
+
+    async fn codebuild(&self, change: &CodeBuildChange) -> Result<ReportOutcome, ReportError> {
+        let Some((status, comment, percent)) = change.flag_state() else {
+            return Ok(ReportOutcome::Ignored(format!("build status `{}` does not change the flag", change.status)));
+        };
+        let pipeline = change.pipeline();
+        let variables = match (Correlation::from_variables(&change.variables), pipeline) {
+            (Some(_), _) => change.variables.clone(),
+            // Not in the build's variables (a CodeBuild action without them): ask the
+            // pipeline which execution ran this build, and read that execution's variables.
+            (None, Some(pipeline)) => {
+                let found =
+                    self.lookup.execution_of_build(pipeline, change.short_build_id()).await.map_err(lookup_failed)?;
+                let facts = match found {
+                    Some(execution_id) => {
+                        self.lookup.execution(pipeline, &execution_id).await.map_err(lookup_failed)?
+                    }
+                    None => None,
+                };
+                facts.map(|f| f.variables).unwrap_or_default()
+            }
+            (None, None) => BTreeMap::new(),
+        };
+        let update = match self.correlate(&variables, pipeline, change.short_build_id())? {
+            Correlated::Subject(c, project) => {
+                let subject = subject_of(&c, &project);
+                subject.update(status, &comment, change.console_url(), percent)
+            }
+            Correlated::Ignored(why) => return Ok(ReportOutcome::Ignored(why)),
+        };
+        if update.status == FlagStatus::Pending && self.sink.already_final(&update).await {
+            return Ok(ReportOutcome::Ignored("a late IN_PROGRESS event: the flag already shows the result".into()));
+        }
+        self.sink.report(&update).await?;
+        Ok(ReportOutcome::Posted(update))
+    }
+
+    async fn pipeline(&self, change: &PipelineChange) -> Result<ReportOutcome, ReportError> {
+        if !matches!(change.state.as_str(), "SUCCEEDED" | "FAILED" | "STOPPED" | "SUPERSEDED" | "CANCELED") {
+            return Ok(ReportOutcome::Ignored(format!("pipeline state `{}` does not change the flag", change.state)));
+        }
+        let Some(facts) = self.lookup.execution(&change.pipeline, &change.execution_id).await.map_err(lookup_failed)?
+        else {
+            return Ok(ReportOutcome::Ignored(format!(
+                "execution {} of pipeline {} is unknown",
+                change.execution_id, change.pipeline
+            )));
+        };
+        let Some((status, comment, percent)) = change.flag_state(&facts) else {
+            return Ok(ReportOutcome::Ignored("CodeBuild ran: its own events report the build".into()));
+        };
+        match self.correlate(&facts.variables, Some(&change.pipeline), &change.execution_id)? {
+            Correlated::Subject(c, project) => {
+                let url = pipeline_console_url(&change.region, &change.pipeline, &change.execution_id);
+                let update = subject_of(&c, &project).update(status, &comment, url, percent);
+                self.sink.report(&update).await?;
+                Ok(ReportOutcome::Posted(update))
+            }
+            Correlated::Ignored(why) => Ok(ReportOutcome::Ignored(why)),
+        }
+    }
+
+    fn correlate(
+        &self,
+        variables: &BTreeMap<String, String>,
+        pipeline: Option<&str>,
+        what: &str,
+    ) -> Result<Correlated, ReportError> {
+        let correlation = match Correlation::from_variables(variables) {
+            None => {
+                return Ok(Correlated::Ignored(format!("{what} was not started by the bridge (no PAGURE_REQUEST_ID)")));
+            }
+            // Ours, but unusable: retrying cannot fix it, and a flag cannot be placed.
+            Some(Err(why)) => return Err(ReportError::permanent(format!("{what}: {why}"))),
+            Some(Ok(c)) => c,
+        };
+        match correlation.resolve(&self.config, pipeline) {
+            Ok((_, project)) => Ok(Correlated::Subject(correlation, project)),
+            Err(why) => Ok(Correlated::Ignored(format!("{what}: {why}"))),
+        }
+    }
+}
+
+enum Correlated {
+    Subject(Correlation, ProjectRef),
+    Ignored(String),
+}
+
+fn subject_of<'a>(c: &'a Correlation, project: &'a ProjectRef) -> FlagSubject<'a> {
+    FlagSubject { project, cause: &c.cause, commit: c.commit.as_deref(), request_id: &c.request_id }
+}
+
+fn lookup_failed(e: crate::ports::LookupError) -> ReportError {
+    ReportError::transient(e.to_string())
+}
+
+/// A flag reported from inside a build (`pagure-ci-bridge report`, for users without the
+/// report Lambda): the PAGURE_* variables the bridge injected, and CodeBuild's own
+/// `CODEBUILD_BUILD_ARN`, `CODEBUILD_BUILD_NUMBER` and `CODEBUILD_BUILD_SUCCEEDING`.
+/// `status` `None` means "from `CODEBUILD_BUILD_SUCCEEDING`". The uid is the bridge's, so
+/// the flag it posted when the build was queued is the one updated.
+pub fn flag_from_build_env(
+    env: &BTreeMap<String, String>,
+    status: Option<FlagStatus>,
+    comment: Option<&str>,
+    url: Option<&str>,
+    username: &str,
+) -> Result<(FlagTarget, Flag), String> {
+    let correlation = Correlation::from_variables(env)
+        .ok_or("PAGURE_REQUEST_ID is not set: this build was not started by pagure-ci-bridge")??;
+    let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let label = match get("CODEBUILD_BUILD_NUMBER") {
+        Some(n) => format!("Build #{n}"),
+        None => "Build".to_owned(),
+    };
+    let status = match status {
+        Some(status) => status,
+        None => match get("CODEBUILD_BUILD_SUCCEEDING") {
+            Some("1") => FlagStatus::Success,
+            Some("0") => FlagStatus::Failure,
+            other => return Err(format!("CODEBUILD_BUILD_SUCCEEDING is {other:?}, not 0 or 1: give --status")),
+        },
+    };
+    let (default_comment, percent) = match status {
+        FlagStatus::Pending => (format!("{label} running"), None),
+        FlagStatus::Success => (format!("{label} succeeded"), Some(100)),
+        FlagStatus::Failure => (format!("{label} failed"), Some(0)),
+        FlagStatus::Error => (format!("{label} could not run"), None),
+        FlagStatus::Canceled => (format!("{label} stopped"), None),
+    };
+    let url = match (url, get("CODEBUILD_BUILD_ARN")) {
+        (Some(url), _) => url.to_owned(),
+        // arn:aws:codebuild:<region>:<account>:build/<project>:<uuid>
+        (None, Some(arn)) => {
+            let parts: Vec<&str> = arn.splitn(6, ':').collect();
+            let build = arn.rsplit_once(":build/").map(|(_, id)| id).unwrap_or_default();
+            let project = build.split(':').next().unwrap_or_default();
+            match parts.as_slice() {
+                [_, _, _, region, account, _] if !build.is_empty() => {
+                    codebuild_console_url(region, account, project, build)
+                }
+                _ => return Err(format!("CODEBUILD_BUILD_ARN `{arn}` is not a build ARN")),
+            }
+        }
+        (None, None) => return Err("no --url and no CODEBUILD_BUILD_ARN to link the flag to".into()),
+    };
+    // The repository was checked by the bridge; here only its fork part matters.
+    let fork_user = correlation
+        .repo
+        .strip_suffix(&format!("/{}.git", correlation.project))
+        .and_then(|head| head.rsplit_once("/forks/"))
+        .map(|(_, user)| user.to_owned())
+        .filter(|user| !user.contains('/'));
+    let (namespace, name) = match correlation.project.rsplit_once('/') {
+        Some((ns, name)) => (Some(ns.to_owned()), name.to_owned()),
+        None => (None, correlation.project.clone()),
+    };
+    let project = ProjectRef { key: String::new(), namespace, name, fork_user };
+    let subject = subject_of(&correlation, &project);
+    let update = subject.update(status, comment.unwrap_or(&default_comment), url, percent);
+    let flag = Flag {
+        username: username.to_owned(),
+        comment: update.comment,
+        url: update.url,
+        status: update.status,
+        percent: update.percent,
+        uid: update.uid,
+    };
+    flag.check().map_err(|e| e.to_string())?;
+    Ok((update.target, flag))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(status: &str, phases: &[(&str, &str, &str)]) -> CodeBuildChange {
+        CodeBuildChange {
+            region: "eu-west-1".into(),
+            account: "123456789012".into(),
+            project_name: "demo-build".into(),
+            build_id: "arn:aws:codebuild:eu-west-1:123456789012:build/demo-build:8745a7a9".into(),
+            build_number: Some(12),
+            status: status.into(),
+            phases: phases
+                .iter()
+                .map(|(phase, status, context)| PhaseOutcome {
+                    phase: (*phase).into(),
+                    status: Some((*status).into()),
+                    context: if context.is_empty() { vec![] } else { vec![(*context).into()] },
+                })
+                .collect(),
+            initiator: Some("codepipeline/demo".into()),
+            variables: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn every_codebuild_state_has_its_flag() {
+        let ok = [("SUBMITTED", "SUCCEEDED", ""), ("DOWNLOAD_SOURCE", "SUCCEEDED", "")];
+        assert_eq!(
+            change("IN_PROGRESS", &ok).flag_state(),
+            Some((FlagStatus::Pending, "Build #12 running".into(), None))
+        );
+        assert_eq!(
+            change("SUCCEEDED", &ok).flag_state(),
+            Some((FlagStatus::Success, "Build #12 succeeded".into(), Some(100)))
+        );
+        let failed = change(
+            "FAILED",
+            &[
+                ("INSTALL", "SUCCEEDED", ""),
+                ("BUILD", "FAILED", "COMMAND_EXECUTION_ERROR: make check. Reason: exit status 2"),
+            ],
+        );
+        assert_eq!(
+            failed.flag_state(),
+            Some((
+                FlagStatus::Failure,
+                "Build #12 failed in phase BUILD: COMMAND_EXECUTION_ERROR: make check. Reason: exit status 2".into(),
+                Some(0)
+            ))
+        );
+        assert_eq!(change("STOPPED", &ok).flag_state().map(|s| s.0), Some(FlagStatus::Canceled));
+        let timed_out = change("FAILED", &[("BUILD", "TIMED_OUT", "")]);
+        assert_eq!(
+            timed_out.flag_state().map(|s| (s.0, s.1)),
+            Some((FlagStatus::Error, "Build #12 timed out in phase BUILD".into()))
+        );
+        let source = change("FAILED", &[("DOWNLOAD_SOURCE", "CLIENT_ERROR", "ACCESS_DENIED: no access")]);
+        assert_eq!(
+            source.flag_state().map(|s| (s.0, s.1)),
+            Some((
+                FlagStatus::Error,
+                "Build #12 could not run: phase DOWNLOAD_SOURCE CLIENT_ERROR: ACCESS_DENIED: no access".into()
+            ))
+        );
+        let fault = change("FAILED", &[("PROVISIONING", "FAULT", "")]);
+        assert_eq!(fault.flag_state().map(|s| s.0), Some(FlagStatus::Error));
+        assert_eq!(change("QUEUED", &ok).flag_state(), None);
+    }
+
+    #[test]
+    fn console_links_follow_the_documented_forms() {
+        let c = change("SUCCEEDED", &[]);
+        assert_eq!(
+            c.console_url(),
+            "https://eu-west-1.console.aws.amazon.com/codesuite/codebuild/123456789012/projects/demo-build/build/demo-build%3A8745a7a9/?region=eu-west-1"
+        );
+        assert!(crate::pagure::url_acceptable(&c.console_url()));
+        let url = pipeline_console_url("eu-west-1", "demo", "0f0a-11");
+        assert_eq!(
+            url,
+            "https://eu-west-1.console.aws.amazon.com/codesuite/codepipeline/pipelines/demo/executions/0f0a-11"
+        );
+    }
+
+    #[test]
+    fn pipeline_states_only_flag_when_no_build_ran() {
+        let change = PipelineChange {
+            region: "eu-west-1".into(),
+            pipeline: "demo".into(),
+            execution_id: "e1".into(),
+            state: "FAILED".into(),
+        };
+        let no_build = ExecutionFacts { summary: Some("Source: access denied".into()), ..ExecutionFacts::default() };
+        assert_eq!(
+            change.flag_state(&no_build),
+            Some((FlagStatus::Error, "Pipeline demo failed before CodeBuild ran: Source: access denied".into(), None))
+        );
+        let built = ExecutionFacts { build_ran: true, ..ExecutionFacts::default() };
+        assert_eq!(change.flag_state(&built), None);
+        let superseded = PipelineChange { state: "SUPERSEDED".into(), ..change.clone() };
+        assert_eq!(superseded.flag_state(&no_build).map(|s| s.0), Some(FlagStatus::Canceled));
+        let started = PipelineChange { state: "STARTED".into(), ..change };
+        assert_eq!(started.flag_state(&no_build), None);
+    }
+
+    #[test]
+    fn uids_fit_pagure_and_stay_stable() {
+        assert_eq!(flag_uid("0123456789abcdef0123456789abcdef"), "0123456789abcdef0123456789abcdef");
+        let long = flag_uid("a-request-id-that-is-far-too-long-for-pagure");
+        assert_eq!(long.len(), 32);
+        assert_eq!(long, flag_uid("a-request-id-that-is-far-too-long-for-pagure"));
+    }
+
+    #[test]
+    fn targets_follow_the_contract() {
+        let fork =
+            ProjectRef { key: "demo".into(), namespace: None, name: "demo".into(), fork_user: Some("bob".into()) };
+        let pr = Cause::PullRequest { id: 2 };
+        let subject = FlagSubject { project: &fork, cause: &pr, commit: None, request_id: "r1" };
+        // Before the head is known: the PR of the target (never the fork, whose PRs are off).
+        assert_eq!(subject.target(), FlagTarget { project_path: "demo".into(), on: FlagOn::PullRequest(2) });
+        // Once built: the built commit, on the target.
+        assert_eq!(
+            subject.with_commit("abc").target(),
+            FlagTarget { project_path: "demo".into(), on: FlagOn::Commit("abc".into()) }
+        );
+        // A push to a fork: the fork's commit.
+        let push = Cause::Commit { sha: "def".into() };
+        let subject = FlagSubject { project: &fork, cause: &push, commit: None, request_id: "r1" };
+        assert_eq!(
+            subject.target(),
+            FlagTarget { project_path: "fork/bob/demo".into(), on: FlagOn::Commit("def".into()) }
+        );
+    }
+
+    #[test]
+    fn comments_are_kept_short() {
+        let long = "x".repeat(2000);
+        let comment = short_comment(&long);
+        assert_eq!(comment.chars().count(), MAX_COMMENT_CHARS);
+        assert!(comment.ends_with('…'));
+    }
+
+    fn build_env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn a_build_reports_its_own_result() {
+        let env = build_env(&[
+            ("PAGURE_REQUEST_ID", "0123456789abcdef0123456789abcdef"),
+            ("PAGURE_PROJECT", "demo"),
+            ("PAGURE_REPO", "https://pagure.example.org/forks/bob/demo.git"),
+            ("PAGURE_CAUSE", "2"),
+            ("PAGURE_PR_ID", "2"),
+            ("PAGURE_COMMIT", "05bab967134e26fd2a307065b49ce0bc2a2063ed"),
+            ("CODEBUILD_BUILD_ARN", "arn:aws:codebuild:eu-west-1:123456789012:build/demo-build:8745a7a9"),
+            ("CODEBUILD_BUILD_NUMBER", "12"),
+            ("CODEBUILD_BUILD_SUCCEEDING", "0"),
+        ]);
+        let (target, flag) = flag_from_build_env(&env, None, None, None, "CI").expect("flag");
+        // A fork PR: the built commit on the target.
+        assert_eq!(target.api_path(), "api/0/demo/c/05bab967134e26fd2a307065b49ce0bc2a2063ed/flag");
+        assert_eq!(
+            (flag.status, flag.comment.as_str(), flag.percent),
+            (FlagStatus::Failure, "Build #12 failed", Some(0))
+        );
+        assert_eq!(flag.uid, "0123456789abcdef0123456789abcdef");
+        assert!(flag.url.contains("/projects/demo-build/build/demo-build%3A8745a7a9/"));
+        let push = build_env(&[
+            ("PAGURE_REQUEST_ID", "r2"),
+            ("PAGURE_PROJECT", "ns/demo"),
+            ("PAGURE_REPO", "https://pagure.example.org/forks/bob/ns/demo.git"),
+            ("PAGURE_CAUSE", "05bab967134e26fd2a307065b49ce0bc2a2063ed"),
+        ]);
+        let (target, flag) = flag_from_build_env(
+            &push,
+            Some(FlagStatus::Success),
+            Some("all green"),
+            Some("https://ci.example.org/1"),
+            "CI",
+        )
+        .expect("flag");
+        assert_eq!(target.project_path, "fork/bob/ns/demo");
+        assert_eq!((flag.comment.as_str(), flag.percent), ("all green", Some(100)));
+        assert!(flag_from_build_env(&build_env(&[]), None, None, None, "CI").is_err());
+        let undecided = build_env(&[
+            ("PAGURE_REQUEST_ID", "r3"),
+            ("PAGURE_PROJECT", "demo"),
+            ("PAGURE_REPO", "x"),
+            ("PAGURE_CAUSE", "abc"),
+        ]);
+        assert!(flag_from_build_env(&undecided, None, None, Some("https://ci.example.org/1"), "CI").is_err());
+    }
+
+    #[test]
+    fn correlation_reads_the_pagure_variables() {
+        let vars: BTreeMap<String, String> = [
+            ("PAGURE_REQUEST_ID", "r1"),
+            ("PAGURE_PROJECT", "rpms/bash"),
+            ("PAGURE_REPO", "https://src.example.org/rpms/bash.git"),
+            ("PAGURE_CAUSE", "7"),
+            ("PAGURE_PR_ID", "7"),
+            ("PAGURE_COMMIT", "abc"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let c = Correlation::from_variables(&vars).and_then(Result::ok);
+        assert_eq!(c.map(|c| c.cause), Some(Cause::PullRequest { id: 7 }));
+        assert_eq!(Correlation::from_variables(&BTreeMap::new()), None);
+        let mut broken = vars.clone();
+        broken.remove("PAGURE_REPO");
+        assert_eq!(Correlation::from_variables(&broken), Some(Err("PAGURE_REPO is missing".into())));
+    }
+}

@@ -1,0 +1,157 @@
+//! The report Lambda: EventBridge delivers "CodeBuild Build State Change" and "CodePipeline
+//! Pipeline Execution State Change" events; each becomes a flag update on Pagure through
+//! bridge-core's report stage.
+//!
+//! An event whose flag cannot be posted fails the invocation, so Lambda's asynchronous
+//! retries try again and its dead-letter queue keeps what never succeeds (a 401 too: fix
+//! the token, then redrive). Events the bridge did not cause are answered `ignored`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aws_lambda_events::event::codebuild::CodeBuildEvent;
+use aws_lambda_events::event::codepipeline_cloudwatch::CodePipelineCloudWatchEvent;
+use bridge_aws::{CodePipelineLookup, SecretsManagerSource};
+use bridge_core::config::ReportLambdaConfig;
+use bridge_core::pagure::PagureClient;
+use bridge_core::ports::{CachedSecrets, PipelineLookup};
+use bridge_core::report::{
+    BuildEvent, CodeBuildChange, PagureFlags, PhaseOutcome, PipelineChange, ReportOutcome, ReportService, StatusSink,
+};
+
+pub const CODEBUILD_STATE_CHANGE: &str = "CodeBuild Build State Change";
+pub const PIPELINE_STATE_CHANGE: &str = "CodePipeline Pipeline Execution State Change";
+
+/// The report stage as deployed.
+pub type LambdaReportService = ReportService<PagureFlags<Arc<CachedSecrets<SecretsManagerSource>>>, CodePipelineLookup>;
+
+/// Builds the service once, in `main`.
+pub fn build_service(config: &ReportLambdaConfig, aws: &aws_config::SdkConfig) -> anyhow::Result<LambdaReportService> {
+    let secrets = Arc::new(CachedSecrets::new(
+        SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(aws), &config.secret_id),
+        config.secrets_ttl,
+    ));
+    let flags = PagureFlags::new(
+        PagureClient::new(config.report.retry)?,
+        config.accept.projects.clone(),
+        secrets,
+        config.report.flag_username.clone(),
+    );
+    let lookup = CodePipelineLookup::new(aws_sdk_codepipeline::Client::new(aws));
+    Ok(ReportService::new(config.accept.clone(), flags, lookup))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("not a {0} event: {1}")]
+    Malformed(&'static str, String),
+}
+
+/// Reads an EventBridge event; `None` for a kind the bridge does not report.
+pub fn parse_event(event: serde_json::Value) -> Result<Option<BuildEvent>, EventError> {
+    match event.get("detail-type").and_then(|t| t.as_str()) {
+        Some(CODEBUILD_STATE_CHANGE) => {
+            let event: CodeBuildEvent = serde_json::from_value(event)
+                .map_err(|e| EventError::Malformed(CODEBUILD_STATE_CHANGE, e.to_string()))?;
+            Ok(Some(BuildEvent::CodeBuild(codebuild_change(event))))
+        }
+        Some(PIPELINE_STATE_CHANGE) => {
+            let mut event = event;
+            // The pipeline version is typed as an integer, but AWS's own samples write `1.0`.
+            if let Some(version) = event.pointer_mut("/detail/version")
+                && let Some(float) = version.as_f64().filter(|_| !version.is_i64())
+            {
+                *version = serde_json::json!(float as i64);
+            }
+            let event: CodePipelineCloudWatchEvent = serde_json::from_value(event)
+                .map_err(|e| EventError::Malformed(PIPELINE_STATE_CHANGE, e.to_string()))?;
+            Ok(Some(BuildEvent::Pipeline(pipeline_change(event))))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn codebuild_change(event: CodeBuildEvent) -> CodeBuildChange {
+    let detail = event.detail;
+    let info = detail.additional_information;
+    let variables: BTreeMap<String, String> = info
+        .environment
+        .environment_variables
+        .into_iter()
+        // Only plain values: PARAMETER_STORE / SECRETS_MANAGER entries hold references.
+        .filter(|v| v.type_.as_deref().is_none_or(|t| t == "PLAINTEXT"))
+        .filter_map(|v| Some((v.name?, v.value?)))
+        .collect();
+    let phases = info
+        .phases
+        .into_iter()
+        .map(|p| PhaseOutcome {
+            phase: p.phase_type,
+            status: p.phase_status,
+            context: p
+                .phase_context
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c.as_str().map_or_else(|| c.to_string(), str::to_owned))
+                .collect(),
+        })
+        .collect();
+    let build_id = detail.build_id.unwrap_or_default();
+    CodeBuildChange {
+        region: event.region.unwrap_or_default(),
+        account: event.account_id.unwrap_or_default(),
+        project_name: detail.project_name.unwrap_or_default(),
+        build_id,
+        build_number: info.build_number.filter(|n| n.is_finite() && *n >= 0.0).map(|n| n as u64),
+        status: detail.build_status.unwrap_or_default(),
+        phases,
+        initiator: info.initiator,
+        variables,
+    }
+}
+
+fn pipeline_change(event: CodePipelineCloudWatchEvent) -> PipelineChange {
+    let detail = event.detail;
+    PipelineChange {
+        region: detail.region.or(event.region).unwrap_or_default(),
+        pipeline: detail.pipeline.unwrap_or_default(),
+        execution_id: detail.execution_id.unwrap_or_default(),
+        state: detail.state,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    #[error(transparent)]
+    Event(#[from] EventError),
+    #[error("{0}")]
+    Report(#[from] bridge_core::report::ReportError),
+}
+
+/// Handles one event: the JSON answer says what was posted or why nothing was.
+pub async fn handle<R: StatusSink, L: PipelineLookup>(
+    service: &ReportService<R, L>,
+    event: serde_json::Value,
+) -> Result<serde_json::Value, HandleError> {
+    let id = event.get("id").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    let Some(event) = parse_event(event)? else {
+        tracing::info!(event_id = %id, "not a build state change: ignored");
+        return Ok(serde_json::json!({"outcome": "ignored", "reason": "not a build state change"}));
+    };
+    match service.handle(&event).await {
+        Ok(ReportOutcome::Posted(update)) => Ok(serde_json::json!({
+            "outcome": "posted",
+            "status": update.status.as_str(),
+            "target": update.target.to_string(),
+            "uid": update.uid,
+        })),
+        Ok(ReportOutcome::Ignored(reason)) => {
+            tracing::info!(event_id = %id, %reason, "event ignored");
+            Ok(serde_json::json!({"outcome": "ignored", "reason": reason}))
+        }
+        Err(e) => {
+            tracing::error!(event_id = %id, error = %e, transient = e.transient, "flag not posted");
+            Err(e.into())
+        }
+    }
+}

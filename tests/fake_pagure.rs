@@ -1,0 +1,422 @@
+//! A fake Pagure for tests, built from `CONTRACT.md` section (a): the commit and
+//! pull-request flag endpoints (POST and GET) for plain, namespaced and forked projects,
+//! with Pagure's token header parsing, ACLs, project-scoped tokens, form validation, uid
+//! create/update semantics and its exact error bodies. Faults can be scripted per request.
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+
+pub const APP_URL_PATH: &str = "/";
+
+/// A token Pagure knows.
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub acls: Vec<&'static str>,
+    /// A project token works on this project only (API path form: `demo`, `ns/demo`).
+    pub project: Option<String>,
+    pub expired: bool,
+}
+
+/// One stored flag, as Pagure's `commit_flags` table has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFlag {
+    /// The project the flag belongs to (API path form).
+    pub project: String,
+    pub commit: String,
+    pub uid: String,
+    pub username: String,
+    pub comment: String,
+    pub url: String,
+    pub status: String,
+    pub percent: Option<String>,
+    /// Order of the last write (Pagure orders by `date_updated`).
+    pub updated: u64,
+}
+
+/// A scripted answer for the next flag request.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this status and body, store nothing.
+    Status(u16, &'static str),
+    /// Wait this long before handling the request normally (a client timeout shorter than
+    /// this sees a timeout).
+    Delay(Duration),
+}
+
+/// A request the fake received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub authorization: Option<String>,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Projects, API path form (`demo`, `ns/demo`, `fork/bob/demo`).
+    projects: Vec<String>,
+    tokens: HashMap<String, Token>,
+    /// (target project, PR id) → current head (`commit_stop`).
+    pulls: HashMap<(String, u64), String>,
+    flags: Vec<StoredFlag>,
+    faults: VecDeque<Fault>,
+    seen: Vec<Seen>,
+    clock: u64,
+}
+
+#[derive(Debug)]
+pub struct FakePagure {
+    pub url: String,
+    state: Arc<Mutex<State>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl FakePagure {
+    pub async fn start() -> FakePagure {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/", listener.local_addr().expect("addr"));
+        let state = Arc::new(Mutex::new(State::default()));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let shared = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    _ = &mut stopped => return,
+                    accepted = listener.accept() => accepted.expect("accept"),
+                };
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let handler = service_fn(move |request| answer(state.clone(), request));
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), handler).await;
+                });
+            }
+        });
+        FakePagure { url, state, stop: Some(stop) }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.state.lock().expect("fake pagure state"))
+    }
+
+    pub fn add_project(&self, path: &str) {
+        self.with(|s| s.projects.push(path.to_owned()));
+    }
+
+    pub fn add_token(&self, token: &str, spec: Token) {
+        self.with(|s| s.tokens.insert(token.to_owned(), spec));
+    }
+
+    /// A PR of `project` whose head is now `head`.
+    pub fn set_pull(&self, project: &str, id: u64, head: &str) {
+        self.with(|s| s.pulls.insert((project.to_owned(), id), head.to_owned()));
+    }
+
+    pub fn push_fault(&self, fault: Fault) {
+        self.with(|s| s.faults.push_back(fault));
+    }
+
+    pub fn flags(&self) -> Vec<StoredFlag> {
+        self.with(|s| s.flags.clone())
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.with(|s| s.seen.clone())
+    }
+
+    /// Flag writes received (POSTs), including refused ones.
+    pub fn posts(&self) -> usize {
+        self.with(|s| s.seen.iter().filter(|r| r.method == "POST").count())
+    }
+}
+
+impl Drop for FakePagure {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn respond(status: u16, body: Value) -> hyper::Response<Full<Bytes>> {
+    let mut response = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = hyper::StatusCode::from_u16(status).expect("status");
+    response.headers_mut().insert("content-type", "application/json".parse().expect("header"));
+    response
+}
+
+fn error(status: u16, code: &str, text: &str, errors: Option<Value>) -> hyper::Response<Full<Bytes>> {
+    let mut body = json!({"error": text, "error_code": code});
+    if let Some(errors) = errors {
+        body["errors"] = errors;
+    }
+    respond(status, body)
+}
+
+/// The exact 401 of `pagure/utils.py:145-153`.
+fn invalid_token(app_url: &str, errors: Option<&str>) -> hyper::Response<Full<Bytes>> {
+    error(
+        401,
+        "EINVALIDTOK",
+        &format!(
+            "Invalid or expired token. Please visit {app_url}settings#nav-api-tab to get or renew your API token."
+        ),
+        errors.map(|e| json!(e)),
+    )
+}
+
+/// Where a flag request goes.
+struct Route {
+    project: String,
+    on: On,
+}
+
+enum On {
+    Commit(String),
+    Pull(u64),
+}
+
+fn route(path: &str) -> Option<Route> {
+    let rest = path.strip_prefix("/api/0/")?.strip_suffix("/flag")?;
+    if let Some((project, sha)) = rest.rsplit_once("/c/") {
+        return Some(Route { project: project.to_owned(), on: On::Commit(sha.to_owned()) });
+    }
+    let (project, id) = rest.rsplit_once("/pull-request/")?;
+    Some(Route { project: project.to_owned(), on: On::Pull(id.parse().ok()?) })
+}
+
+/// Pagure's URL validator (`pagure/utils.py:485-561`), as CONTRACT.md states it.
+fn url_valid(text: &str) -> bool {
+    let Some((scheme, rest)) = text.split_once("://") else { return false };
+    if !matches!(scheme, "http" | "https" | "ftp" | "git") {
+        return false;
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = if authority.starts_with('[') {
+        return authority.contains(']');
+    } else {
+        authority
+            .rsplit_once(':')
+            .map_or(authority, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { authority })
+    };
+    if host == "localhost" || host.parse::<std::net::Ipv4Addr>().is_ok() {
+        return true;
+    }
+    match host.rsplit_once('.') {
+        Some((head, tld)) => !head.is_empty() && tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()),
+        None => false,
+    }
+}
+
+/// Form or JSON fields; a JSON number for `percent` is what makes Pagure fail with 500.
+enum Fields {
+    Ok(HashMap<String, String>),
+    NumericPercent,
+}
+
+fn fields(content_type: Option<&str>, body: &[u8]) -> Fields {
+    if content_type.is_some_and(|c| c.starts_with("application/json")) {
+        let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let Some(map) = value.as_object() else { return Fields::Ok(HashMap::new()) };
+        if map.get("percent").is_some_and(Value::is_number) {
+            return Fields::NumericPercent;
+        }
+        return Fields::Ok(map.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned()))).collect());
+    }
+    Fields::Ok(url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+}
+
+fn public_flag(flag: &StoredFlag) -> Value {
+    let percent = flag.percent.as_ref().and_then(|p| p.parse::<i64>().ok());
+    json!({
+        "comment": flag.comment, "commit_hash": flag.commit,
+        "date_created": format!("{}.5", 1795288030 + flag.updated), "date_updated": format!("{}.5", 1795288030 + flag.updated),
+        "percent": percent, "status": flag.status, "url": flag.url, "username": flag.username,
+        "user": {"name": "ci-bot", "fullname": "CI bot", "url_path": "user/ci-bot"}
+    })
+}
+
+async fn answer(
+    state: Arc<Mutex<State>>,
+    request: hyper::Request<Incoming>,
+) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let host = header("host").unwrap_or_default();
+    let app_url = format!("http://{host}/");
+    let fault = {
+        let mut s = state.lock().expect("state");
+        s.seen.push(Seen {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            authorization: header("authorization"),
+            content_type: header("content-type"),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+        s.faults.pop_front()
+    };
+    match fault {
+        Some(Fault::Status(status, text)) => {
+            let mut response = hyper::Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+            *response.status_mut() = hyper::StatusCode::from_u16(status).expect("status");
+            return Ok(response);
+        }
+        Some(Fault::Delay(wait)) => tokio::time::sleep(wait).await,
+        None => {}
+    }
+    let Some(route) = route(parts.uri.path()) else {
+        return Ok(error(404, "ENOCODE", "Not found", None));
+    };
+    let mut s = state.lock().expect("state");
+    if !s.projects.contains(&route.project) {
+        return Ok(error(404, "ENOPROJECT", "Project not found", None));
+    }
+    // PR endpoints: forks have pull requests disabled; the flag goes on the current head.
+    let commit = match &route.on {
+        On::Pull(_) if route.project.starts_with("fork/") => {
+            return Ok(error(
+                404,
+                "EPULLREQUESTSDISABLED",
+                "Pull-Request have been deactivated for this project",
+                None,
+            ));
+        }
+        On::Pull(id) => match s.pulls.get(&(route.project.clone(), *id)) {
+            Some(head) => head.clone(),
+            None => return Ok(error(404, "ENOREQ", "Pull-Request not found", None)),
+        },
+        On::Commit(sha) => sha.clone(),
+    };
+    if parts.method == hyper::Method::GET {
+        let mut flags: Vec<&StoredFlag> =
+            s.flags.iter().filter(|f| f.project == route.project && f.commit == commit).collect();
+        flags.sort_by_key(|f| f.updated);
+        let listed: Vec<Value> = flags.into_iter().map(public_flag).collect();
+        let body = match route.on {
+            On::Commit(_) => json!({"total_flags": listed.len(), "flags": listed}),
+            On::Pull(_) => json!({"flags": listed}),
+        };
+        return Ok(respond(200, body));
+    }
+    if parts.method != hyper::Method::POST {
+        return Ok(error(405, "ENOCODE", "Method not allowed", None));
+    }
+    // `if "token" in header: token = header.split("token", 1)[1].strip()` (utils.py:92-95).
+    let presented = header("authorization")
+        .filter(|h| h.contains("token"))
+        .map(|h| h.split_once("token").map(|(_, t)| t.trim().to_owned()).unwrap_or_default());
+    let Some(token) = presented.and_then(|t| s.tokens.get(&t).cloned()) else {
+        return Ok(invalid_token(&app_url, Some("Invalid token")));
+    };
+    if token.expired {
+        return Ok(invalid_token(&app_url, Some("Expired token")));
+    }
+    let acl = match route.on {
+        On::Commit(_) => "commit_flag",
+        On::Pull(_) => "pull_request_flag",
+    };
+    if !token.acls.contains(&acl) {
+        return Ok(invalid_token(&app_url, Some(&format!("Missing ACLs: {acl}"))));
+    }
+    if token.project.as_ref().is_some_and(|p| *p != route.project) {
+        return Ok(invalid_token(&app_url, None));
+    }
+    if let On::Commit(sha) = &route.on
+        && !sha.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Ok(error(404, "ENOCOMMIT", "No such commit found in this repository", None));
+    }
+    let mut form = match fields(header("content-type").as_deref(), &body) {
+        Fields::Ok(form) => form,
+        Fields::NumericPercent => {
+            let mut response = hyper::Response::new(Full::new(Bytes::from_static(
+                b"<!doctype html><title>500 Internal Server Error</title><h1>Internal Server Error</h1>",
+            )));
+            *response.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+            return Ok(response);
+        }
+    };
+    let mut errors = serde_json::Map::new();
+    let mut required = vec!["username", "comment", "url"];
+    if matches!(route.on, On::Commit(_)) {
+        required.push("status");
+    }
+    for field in required {
+        if form.get(field).is_none_or(|v| v.trim().is_empty()) {
+            errors.insert(field.to_owned(), json!(["This field is required."]));
+        }
+    }
+    if let Some(status) = form.get("status").filter(|v| !v.is_empty())
+        && !["success", "failure", "error", "pending", "canceled"].contains(&status.as_str())
+    {
+        errors.insert("status".into(), json!(["Not a valid choice."]));
+    }
+    if let Some(url) = form.get("url").filter(|v| !v.trim().is_empty())
+        && !url_valid(url)
+    {
+        errors.insert("url".into(), json!(["Invalid input."]));
+    }
+    if !errors.is_empty() {
+        return Ok(error(400, "EINVALIDREQ", "Invalid or incomplete input submitted", Some(Value::Object(errors))));
+    }
+    // PR flag without status: from percent (fork.py:1127-1147).
+    let status = match form.remove("status").filter(|s| !s.is_empty()) {
+        Some(status) => status,
+        None => match form.get("percent").map(String::as_str) {
+            None | Some("") => "pending".into(),
+            Some("0") => "failure".into(),
+            Some(_) => "success".into(),
+        },
+    };
+    s.clock += 1;
+    let clock = s.clock;
+    let comment = form.get("comment").map(|c| c.trim().to_owned()).unwrap_or_default();
+    let url = form.get("url").cloned().unwrap_or_default();
+    let percent = form.get("percent").filter(|p| !p.is_empty()).cloned();
+    let uid = form.get("uid").filter(|u| !u.is_empty()).cloned();
+    // Looked up by (commit, uid) only, whatever the project (query.py:3565-3584).
+    let existing = uid.as_ref().and_then(|uid| s.flags.iter_mut().find(|f| f.commit == commit && f.uid == *uid));
+    let (message, flag) = match existing {
+        Some(flag) => {
+            flag.comment = comment;
+            flag.url = url;
+            flag.status = status;
+            flag.percent = percent;
+            flag.updated = clock;
+            ("Flag updated", flag.clone())
+        }
+        None => {
+            let flag = StoredFlag {
+                project: route.project.clone(),
+                commit: commit.clone(),
+                uid: uid.unwrap_or_else(|| format!("{:032x}", clock)),
+                username: form.get("username").cloned().unwrap_or_default(),
+                comment,
+                url,
+                status,
+                percent,
+                updated: clock,
+            };
+            s.flags.push(flag.clone());
+            ("Flag added", flag)
+        }
+    };
+    let mut body = json!({"flag": public_flag(&flag), "message": message, "uid": flag.uid});
+    if matches!(route.on, On::Pull(_)) {
+        body["avatar_url"] = json!("https://seccdn.libravatar.org/avatar/x");
+        body["user"] = json!("ci-bot");
+    }
+    Ok(respond(200, body))
+}
