@@ -200,6 +200,8 @@ async fn a_fork_pull_request_becomes_an_archive_with_the_default_branch_buildspe
     assert_eq!(starts.len(), 1);
     assert_eq!(starts[0].0, "demo-ci");
     assert!(starts[0].2.iter().all(|(_, v)| !v.is_empty()), "pipeline variables are never empty");
+    let names: Vec<&str> = starts[0].2.iter().map(|(name, _)| *name).collect();
+    assert_eq!(names.len(), bridge_core::buildspec::PIPELINE_VARIABLES.len(), "{names:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

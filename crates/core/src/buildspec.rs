@@ -32,6 +32,13 @@ pub enum BuildspecError {
     Expands,
 }
 
+/// The variables the pipeline is started with (never empty, so the pipeline declares them
+/// all, and its CodeBuild action passes them on): enough for the report stage to find the
+/// build request and the commit. `PAGURE_PR_ID` and `PAGURE_BRANCH_TO` stay in the buildspec
+/// only, where they may be empty; the cause tells a PR number from a commit.
+pub const PIPELINE_VARIABLES: [&str; 6] =
+    ["PAGURE_REQUEST_ID", "PAGURE_PROJECT", "PAGURE_REPO", "PAGURE_CAUSE", "PAGURE_COMMIT", "PAGURE_BRANCH"];
+
 /// The variables a build gets, in this order. Empty values are kept so that every build
 /// sees the same names (`PAGURE_BRANCH_TO` and `PAGURE_PR_ID` are empty for commit builds).
 pub fn trigger_variables(request: &BuildRequest, commit: &str) -> Vec<(&'static str, String)> {

@@ -419,12 +419,10 @@ impl Correlation {
         let request_id = get("PAGURE_REQUEST_ID")?.to_owned();
         let need = |name: &str| get(name).map(str::to_owned).ok_or_else(|| format!("{name} is missing"));
         Some((|| {
-            let cause = match get("PAGURE_PR_ID") {
-                Some(id) => {
-                    Cause::PullRequest { id: id.parse().map_err(|_| format!("PAGURE_PR_ID `{id}` is not a number"))? }
-                }
-                None => Cause::Commit { sha: need("PAGURE_CAUSE")? },
-            };
+            // A PR number or a full commit id, as pagure-ci sends it: no PAGURE_PR_ID needed
+            // (the pipeline does not carry it).
+            let cause =
+                crate::validate::parse_cause(&need("PAGURE_CAUSE")?).map_err(|e| format!("PAGURE_CAUSE: {e}"))?;
             Ok(Correlation {
                 request_id,
                 project: need("PAGURE_PROJECT")?,

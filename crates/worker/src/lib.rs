@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use bridge_core::archive::{ArchiveError, ArchiveLimits, ArchiveOptions};
-use bridge_core::buildspec::{inject, trigger_variables};
+use bridge_core::buildspec::{PIPELINE_VARIABLES, inject, trigger_variables};
 use bridge_core::config::{AcceptConfig, ProjectConfig};
 use bridge_core::model::{BuildRequest, Cause};
 use bridge_core::pagure::FlagStatus;
@@ -216,7 +216,8 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
             .put_archive(&key, &zip_path, &metadata(request, &fetched))
             .await
             .map_err(|e| WorkError::Transient(e.to_string()))?;
-        let pipeline_variables: Vec<_> = variables.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+        let pipeline_variables: Vec<_> =
+            variables.into_iter().filter(|(name, v)| PIPELINE_VARIABLES.contains(name) && !v.is_empty()).collect();
         let execution_id =
             self.pipelines.start(&project.pipeline, &stored, &pipeline_variables).await.map_err(|e| match e {
                 StartError::Transient(m) => WorkError::Transient(m),
