@@ -87,3 +87,18 @@ fn no_test_is_ignored() {
     }
     assert!(offenders.is_empty(), "ignored tests in {offenders:?}");
 }
+
+#[test]
+fn the_example_buildspec_is_one_the_bridge_accepts() {
+    let text = std::fs::read_to_string(e2e_tests::root().join("buildspec.yml")).expect("buildspec.yml");
+    let variables =
+        [("PAGURE_COMMIT", "05bab967134e26fd2a307065b49ce0bc2a2063ed".to_owned()), ("PAGURE_PR_ID", "2".to_owned())];
+    let injected = bridge_core::buildspec::inject(&text, &variables).expect("the example buildspec is valid");
+    let value: yaml_serde::Value = yaml_serde::from_str(&injected.text).expect("yaml");
+    assert_eq!(value["version"], yaml_serde::Value::from(0.2));
+    assert_eq!(value["env"]["variables"]["PAGURE_PR_ID"], "2");
+    assert_eq!(value["env"]["variables"]["LANG"], "C.UTF-8");
+    for phase in ["install", "pre_build", "build", "post_build"] {
+        assert!(value["phases"][phase]["commands"].as_sequence().is_some_and(|c| !c.is_empty()), "{phase}");
+    }
+}
