@@ -319,7 +319,6 @@ export class PagureCiBridgeStack extends cdk.Stack {
         },
       ],
     });
-    pipeline.node.addDependency(pipelineRole);
 
     const ruleTarget = new targets.LambdaFunction(report, { deadLetterQueue: reportDeadLetters, retryAttempts: 10 });
     new events.Rule(this, 'BuildStates', {
