@@ -7,15 +7,18 @@
 //! whatever head the PR has when the call is made, `CONTRACT.md` (a)).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::config::{AcceptConfig, ProjectConfig};
 use crate::model::{BuildRequest, Cause, ProjectRef};
-use crate::pagure::{Flag, FlagOn, FlagStatus, FlagTarget, MAX_COMMENT_CHARS, PagureClient, PagureError};
-use crate::ports::{ExecutionFacts, PipelineLookup, Secrets};
+#[cfg(feature = "pagure-client")]
+use crate::pagure::PagureClient;
+use crate::pagure::{Flag, FlagOn, FlagStatus, FlagTarget, MAX_COMMENT_CHARS, PagureError};
+#[cfg(feature = "pagure-client")]
+use crate::ports::Secrets;
+use crate::ports::{ExecutionFacts, PipelineLookup};
 
 /// Default flag name on Pagure.
 pub const DEFAULT_FLAG_USERNAME: &str = "AWS CodeBuild";
@@ -170,19 +173,21 @@ impl StatusSink for LogStatus {
     }
 }
 
+#[cfg(feature = "pagure-client")]
 /// Posts flags on each project's Pagure with the project's `pagure_api_token`. A project
 /// without a token has its states logged instead.
 #[derive(Debug, Clone)]
 pub struct PagureFlags<S> {
     client: PagureClient,
-    projects: Arc<BTreeMap<String, ProjectConfig>>,
+    projects: std::sync::Arc<BTreeMap<String, ProjectConfig>>,
     secrets: S,
     username: String,
 }
 
+#[cfg(feature = "pagure-client")]
 impl<S: Secrets> PagureFlags<S> {
     pub fn new(client: PagureClient, projects: BTreeMap<String, ProjectConfig>, secrets: S, username: String) -> Self {
-        PagureFlags { client, projects: Arc::new(projects), secrets, username }
+        PagureFlags { client, projects: std::sync::Arc::new(projects), secrets, username }
     }
 
     fn pagure_url(&self, update: &FlagUpdate) -> Result<&Url, ReportError> {
@@ -193,6 +198,7 @@ impl<S: Secrets> PagureFlags<S> {
     }
 }
 
+#[cfg(feature = "pagure-client")]
 impl<S: Secrets> StatusSink for PagureFlags<S> {
     async fn report(&self, update: &FlagUpdate) -> Result<(), ReportError> {
         let pagure_url = self.pagure_url(update)?;
