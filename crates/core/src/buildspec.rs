@@ -39,6 +39,10 @@ pub enum BuildspecError {
 pub const PIPELINE_VARIABLES: [&str; 6] =
     ["PAGURE_REQUEST_ID", "PAGURE_PROJECT", "PAGURE_REPO", "PAGURE_CAUSE", "PAGURE_COMMIT", "PAGURE_BRANCH"];
 
+/// The default value the pipelines declare for each of [`PIPELINE_VARIABLES`]: a run started
+/// by hand ("Release change") carries it, and the report stage ignores that run.
+pub const MANUAL_RUN: &str = "manual";
+
 /// The variables a build gets, in this order. Empty values are kept so that every build
 /// sees the same names (`PAGURE_BRANCH_TO` and `PAGURE_PR_ID` are empty for commit builds).
 pub fn trigger_variables(request: &BuildRequest, commit: &str) -> Vec<(&'static str, String)> {

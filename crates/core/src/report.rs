@@ -419,10 +419,11 @@ pub struct Correlation {
 }
 
 impl Correlation {
-    /// `None` when the values are not the bridge's (no `PAGURE_REQUEST_ID`).
+    /// `None` when the values are not the bridge's (no `PAGURE_REQUEST_ID`, or a pipeline run
+    /// started by hand, which carries the declared defaults).
     pub fn from_variables(variables: &BTreeMap<String, String>) -> Option<Result<Self, String>> {
         let get = |name: &str| variables.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
-        let request_id = get("PAGURE_REQUEST_ID")?.to_owned();
+        let request_id = get("PAGURE_REQUEST_ID").filter(|id| *id != crate::buildspec::MANUAL_RUN)?.to_owned();
         let need = |name: &str| get(name).map(str::to_owned).ok_or_else(|| format!("{name} is missing"));
         Some((|| {
             // A PR number or a full commit id, as pagure-ci sends it: no PAGURE_PR_ID needed
@@ -875,6 +876,11 @@ mod tests {
         let c = Correlation::from_variables(&vars).and_then(Result::ok);
         assert_eq!(c.map(|c| c.cause), Some(Cause::PullRequest { id: 7 }));
         assert_eq!(Correlation::from_variables(&BTreeMap::new()), None);
+        let manual: BTreeMap<String, String> = ["PAGURE_REQUEST_ID", "PAGURE_PROJECT", "PAGURE_REPO", "PAGURE_CAUSE"]
+            .into_iter()
+            .map(|k| (k.to_owned(), crate::buildspec::MANUAL_RUN.to_owned()))
+            .collect();
+        assert_eq!(Correlation::from_variables(&manual), None, "a run started by hand is not the bridge's");
         let mut broken = vars.clone();
         broken.remove("PAGURE_REPO");
         assert_eq!(Correlation::from_variables(&broken), Some(Err("PAGURE_REPO is missing".into())));

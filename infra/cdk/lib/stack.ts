@@ -292,6 +292,7 @@ export class PagureCiBridgeStack extends cdk.Stack {
       executionMode: 'PARALLEL',
       roleArn: pipelineRole.roleArn,
       artifactStore: { type: 'S3', location: stageArtifacts.bucketName },
+      // A run started by hand carries these defaults (bridge_core::buildspec::MANUAL_RUN): ignored by report.
       variables: PIPELINE_VARIABLES.map((name) => ({ name, defaultValue: 'manual' })),
       stages: [
         {
