@@ -733,4 +733,35 @@ pipeline = "demo-ci"
         let err = WorkLambdaConfig::from_env(|k| vars.get(k).cloned()).expect_err("bucket");
         assert!(err.to_string().contains("PCB_BUCKET"), "{err}");
     }
+
+    #[test]
+    fn report_settings_from_the_environment_and_the_file() {
+        let mut vars: BTreeMap<&str, String> =
+            [(env::SECRET_ID, "pcb".to_owned()), (env::PROJECTS, format!("[demo-job]\n{PROJECT}"))]
+                .into_iter()
+                .collect();
+        let cfg = ReportLambdaConfig::from_env(|k| vars.get(k).cloned()).expect("valid");
+        assert_eq!(cfg.report, ReportConfig::default());
+        assert_eq!(cfg.report.flag_username, "AWS CodeBuild");
+        vars.insert(env::FLAG_USERNAME, "Fedora CI".into());
+        vars.insert(env::PAGURE_ATTEMPTS, "2".into());
+        vars.insert(env::PAGURE_TIMEOUT_SECONDS, "3".into());
+        let cfg = ReportLambdaConfig::from_env(|k| vars.get(k).cloned()).expect("valid");
+        assert_eq!(
+            (cfg.report.flag_username.as_str(), cfg.report.retry.attempts, cfg.report.retry.timeout),
+            ("Fedora CI", 2, Duration::from_secs(3))
+        );
+        vars.insert(env::PAGURE_ATTEMPTS, "0".into());
+        let err = ReportLambdaConfig::from_env(|k| vars.get(k).cloned()).expect_err("zero attempts");
+        assert!(err.to_string().contains("PCB_PAGURE_ATTEMPTS"), "{err}");
+
+        let file = format!(
+            "[secrets]\nfile = \"s.json\"\n[report]\nflag_username = \"Local\"\n[projects.demo-job]\n{PROJECT}"
+        );
+        let local = LocalConfig::parse(&file, Path::new("/")).expect("valid");
+        assert_eq!(local.report.flag_username, "Local");
+        let unknown = file.replace("flag_username", "flag_name");
+        let err = LocalConfig::parse(&unknown, Path::new("/")).expect_err("unknown key");
+        assert!(err.to_string().contains("flag_name"), "{err}");
+    }
 }
