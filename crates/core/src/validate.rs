@@ -359,6 +359,19 @@ mod tests {
             "https://pagure.io\\rpms/demo.git",
             " https://pagure.io/rpms/demo.git",
             "pagure.io/rpms/demo.git",
+            // IP spellings the resolver would accept: octal, hex, short, IPv4-mapped IPv6.
+            "https://0177.0.0.1/rpms/demo.git",
+            "https://0x7f000001/rpms/demo.git",
+            "https://127.1/rpms/demo.git",
+            "https://[::ffff:127.0.0.1]/rpms/demo.git",
+            "https://[fd00:ec2::254]/latest/meta-data",
+            // Host look-alikes: percent-encoded dot, trailing dot, a Cyrillic `а`, a port trick.
+            "https://pagure%2eio/rpms/demo.git",
+            "https://pagure.io./rpms/demo.git",
+            "https://p\u{430}gure.io/rpms/demo.git",
+            "https://pagure.io:443@evil.example/rpms/demo.git",
+            "https://evil.example#@pagure.io/rpms/demo.git",
+            "javascript:alert(1)//pagure.io/rpms/demo.git",
         ] {
             assert!(p.check("k", bad).is_err(), "{bad:?} accepted");
         }
