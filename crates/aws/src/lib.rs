@@ -7,8 +7,8 @@ use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use bridge_core::model::BuildRequest;
 use bridge_core::ports::{
-    ArtifactMetadata, ArtifactStore, ExecutionFacts, LookupError, PipelineLookup, PipelineStarter, Queue, QueueError,
-    SecretSource, SecretsError, StartError, StoreError, StoredArtifact,
+    ArtifactMetadata, ArtifactStore, CachedSecrets, ExecutionFacts, LookupError, PipelineLookup, PipelineStarter,
+    Queue, QueueError, SecretSource, SecretsError, StartError, StoreError, StoredArtifact,
 };
 use bridge_core::report::pipeline_console_url;
 
@@ -94,6 +94,15 @@ pub struct SecretsManagerSource {
 impl SecretsManagerSource {
     pub fn new(client: aws_sdk_secretsmanager::Client, secret_id: impl Into<String>) -> Self {
         SecretsManagerSource { client, secret_id: secret_id.into() }
+    }
+
+    /// The secret as every Lambda reads it: behind core's TTL cache.
+    pub fn cached(
+        aws: &aws_config::SdkConfig,
+        secret_id: impl Into<String>,
+        ttl: std::time::Duration,
+    ) -> CachedSecrets<Self> {
+        CachedSecrets::new(Self::new(aws_sdk_secretsmanager::Client::new(aws), secret_id), ttl)
     }
 }
 

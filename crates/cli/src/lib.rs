@@ -202,12 +202,7 @@ pub async fn build_local(
         ..WorkSettings::default()
     };
     let pipeline = LocalPipeline::new(public_url);
-    let flags = PagureFlags::new(
-        PagureClient::new(config.report.retry)?,
-        config.accept.projects.clone(),
-        secrets.clone(),
-        config.report.flag_username.clone(),
-    );
+    let flags = PagureFlags::from_config(&config.report, config.accept.projects.clone(), secrets.clone())?;
     let worker = Worker::new(
         config.accept.clone(),
         settings,

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 use url::Url;
 
+#[cfg(feature = "pagure-client")]
+use crate::config::ReportConfig;
 use crate::config::{AcceptConfig, ProjectConfig};
 use crate::model::{BuildRequest, Cause, ProjectRef};
 #[cfg(feature = "pagure-client")]
@@ -188,6 +190,16 @@ pub struct PagureFlags<S> {
 impl<S: Secrets> PagureFlags<S> {
     pub fn new(client: PagureClient, projects: BTreeMap<String, ProjectConfig>, secrets: S, username: String) -> Self {
         PagureFlags { client, projects: std::sync::Arc::new(projects), secrets, username }
+    }
+
+    /// The reporter a deployment runs: a client with the configured retries and time limit,
+    /// flags under the configured name.
+    pub fn from_config(
+        report: &ReportConfig,
+        projects: BTreeMap<String, ProjectConfig>,
+        secrets: S,
+    ) -> Result<Self, PagureError> {
+        Ok(Self::new(PagureClient::new(report.retry)?, projects, secrets, report.flag_username.clone()))
     }
 
     fn pagure_url(&self, update: &FlagUpdate) -> Result<&Url, ReportError> {

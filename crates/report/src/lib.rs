@@ -13,7 +13,6 @@ use aws_lambda_events::event::codebuild::CodeBuildEvent;
 use aws_lambda_events::event::codepipeline_cloudwatch::CodePipelineCloudWatchEvent;
 use bridge_aws::{CodePipelineLookup, SecretsManagerSource};
 use bridge_core::config::ReportLambdaConfig;
-use bridge_core::pagure::PagureClient;
 use bridge_core::ports::{CachedSecrets, PipelineLookup};
 use bridge_core::report::{
     BuildEvent, CodeBuildChange, PagureFlags, PhaseOutcome, PipelineChange, ReportOutcome, ReportService, StatusSink,
@@ -27,16 +26,8 @@ pub type LambdaReportService = ReportService<PagureFlags<Arc<CachedSecrets<Secre
 
 /// Builds the service once, in `main`.
 pub fn build_service(config: &ReportLambdaConfig, aws: &aws_config::SdkConfig) -> anyhow::Result<LambdaReportService> {
-    let secrets = Arc::new(CachedSecrets::new(
-        SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(aws), &config.secret_id),
-        config.secrets_ttl,
-    ));
-    let flags = PagureFlags::new(
-        PagureClient::new(config.report.retry)?,
-        config.accept.projects.clone(),
-        secrets,
-        config.report.flag_username.clone(),
-    );
+    let secrets = Arc::new(SecretsManagerSource::cached(aws, &config.secret_id, config.secrets_ttl));
+    let flags = PagureFlags::from_config(&config.report, config.accept.projects.clone(), secrets)?;
     let lookup = CodePipelineLookup::new(aws_sdk_codepipeline::Client::new(aws));
     Ok(ReportService::new(config.accept.clone(), flags, lookup))
 }

@@ -11,7 +11,6 @@ use bridge_core::config::WorkLambdaConfig;
 use bridge_core::model::BuildRequest;
 use std::sync::Arc;
 
-use bridge_core::pagure::PagureClient;
 use bridge_core::ports::{ArtifactStore, CachedSecrets, PipelineStarter, Secrets};
 use bridge_core::report::{PagureFlags, StatusSink};
 use bridge_worker::{Disposition, WorkSettings, Worker};
@@ -26,16 +25,8 @@ pub fn build_worker(config: &WorkLambdaConfig, aws: &aws_config::SdkConfig) -> a
     let encryption = config.kms_key_id.clone().map_or(Encryption::S3Managed, Encryption::Kms);
     let store = S3Store::new(aws_sdk_s3::Client::new(aws), &config.bucket, encryption);
     let pipelines = CodePipelineStarter::new(aws_sdk_codepipeline::Client::new(aws), &config.source_action);
-    let secrets = Arc::new(CachedSecrets::new(
-        SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(aws), &config.secret_id),
-        config.secrets_ttl,
-    ));
-    let flags = PagureFlags::new(
-        PagureClient::new(config.report.retry)?,
-        config.accept.projects.clone(),
-        secrets.clone(),
-        config.report.flag_username.clone(),
-    );
+    let secrets = Arc::new(SecretsManagerSource::cached(aws, &config.secret_id, config.secrets_ttl));
+    let flags = PagureFlags::from_config(&config.report, config.accept.projects.clone(), secrets.clone())?;
     let settings = WorkSettings {
         fetch: bridge_git::FetchSettings {
             deadline: config.work.fetch_timeout,
