@@ -189,18 +189,7 @@ pub async fn build_local(
     };
     let (queue, receiver) = InProcessQueue::new(config.queue_capacity);
     let work = &config.work;
-    let settings = WorkSettings {
-        fetch: bridge_git::FetchSettings {
-            deadline: work.fetch_timeout,
-            max_bytes: work.max_fetch_bytes,
-            ..bridge_git::FetchSettings::default()
-        },
-        archive: bridge_core::archive::ArchiveLimits {
-            max_entries: work.max_archive_entries,
-            max_bytes: work.max_archive_bytes,
-        },
-        ..WorkSettings::default()
-    };
+    let settings = WorkSettings::with_limits(work);
     let pipeline = LocalPipeline::new(public_url);
     let flags = PagureFlags::from_config(&config.report, config.accept.projects.clone(), secrets.clone())?;
     let worker = Worker::new(

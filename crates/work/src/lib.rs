@@ -6,7 +6,6 @@
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use bridge_aws::{CodePipelineStarter, Encryption, S3Store, SecretsManagerSource};
-use bridge_core::archive::ArchiveLimits;
 use bridge_core::config::WorkLambdaConfig;
 use bridge_core::model::BuildRequest;
 use std::sync::Arc;
@@ -27,19 +26,7 @@ pub fn build_worker(config: &WorkLambdaConfig, aws: &aws_config::SdkConfig) -> a
     let pipelines = CodePipelineStarter::new(aws_sdk_codepipeline::Client::new(aws), &config.source_action);
     let secrets = Arc::new(SecretsManagerSource::cached(aws, &config.secret_id, config.secrets_ttl));
     let flags = PagureFlags::from_config(&config.report, config.accept.projects.clone(), secrets.clone())?;
-    let settings = WorkSettings {
-        fetch: bridge_git::FetchSettings {
-            deadline: config.work.fetch_timeout,
-            max_bytes: config.work.max_fetch_bytes,
-            ..bridge_git::FetchSettings::default()
-        },
-        archive: ArchiveLimits {
-            max_entries: config.work.max_archive_entries,
-            max_bytes: config.work.max_archive_bytes,
-        },
-        key_prefix: config.key_prefix.clone(),
-        ..WorkSettings::default()
-    };
+    let settings = WorkSettings { key_prefix: config.key_prefix.clone(), ..WorkSettings::with_limits(&config.work) };
     Ok(Worker::new(config.accept.clone(), settings, store, pipelines, flags, secrets))
 }
 

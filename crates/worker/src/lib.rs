@@ -38,6 +38,21 @@ pub struct WorkSettings {
     pub key_prefix: String,
 }
 
+impl WorkSettings {
+    /// The configured fetch and archive limits; everything else as [`Default`].
+    pub fn with_limits(work: &bridge_core::config::WorkConfig) -> Self {
+        WorkSettings {
+            fetch: FetchSettings {
+                deadline: work.fetch_timeout,
+                max_bytes: work.max_fetch_bytes,
+                ..FetchSettings::default()
+            },
+            archive: ArchiveLimits { max_entries: work.max_archive_entries, max_bytes: work.max_archive_bytes },
+            ..WorkSettings::default()
+        }
+    }
+}
+
 impl Default for WorkSettings {
     fn default() -> Self {
         WorkSettings {
