@@ -16,8 +16,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
-pub const APP_URL_PATH: &str = "/";
-
 /// A token Pagure knows.
 #[derive(Debug, Clone)]
 pub struct Token {

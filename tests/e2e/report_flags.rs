@@ -105,11 +105,13 @@ async fn refusals_carry_pagures_code_and_are_not_retried() {
     let fake = pagure().await;
     fake.add_token("NOACL", Token { acls: vec!["pull_request_flag"], project: None, expired: false });
     fake.add_token("DEMOONLY", Token { acls: vec!["commit_flag"], project: Some("demo".into()), expired: false });
+    fake.add_token("EXPIRED", Token { acls: vec!["commit_flag"], project: None, expired: true });
     let client = client();
     let pending = flag(FlagStatus::Pending, None);
-    let cases: [(&str, FlagTarget, u16, &str, Option<&str>); 5] = [
+    let cases: [(&str, FlagTarget, u16, &str, Option<&str>); 6] = [
         ("WRONG", commit("demo"), 401, "EINVALIDTOK", Some("Invalid token")),
         ("NOACL", commit("demo"), 401, "EINVALIDTOK", Some("Missing ACLs: commit_flag")),
+        ("EXPIRED", commit("demo"), 401, "EINVALIDTOK", Some("Expired token")),
         // A project token used on a fork of its project: 401 without `errors`.
         ("DEMOONLY", commit("fork/bob/demo"), 401, "EINVALIDTOK", None),
         (
@@ -130,7 +132,10 @@ async fn refusals_carry_pagures_code_and_are_not_retried() {
         assert_eq!((*got, got_code.as_str(), got_errors.as_deref()), (status, code, errors), "{target}");
         assert_eq!(fake.posts() - before, 1, "a refusal is not retried");
         let text = result.expect_err("refused").to_string();
-        assert!(!text.contains(TOKEN) && !text.contains("DEMOONLY") && !text.contains("NOACL"), "{text}");
+        assert!(
+            !text.contains(TOKEN) && !text.contains("DEMOONLY") && !text.contains("NOACL") && !text.contains("EXPIRED"),
+            "{text}"
+        );
     }
     // The 401 text is Pagure's, word for word.
     let result = client.post_flag(&base(&fake), &commit("demo"), &pending, &Secret::new("WRONG")).await;
