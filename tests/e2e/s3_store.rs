@@ -48,3 +48,34 @@ async fn archives_stream_to_a_versioned_bucket_with_metadata() {
     store.put_marker("sources/demo/x.started", "exec-1").await.expect("marker");
     assert_eq!(store.marker("sources/demo/x.started").await.expect("present").as_deref(), Some("exec-1"));
 }
+
+/// Build claims on S3 are conditional writes (`If-None-Match: *`, then `If-Match` on the
+/// ETag to take over a stale one): of concurrent requests for one build exactly one wins,
+/// and of concurrent take-overs exactly one too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_claims_on_s3_have_exactly_one_winner() {
+    use bridge_core::dedupe::{ClaimOutcome, claim};
+    let moto = Moto::start();
+    let s3 = moto.versioned_bucket("sources").await;
+    let store = std::sync::Arc::new(S3Store::new(s3, "sources", Encryption::S3Managed));
+    let window = std::time::Duration::from_secs(60);
+    let start = time::OffsetDateTime::now_utc();
+    for (round, now) in [("first", start), ("after the window", start + time::Duration::seconds(61))] {
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    claim(&*store, "sources/demo/claims/k", &format!("{round}-{i}"), false, now, window).await
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for task in tasks {
+            match task.await.expect("task").expect("claim") {
+                ClaimOutcome::Won => winners.push(()),
+                ClaimOutcome::DuplicateOf { request_id, .. } => assert!(request_id.starts_with(round), "{request_id}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "{round}: exactly one of 40 concurrent claims wins");
+    }
+}

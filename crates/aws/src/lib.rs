@@ -8,7 +8,7 @@ use aws_sdk_sqs::types::MessageAttributeValue;
 use bridge_core::model::BuildRequest;
 use bridge_core::ports::{
     ArtifactMetadata, ArtifactStore, CachedSecrets, ExecutionFacts, LookupError, PipelineLookup, PipelineStarter,
-    Queue, QueueError, SecretSource, SecretsError, StartError, StoreError, StoredArtifact,
+    Queue, QueueError, SecretSource, SecretsError, StartError, StoreError, StoredArtifact, StoredMarker,
 };
 use bridge_core::report::pipeline_console_url;
 
@@ -309,15 +309,73 @@ impl ArtifactStore for S3Store {
     }
 
     async fn marker(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.read_marker(key).await?.map(|m| m.content))
+    }
+
+    async fn create_marker(&self, key: &str, content: &str) -> Result<Option<StoredMarker>, StoreError> {
+        let (sse, kms) = self.sse();
+        let sent = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(content.as_bytes().to_vec().into())
+            .if_none_match("*")
+            .server_side_encryption(sse)
+            .set_ssekms_key_id(kms)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(None),
+            Err(e) if lost_condition(&e) => self
+                .read_marker(key)
+                .await?
+                .map(Some)
+                // Lost to a write that is not visible yet: the message is tried again.
+                .ok_or_else(|| StoreError(format!("`{key}` was being created by another request"))),
+            Err(e) => Err(StoreError(error_text(e))),
+        }
+    }
+
+    async fn replace_marker(&self, key: &str, content: &str, seen: &StoredMarker) -> Result<bool, StoreError> {
+        let (sse, kms) = self.sse();
+        let sent = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(content.as_bytes().to_vec().into())
+            .if_match(&seen.version)
+            .server_side_encryption(sse)
+            .set_ssekms_key_id(kms)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(e) if lost_condition(&e) || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
+            Err(e) => Err(StoreError(error_text(e))),
+        }
+    }
+}
+
+impl S3Store {
+    async fn read_marker(&self, key: &str) -> Result<Option<StoredMarker>, StoreError> {
         match self.client.get_object().bucket(&self.bucket).key(key).send().await {
             Ok(output) => {
+                let version = output.e_tag().unwrap_or_default().to_owned();
                 let bytes = output.body.collect().await.map_err(|e| StoreError(e.to_string()))?.into_bytes();
-                Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+                Ok(Some(StoredMarker { content: String::from_utf8_lossy(&bytes).into_owned(), version }))
             }
             Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => Ok(None),
             Err(e) => Err(StoreError(error_text(e))),
         }
     }
+}
+
+/// A conditional write that lost: 412 Precondition Failed, or 409 ConditionalRequestConflict
+/// (S3's answer while a concurrent conditional write to the key is in flight).
+fn lost_condition<E>(error: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> bool {
+    error.raw_response().is_some_and(|r| matches!(r.status().as_u16(), 409 | 412))
 }
 
 /// Starts CodePipeline V2 runs on exactly one archive: a source revision override

@@ -20,7 +20,7 @@ use bridge_core::model::BuildRequest;
 use bridge_core::pagure::PagureClient;
 use bridge_core::ports::{
     ArtifactMetadata, ArtifactStore, DirectoryStore, InProcessQueue, LocalPipeline, Queue, Secrets, StaticSecrets,
-    StoreError, StoredArtifact,
+    StoreError, StoredArtifact, StoredMarker,
 };
 use bridge_core::report::{PagureFlags, ReportService};
 use bridge_worker::{Disposition, WorkSettings, Worker};
@@ -170,6 +170,20 @@ impl ArtifactStore for LocalStore {
         match self {
             LocalStore::Directory(store) => store.marker(key).await,
             LocalStore::S3(store) => store.marker(key).await,
+        }
+    }
+
+    async fn create_marker(&self, key: &str, content: &str) -> Result<Option<StoredMarker>, StoreError> {
+        match self {
+            LocalStore::Directory(store) => store.create_marker(key, content).await,
+            LocalStore::S3(store) => store.create_marker(key, content).await,
+        }
+    }
+
+    async fn replace_marker(&self, key: &str, content: &str, seen: &StoredMarker) -> Result<bool, StoreError> {
+        match self {
+            LocalStore::Directory(store) => store.replace_marker(key, content, seen).await,
+            LocalStore::S3(store) => store.replace_marker(key, content, seen).await,
         }
     }
 }

@@ -15,6 +15,11 @@ use crate::pagure::RetryPolicy;
 use crate::report::DEFAULT_FLAG_USERNAME;
 use crate::validate::RepoPolicy;
 
+/// Long enough to merge the same event arriving through two doors, a web-hook redelivered
+/// and a burst of identical calls; short enough that pagure-ci's "rerun CI" (which cannot be
+/// told from a first trigger) a minute later builds again.
+pub const DEFAULT_DEDUPE_WINDOW_SECONDS: u64 = 60;
+
 /// The phrase Pagure itself reacts to (`TRIGGER_CI` in Pagure's default configuration).
 pub const DEFAULT_REBUILD_PHRASE: &str = "pretty please pagure-ci rebuild";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
@@ -305,6 +310,10 @@ pub struct WorkConfig {
     pub max_fetch_bytes: u64,
     pub max_archive_bytes: u64,
     pub max_archive_entries: u64,
+    /// Requests for the same build (same event, same commit) that arrive within this time
+    /// of the first start one build; zero turns the merging off. Rebuild requests are never
+    /// merged.
+    pub dedupe_window: Duration,
     /// Local mode: store archives in this S3 bucket instead of `artifacts_dir`.
     pub s3_bucket: Option<String>,
     /// Local mode: the S3 endpoint (an emulator such as moto); default from the AWS
@@ -322,6 +331,7 @@ struct WorkSettingsFile {
     max_fetch_bytes: Option<u64>,
     max_archive_bytes: Option<u64>,
     max_archive_entries: Option<u64>,
+    dedupe_window_seconds: Option<u64>,
     s3_bucket: Option<String>,
     s3_endpoint: Option<String>,
 }
@@ -340,6 +350,7 @@ impl WorkSettingsFile {
             max_fetch_bytes: self.max_fetch_bytes.unwrap_or(2 << 30),
             max_archive_bytes: self.max_archive_bytes.unwrap_or(4 << 30),
             max_archive_entries: self.max_archive_entries.unwrap_or(200_000),
+            dedupe_window: Duration::from_secs(self.dedupe_window_seconds.unwrap_or(DEFAULT_DEDUPE_WINDOW_SECONDS)),
             s3_bucket: self.s3_bucket.filter(|b| !b.is_empty()),
             s3_endpoint: self.s3_endpoint.filter(|e| !e.is_empty()),
         })
@@ -456,6 +467,7 @@ pub mod env {
     pub const MAX_FETCH_BYTES: &str = "PCB_MAX_FETCH_BYTES";
     pub const MAX_ARCHIVE_BYTES: &str = "PCB_MAX_ARCHIVE_BYTES";
     pub const MAX_ARCHIVE_ENTRIES: &str = "PCB_MAX_ARCHIVE_ENTRIES";
+    pub const DEDUPE_WINDOW_SECONDS: &str = "PCB_DEDUPE_WINDOW_SECONDS";
     /// The work and report Lambdas': how flags are posted.
     pub const FLAG_USERNAME: &str = "PCB_FLAG_USERNAME";
     pub const PAGURE_ATTEMPTS: &str = "PCB_PAGURE_ATTEMPTS";
@@ -564,6 +576,7 @@ impl WorkLambdaConfig {
             max_fetch_bytes: env.number(env::MAX_FETCH_BYTES)?,
             max_archive_bytes: env.number(env::MAX_ARCHIVE_BYTES)?,
             max_archive_entries: env.number(env::MAX_ARCHIVE_ENTRIES)?,
+            dedupe_window_seconds: env.number(env::DEDUPE_WINDOW_SECONDS)?,
             s3_bucket: None,
             s3_endpoint: None,
         }

@@ -22,6 +22,7 @@ pub mod archive;
 pub mod auth;
 pub mod buildspec;
 pub mod config;
+pub mod dedupe;
 pub mod error;
 pub mod model;
 pub mod pagure;

@@ -86,6 +86,10 @@ pub struct BuildRequest {
     pub trigger: TriggerKind,
     #[serde(with = "time::serde::rfc3339")]
     pub received_at: OffsetDateTime,
+    /// Asked for as a rebuild (a rebuild comment, or `"rebuild": true` in JSON): never merged
+    /// with an earlier request for the same build.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rebuild: bool,
 }
 
 /// The fields that identify an event, independent of the door it came through.
@@ -111,6 +115,7 @@ impl BuildRequest {
             branch_to: target.branch_to,
             trigger,
             received_at,
+            rebuild: false,
         }
     }
 

@@ -290,17 +290,50 @@ pub trait ArtifactStore: Send + Sync {
     fn put_marker(&self, key: &str, content: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Reads a marker, `None` when it does not exist.
     fn marker(&self, key: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// Writes a marker only if `key` has none (`None`); otherwise returns the marker there.
+    /// Atomic: of concurrent calls for one key, exactly one creates it.
+    fn create_marker(
+        &self,
+        key: &str,
+        content: &str,
+    ) -> impl Future<Output = Result<Option<StoredMarker>, StoreError>> + Send;
+    /// Overwrites a marker only if it is still the one `seen` (compare and swap); false when
+    /// another writer changed it first.
+    fn replace_marker(
+        &self,
+        key: &str,
+        content: &str,
+        seen: &StoredMarker,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// A marker as read, with what identifies this version of it (the S3 ETag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMarker {
+    pub content: String,
+    pub version: String,
 }
 
 /// Stores archives in a local folder, `<root>/<key>`, with the metadata as `<key>.json`.
 #[derive(Debug, Clone)]
 pub struct DirectoryStore {
     root: std::path::PathBuf,
+    /// Serialises compare-and-swap of markers. Local mode is one process, so a lock in it
+    /// is enough; creating is atomic through the file system on its own.
+    swap: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl DirectoryStore {
     pub fn new(root: impl Into<std::path::PathBuf>) -> Self {
-        DirectoryStore { root: root.into() }
+        DirectoryStore { root: root.into(), swap: Default::default() }
+    }
+
+    /// Writes `content` beside `target` and moves it into place in one step, so that a
+    /// reader never sees half a marker.
+    fn write_atomically(target: &std::path::Path, content: &str) -> Result<std::path::PathBuf, StoreError> {
+        let staging = target.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&staging, content).map_err(io_error)?;
+        Ok(staging)
     }
 
     fn path(&self, key: &str) -> Result<std::path::PathBuf, StoreError> {
@@ -344,7 +377,8 @@ impl ArtifactStore for DirectoryStore {
 
     async fn put_marker(&self, key: &str, content: &str) -> Result<(), StoreError> {
         let target = self.writable(key)?;
-        std::fs::write(target, content).map_err(io_error)
+        let staging = Self::write_atomically(&target, content)?;
+        std::fs::rename(&staging, &target).map_err(io_error)
     }
 
     async fn marker(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -353,6 +387,34 @@ impl ArtifactStore for DirectoryStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_error(e)),
         }
+    }
+
+    async fn create_marker(&self, key: &str, content: &str) -> Result<Option<StoredMarker>, StoreError> {
+        let target = self.writable(key)?;
+        let staging = Self::write_atomically(&target, content)?;
+        // A hard link fails if the name exists: the file system decides who created it.
+        let linked = std::fs::hard_link(&staging, &target);
+        let _ = std::fs::remove_file(&staging);
+        match linked {
+            Ok(()) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let content = std::fs::read_to_string(&target).map_err(io_error)?;
+                Ok(Some(StoredMarker { version: content.clone(), content }))
+            }
+            Err(e) => Err(io_error(e)),
+        }
+    }
+
+    async fn replace_marker(&self, key: &str, content: &str, seen: &StoredMarker) -> Result<bool, StoreError> {
+        let target = self.writable(key)?;
+        let _guard = self.swap.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // A marker's version here is its content: claims carry a request id and a time.
+        if std::fs::read_to_string(&target).ok().as_deref() != Some(seen.version.as_str()) {
+            return Ok(false);
+        }
+        let staging = Self::write_atomically(&target, content)?;
+        std::fs::rename(&staging, &target).map_err(io_error)?;
+        Ok(true)
     }
 }
 

@@ -18,6 +18,8 @@ pub struct RawTrigger {
     pub branch: String,
     /// `None`, or the literal `"None"`/`""` pagure-ci sends for commit builds, mean no target.
     pub branch_to: Option<String>,
+    /// Explicitly a rebuild: see [`BuildRequest::rebuild`].
+    pub rebuild: bool,
 }
 
 /// Turns a raw trigger for `project` into a build request, or says which field is wrong.
@@ -50,11 +52,13 @@ pub fn normalise(
         }
         _ => {}
     }
-    Ok(BuildRequest::new(
+    let mut request = BuildRequest::new(
         BuildTarget { project: project_ref, repo_url, cause, branch: raw.branch, branch_to },
         kind,
         received_at,
-    ))
+    );
+    request.rebuild = raw.rebuild;
+    Ok(request)
 }
 
 /// The parameters of a Jenkins `buildWithParameters` call, with the token kept apart.
@@ -103,6 +107,8 @@ pub fn parse_jenkins(query: &str, form_body: &[u8]) -> Result<JenkinsCall, Rejec
             repo: need(repo, "REPO")?,
             branch: need(branch, "BRANCH")?,
             branch_to,
+            // pagure-ci's "rerun CI" sends the same call as a first trigger.
+            rebuild: false,
         },
         token,
     })
@@ -116,6 +122,8 @@ struct JsonTrigger {
     branch: String,
     #[serde(default)]
     branch_to: Option<String>,
+    #[serde(default)]
+    rebuild: bool,
 }
 
 /// A JSON client may send a PR number as a number.
@@ -126,7 +134,7 @@ enum CauseValue {
     Number(u64),
 }
 
-/// Parses `{"cause", "repo", "branch", "branch_to"}`.
+/// Parses `{"cause", "repo", "branch", "branch_to"}` and an optional `"rebuild": true`.
 pub fn parse_json(body: &[u8]) -> Result<RawTrigger, Rejection> {
     let t: JsonTrigger = serde_json::from_slice(body).map_err(|e| {
         Rejection::invalid(
@@ -142,6 +150,7 @@ pub fn parse_json(body: &[u8]) -> Result<RawTrigger, Rejection> {
         repo: t.repo,
         branch: t.branch,
         branch_to: t.branch_to,
+        rebuild: t.rebuild,
     })
 }
 
@@ -254,6 +263,7 @@ pub fn parse_webhook(
                 repo: project.repo.clone_url(None),
                 branch: msg.branch,
                 branch_to: None,
+                rebuild: false,
             }))
         }
         "pull-request.new"
@@ -291,6 +301,7 @@ pub fn parse_webhook(
                 repo,
                 branch: pr.branch_from,
                 branch_to: Some(pr.branch),
+                rebuild: topic == "pull-request.comment.added",
             }))
         }
         other => {
@@ -337,6 +348,7 @@ mod tests {
             repo: "git://127.0.0.1:5602/demo.git".into(),
             branch: "feature-1".into(),
             branch_to: branch_to.map(String::from),
+            rebuild: false,
         }
     }
 

@@ -4,6 +4,8 @@
 //!
 //! Idempotent per request: a marker `<prefix>/<project>/<request-id>.started` is written
 //! after the pipeline starts, and a redelivered request that finds it starts nothing.
+//! Idempotent per build too: requests for the same event and commit within the dedupe
+//! window start one pipeline ([`bridge_core::dedupe`]).
 //! Failures are terminal (reported as an `error` flag, not retried) or transient (retried
 //! by the queue; reported when the last attempt fails too).
 //!
@@ -17,6 +19,7 @@ use std::path::{Path, PathBuf};
 use bridge_core::archive::{ArchiveError, ArchiveLimits, ArchiveOptions};
 use bridge_core::buildspec::{PIPELINE_VARIABLES, inject, trigger_variables};
 use bridge_core::config::{AcceptConfig, ProjectConfig};
+use bridge_core::dedupe;
 use bridge_core::model::{BuildRequest, Cause};
 use bridge_core::pagure::FlagStatus;
 use bridge_core::ports::{ArtifactMetadata, ArtifactStore, PipelineStarter, Secrets, StartError};
@@ -36,6 +39,8 @@ pub struct WorkSettings {
     pub scratch_dir: PathBuf,
     /// Object keys start with this (`sources`).
     pub key_prefix: String,
+    /// See [`bridge_core::config::WorkConfig::dedupe_window`].
+    pub dedupe_window: std::time::Duration,
 }
 
 impl WorkSettings {
@@ -48,6 +53,7 @@ impl WorkSettings {
                 ..FetchSettings::default()
             },
             archive: ArchiveLimits { max_entries: work.max_archive_entries, max_bytes: work.max_archive_bytes },
+            dedupe_window: work.dedupe_window,
             ..WorkSettings::default()
         }
     }
@@ -61,6 +67,7 @@ impl Default for WorkSettings {
             include_git: false,
             scratch_dir: std::env::temp_dir(),
             key_prefix: "sources".into(),
+            dedupe_window: std::time::Duration::from_secs(bridge_core::config::DEFAULT_DEDUPE_WINDOW_SECONDS),
         }
     }
 }
@@ -76,6 +83,20 @@ pub enum WorkOutcome {
     AlreadyStarted {
         execution_id: String,
     },
+    /// Another request for the same build (same event, same commit) came first, within the
+    /// dedupe window: that one builds, this one starts nothing.
+    Duplicate {
+        of: String,
+    },
+}
+
+/// What is known of a request while it is processed, for the flag and clean-up of a failure.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// The resolved commit, once fetched.
+    pub commit: Option<String>,
+    /// The claim this request holds on its build (see [`bridge_core::dedupe`]).
+    pub claim: Option<String>,
 }
 
 /// The comment of the flag posted when the pipeline has started.
@@ -117,9 +138,18 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
     /// Processes one request and says what to do with its message. `last_attempt` is true
     /// when the queue will not deliver it again (then a transient failure is reported too).
     pub async fn handle(&self, request: &BuildRequest, last_attempt: bool) -> Disposition {
-        let mut commit = None;
+        let mut progress = Progress::default();
         let subject = FlagSubject::from(request);
-        match self.process(request, &mut commit).await {
+        let outcome = self.process(request, &mut progress).await;
+        if let (Err(WorkError::Terminal(_)), Some(claim)) = (&outcome, &progress.claim) {
+            // A request for the same build after a fix (a buildspec added, say) must build, not
+            // be merged into this failure.
+            if let Err(e) = dedupe::release(&self.store, claim, &request.request_id).await {
+                tracing::warn!(request_id = %request.request_id, error = %e, "claim not released");
+            }
+        }
+        let commit = progress.commit;
+        match outcome {
             Ok(WorkOutcome::Started { key, commit, execution_id }) => {
                 tracing::info!(request_id = %request.request_id, %key, %commit, %execution_id, "pipeline started");
                 let pipeline = self.config.projects.get(&request.project.key).map(|p| p.pipeline.as_str());
@@ -133,6 +163,10 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
             }
             Ok(WorkOutcome::AlreadyStarted { execution_id }) => {
                 tracing::info!(request_id = %request.request_id, %execution_id, "already started; redelivery ignored");
+                Disposition::Done
+            }
+            Ok(WorkOutcome::Duplicate { of }) => {
+                tracing::info!(request_id = %request.request_id, duplicate_of = %of, "same build already asked for; merged into it");
                 Disposition::Done
             }
             Err(WorkError::Terminal(reason)) => {
@@ -176,9 +210,10 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
         }
     }
 
-    /// Builds and starts one request. `commit` receives the resolved commit as soon as it is
-    /// known, so that a failure after the fetch is flagged on the right commit.
-    pub async fn process(&self, request: &BuildRequest, commit: &mut Option<String>) -> Result<WorkOutcome, WorkError> {
+    /// Builds and starts one request. `progress` receives the resolved commit as soon as it is
+    /// known, so that a failure after the fetch is flagged on the right commit, and the claim
+    /// once held.
+    pub async fn process(&self, request: &BuildRequest, progress: &mut Progress) -> Result<WorkOutcome, WorkError> {
         let project = self.config.projects.get(&request.project.key).ok_or_else(|| {
             WorkError::Terminal(format!("project `{}` is no longer configured on the bridge", request.project.key))
         })?;
@@ -194,9 +229,18 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
         {
             return Ok(WorkOutcome::AlreadyStarted { execution_id });
         }
+        // A commit's build is known before the fetch: a duplicate costs one conditional write.
+        if let Some(of) = self.claim(request, project, None, progress).await? {
+            return Ok(WorkOutcome::Duplicate { of });
+        }
         let scratch = Scratch::new(&self.settings.scratch_dir, &request.request_id)?;
         let fetched = self.fetch(request, project, &scratch.repo()).await?;
-        *commit = Some(fetched.commit.clone());
+        progress.commit = Some(fetched.commit.clone());
+        if progress.claim.is_none() {
+            if let Some(of) = self.claim(request, project, Some(&fetched.commit), progress).await? {
+                return Ok(WorkOutcome::Duplicate { of });
+            }
+        }
         let variables = trigger_variables(request, &fetched.commit);
         // Checked before the tree was fetched (`check_buildspec`); this repeats it with the
         // real values.
@@ -240,6 +284,33 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
             })?;
         self.store.put_marker(&started_key, &execution_id).await.map_err(|e| WorkError::Transient(e.to_string()))?;
         Ok(WorkOutcome::Started { key, commit: fetched.commit, execution_id })
+    }
+
+    /// Claims the build for this request when its key is known (see [`bridge_core::dedupe`]):
+    /// `Some(request id)` of the request it duplicates.
+    async fn claim(
+        &self,
+        request: &BuildRequest,
+        project: &ProjectConfig,
+        commit: Option<&str>,
+        progress: &mut Progress,
+    ) -> Result<Option<String>, WorkError> {
+        let Some(build) = dedupe::build_key(request, commit) else {
+            return Ok(None);
+        };
+        let key = format!("{}/{}/claims/{build}", self.settings.key_prefix, project.key);
+        let now = time::OffsetDateTime::now_utc();
+        let outcome =
+            dedupe::claim(&self.store, &key, &request.request_id, request.rebuild, now, self.settings.dedupe_window)
+                .await
+                .map_err(|e| WorkError::Transient(e.to_string()))?;
+        Ok(match outcome {
+            dedupe::ClaimOutcome::Won => {
+                progress.claim = Some(key);
+                None
+            }
+            dedupe::ClaimOutcome::DuplicateOf { request_id, .. } => Some(request_id),
+        })
     }
 
     async fn fetch(&self, request: &BuildRequest, project: &ProjectConfig, dest: &Path) -> Result<Fetched, WorkError> {
