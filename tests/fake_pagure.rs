@@ -1,5 +1,6 @@
 //! A fake Pagure for tests, built from `CONTRACT.md` section (a): the commit and
 //! pull-request flag endpoints (POST and GET) for plain, namespaced and forked projects,
+//! and a pull request's own JSON (`status`, `commit_stop`),
 //! with Pagure's token header parsing, ACLs, project-scoped tokens, form validation, uid
 //! create/update semantics and its exact error bodies. Faults can be scripted per request.
 
@@ -68,6 +69,8 @@ struct State {
     tokens: HashMap<String, Token>,
     /// (target project, PR id) → current head (`commit_stop`).
     pulls: HashMap<(String, u64), String>,
+    /// (target project, PR id) → `Open` (when absent), `Merged` or `Closed`.
+    pull_status: HashMap<(String, u64), String>,
     flags: Vec<StoredFlag>,
     faults: VecDeque<Fault>,
     seen: Vec<Seen>,
@@ -119,6 +122,11 @@ impl FakePagure {
     /// A PR of `project` whose head is now `head`.
     pub fn set_pull(&self, project: &str, id: u64, head: &str) {
         self.with(|s| s.pulls.insert((project.to_owned(), id), head.to_owned()));
+    }
+
+    /// Closes or merges a PR (`Closed`, `Merged`).
+    pub fn set_pull_status(&self, project: &str, id: u64, status: &str) {
+        self.with(|s| s.pull_status.insert((project.to_owned(), id), status.to_owned()));
     }
 
     pub fn push_fault(&self, fault: Fault) {
@@ -192,6 +200,12 @@ fn route(path: &str) -> Option<Route> {
     }
     let (project, id) = rest.rsplit_once("/pull-request/")?;
     Some(Route { project: project.to_owned(), on: On::Pull(id.parse().ok()?) })
+}
+
+/// `/api/0/<project>/pull-request/<id>` (the PR itself, not its flags).
+fn pull_request_path(path: &str) -> Option<(String, u64)> {
+    let (project, id) = path.strip_prefix("/api/0/")?.rsplit_once("/pull-request/")?;
+    Some((project.to_owned(), id.parse().ok()?))
 }
 
 /// Pagure's URL validator (`pagure/utils.py:485-561`), as CONTRACT.md states it.
@@ -273,6 +287,23 @@ async fn answer(
         }
         Some(Fault::Delay(wait)) => tokio::time::sleep(wait).await,
         None => {}
+    }
+    if parts.method == hyper::Method::GET
+        && let Some((project, id)) = pull_request_path(parts.uri.path())
+    {
+        // `GET /api/0/<repo>/pull-request/<id>` (pagure/api/fork.py): the PR as JSON.
+        let s = state.lock().expect("state");
+        if !s.projects.contains(&project) {
+            return Ok(error(404, "ENOPROJECT", "Project not found", None));
+        }
+        let Some(head) = s.pulls.get(&(project.clone(), id)) else {
+            return Ok(error(404, "ENOREQ", "Pull-Request not found", None));
+        };
+        let status = s.pull_status.get(&(project.clone(), id)).cloned().unwrap_or_else(|| "Open".into());
+        return Ok(respond(
+            200,
+            json!({"id": id, "status": status, "commit_stop": head, "project": {"fullname": project}}),
+        ));
     }
     let Some(route) = route(parts.uri.path()) else {
         return Ok(error(404, "ENOCODE", "Not found", None));

@@ -13,7 +13,7 @@ use bridge_core::model::BuildRequest;
 use bridge_core::pagure::{FlagOn, FlagStatus};
 use bridge_core::ports::{DirectoryStore, InProcessQueue, PipelineStarter, StartError, StaticSecrets, StoredArtifact};
 use bridge_core::report::{FlagUpdate, ReportError, StatusSink};
-use bridge_worker::{Disposition, WorkSettings, Worker};
+use bridge_worker::{Disposition, Ending, WorkSettings, Worker};
 use e2e_tests::git_server::{DemoRepos, demo_repos};
 use e2e_tests::temp_dir;
 
@@ -234,7 +234,10 @@ async fn redelivery_starts_nothing_and_terminal_failures_are_reported() {
         )
         .expect("request")
     };
-    assert_eq!(running.worker.handle(&request, false).await, Disposition::Done);
+    assert_eq!(
+        running.worker.handle(&request, false).await,
+        Disposition::Done(Ending::Started { execution_id: "exec-1".into() })
+    );
     assert_eq!(running.recorded.starts.lock().expect("starts").len(), 1, "one pipeline start per request");
 
     let nospec = repos.server.url("nospec.git");
@@ -378,7 +381,7 @@ async fn the_worker_uploads_to_s3_and_the_object_unzips_to_the_tree() {
         time::OffsetDateTime::now_utc(),
     )
     .expect("request");
-    assert_eq!(worker.handle(&request, false).await, Disposition::Done);
+    assert!(matches!(worker.handle(&request, false).await, Disposition::Done(Ending::Started { .. })));
 
     let key = format!("sources/demo/{}.zip", request.request_id);
     let object = s3.get_object().bucket("sources").key(&key).send().await.expect("uploaded");

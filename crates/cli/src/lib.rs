@@ -336,7 +336,7 @@ pub async fn consume<St, P, R, S>(
         let mut delay = first_delay;
         for attempt in 1..=max_attempts {
             match worker.handle(&request, attempt == max_attempts).await {
-                Disposition::Done => break,
+                Disposition::Done(_) => break,
                 Disposition::Retry(reason) if attempt == max_attempts => {
                     tracing::error!(request_id = %request.request_id, %reason, attempts = attempt, "dead letter: gave up");
                 }

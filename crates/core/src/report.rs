@@ -159,6 +159,17 @@ pub trait StatusSink: Send + Sync {
     fn already_final(&self, _update: &FlagUpdate) -> impl Future<Output = bool> + Send {
         async { false }
     }
+
+    /// The status Pagure gives pull request `id` of project `project_path` (`Open`,
+    /// `Merged`, `Closed`), `None` when it cannot be asked or did not answer.
+    fn pull_request_status(
+        &self,
+        _project_key: &str,
+        _project_path: &str,
+        _id: u64,
+    ) -> impl Future<Output = Option<String>> + Send {
+        async { None }
+    }
 }
 
 /// Logs each state: local mode without a Pagure token, and tests.
@@ -233,6 +244,19 @@ impl<S: Secrets> StatusSink for PagureFlags<S> {
             updated = posted.updated, "flag posted"
         );
         Ok(())
+    }
+
+    async fn pull_request_status(&self, project_key: &str, project_path: &str, id: u64) -> Option<String> {
+        let pagure_url = &self.projects.get(project_key)?.pagure_url;
+        let secrets = self.secrets.document().await.ok();
+        let token = secrets.as_ref().and_then(|s| s.project(project_key)).and_then(|p| p.pagure_api_token.as_ref());
+        match self.client.pull_request_status(pagure_url, project_path, id, token).await {
+            Ok(status) => Some(status),
+            Err(e) => {
+                tracing::info!(project = %project_key, pr = id, error = %e, "pull request state unknown; building it");
+                None
+            }
+        }
     }
 
     async fn already_final(&self, update: &FlagUpdate) -> bool {

@@ -29,7 +29,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             secrets,
         );
         match worker.handle(&request, true).await {
-            Disposition::Done => Ok(()),
+            Disposition::Done(ending) => {
+                println!("{ending:?}");
+                Ok(())
+            }
             Disposition::Retry(reason) => Err(reason.into()),
         }
     })

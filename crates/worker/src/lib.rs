@@ -88,6 +88,10 @@ pub enum WorkOutcome {
     Duplicate {
         of: String,
     },
+    /// A pull request that Pagure says is no longer open.
+    Ignored {
+        reason: String,
+    },
 }
 
 /// What is known of a request while it is processed, for the flag and clean-up of a failure.
@@ -113,10 +117,24 @@ pub enum WorkError {
 /// What the consumer does with the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
-    /// Delete it: built, or failed for good and reported.
-    Done,
+    /// Delete it: the request has reached its final state.
+    Done(Ending),
     /// Leave it for another attempt (and, after the last, the dead-letter queue).
     Retry(String),
+}
+
+/// The final state of a request that is done with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// Its pipeline was started (by this delivery or an earlier one).
+    Started { execution_id: String },
+    /// Merged into an earlier request for the same build.
+    Duplicate { of: String },
+    /// Nothing to build, and why (a pull request closed before its turn).
+    Ignored { reason: String },
+    /// Cannot be built; the reason went to Pagure as an `error` flag (`flagged`), or, when
+    /// Pagure refused the flag, to the log only.
+    Failed { reason: String, flagged: bool },
 }
 
 /// The work stage and its ports.
@@ -159,15 +177,19 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
                 if let Err(e) = self.status.report(&update).await {
                     tracing::warn!(request_id = %request.request_id, error = %e, "pending flag not posted");
                 }
-                Disposition::Done
+                Disposition::Done(Ending::Started { execution_id })
             }
             Ok(WorkOutcome::AlreadyStarted { execution_id }) => {
                 tracing::info!(request_id = %request.request_id, %execution_id, "already started; redelivery ignored");
-                Disposition::Done
+                Disposition::Done(Ending::Started { execution_id })
             }
             Ok(WorkOutcome::Duplicate { of }) => {
                 tracing::info!(request_id = %request.request_id, duplicate_of = %of, "same build already asked for; merged into it");
-                Disposition::Done
+                Disposition::Done(Ending::Duplicate { of })
+            }
+            Ok(WorkOutcome::Ignored { reason }) => {
+                tracing::info!(request_id = %request.request_id, %reason, "nothing to build");
+                Disposition::Done(Ending::Ignored { reason })
             }
             Err(WorkError::Terminal(reason)) => {
                 tracing::warn!(request_id = %request.request_id, %reason, "build request failed for good");
@@ -198,14 +220,14 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
             None => request.repo_url.clone(),
         };
         match self.status.report(&subject.update(FlagStatus::Error, reason, link, None)).await {
-            Ok(()) => Disposition::Done,
+            Ok(()) => Disposition::Done(Ending::Failed { reason: reason.to_owned(), flagged: true }),
             Err(e) if e.transient => {
                 tracing::warn!(request_id = %request.request_id, error = %e, "error flag not posted; the request will be retried");
                 Disposition::Retry(format!("{reason} (and the error flag could not be posted: {e})"))
             }
             Err(e) => {
                 tracing::error!(request_id = %request.request_id, error = %e, %reason, "error flag refused by Pagure");
-                Disposition::Done
+                Disposition::Done(Ending::Failed { reason: reason.to_owned(), flagged: false })
             }
         }
     }
@@ -232,6 +254,16 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
         // A commit's build is known before the fetch: a duplicate costs one conditional write.
         if let Some(of) = self.claim(request, project, None, progress).await? {
             return Ok(WorkOutcome::Duplicate { of });
+        }
+        if let Cause::PullRequest { id } = request.cause {
+            // Pagure keeps `refs/pull/<id>/head` after a PR is closed or merged: only its API
+            // tells. Unknown (Pagure unreachable) builds as usual.
+            let path = request.project.target_fullname();
+            if let Some(status) = self.status.pull_request_status(&project.key, &path, id).await {
+                if status != "Open" {
+                    return Ok(WorkOutcome::Ignored { reason: format!("pull request #{id} is {status}") });
+                }
+            }
         }
         let scratch = Scratch::new(&self.settings.scratch_dir, &request.request_id)?;
         let fetched = self.fetch(request, project, &scratch.repo()).await?;

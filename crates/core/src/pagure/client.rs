@@ -138,6 +138,41 @@ impl PagureClient {
         .await
     }
 
+    /// A pull request's `status` as Pagure's API has it (`Open`, `Merged`, `Closed`): one
+    /// attempt, as the answer is only advice. `project_path` is `[ns/]name` of the target.
+    pub async fn pull_request_status(
+        &self,
+        pagure_url: &Url,
+        project_path: &str,
+        id: u64,
+        token: Option<&Secret>,
+    ) -> Result<String, PagureError> {
+        #[derive(Deserialize)]
+        struct PullRequestAnswer {
+            status: String,
+        }
+        let url = pagure_url
+            .join(&format!("api/0/{project_path}/pull-request/{id}"))
+            .map_err(|e| PagureError::Invalid(format!("pull-request URL under {pagure_url}: {e}")))?;
+        let mut call = self.http.get(url);
+        if let Some(token) = token {
+            // Private projects answer only with a token.
+            let mut authorization = reqwest::header::HeaderValue::from_str(&format!("token {}", token.expose()))
+                .map_err(|_| PagureError::Invalid("the Pagure API token is not a valid header value".into()))?;
+            authorization.set_sensitive(true);
+            call = call.header(reqwest::header::AUTHORIZATION, authorization);
+        }
+        let response = call.send().await.map_err(|e| PagureError::Invalid(describe(&e)))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(PagureError::Invalid(format!("pull request #{id} of {project_path}: HTTP {}", status.as_u16())));
+        }
+        let bytes = response.bytes().await.map_err(|e| PagureError::Invalid(describe(&e)))?;
+        serde_json::from_slice::<PullRequestAnswer>(&bytes)
+            .map(|a| a.status)
+            .map_err(|e| PagureError::Invalid(format!("pull request #{id} of {project_path}: not the expected JSON: {e}")))
+    }
+
     async fn with_retries<T, F, Fut>(&self, target: &FlagTarget, attempt: F) -> Result<T, PagureError>
     where
         F: Fn() -> Fut,
