@@ -104,19 +104,35 @@ pub struct Moto {
 impl Moto {
     pub fn start() -> Moto {
         let port = free_port();
+        Moto { child: Self::spawn(port), endpoint: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// Kills the server: calls fail with a connection error until [`Moto::restart`].
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A new, empty server on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        let port = self.endpoint.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+        self.child = Self::spawn(port);
+    }
+
+    fn spawn(port: u16) -> Child {
         let child = Command::new(venv().join("bin/moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start moto_server");
-        let endpoint = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "moto_server did not listen on {port} within 20 s");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Moto { child, endpoint }
+        child
     }
 
     /// An S3 client on this server, with a new versioned bucket (as CodePipeline's S3
@@ -306,6 +322,13 @@ pub fn webhook_headers(topic: &str, body: &[u8], hook_token: &str) -> Vec<(Strin
         ("X-Pagure-Signature".into(), bridge_core::auth::sign1(body, &key)),
         ("X-Pagure-Signature-256".into(), bridge_core::auth::sign256(body, &key)),
     ]
+}
+
+/// libgit2's connect and I/O timeouts for every test of the process: 3 s, so that a git
+/// host that hangs fails a fetch quickly. Process-wide C globals: set once, before any fetch.
+pub fn libgit2_timeouts() {
+    static TIMEOUTS: std::sync::Once = std::sync::Once::new();
+    TIMEOUTS.call_once(|| bridge_git::init_libgit2(Duration::from_secs(3), Duration::from_secs(3)).expect("timeouts"));
 }
 
 /// An HTTP client for tests. reqwest is built without a default TLS provider (the bridge

@@ -2,6 +2,8 @@
 
 mod accept_table;
 mod architecture;
+mod burst;
+mod faults;
 mod git_fetch;
 mod jenkins_client;
 mod lambda_moto;

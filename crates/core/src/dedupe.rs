@@ -67,8 +67,9 @@ pub async fn claim<St: ArtifactStore>(
     if window.is_zero() {
         return Ok(ClaimOutcome::Won);
     }
-    let mine = serde_json::json!(Claim { request_id: request_id.into(), claimed_at: now.unix_timestamp(), released: false })
-        .to_string();
+    let mine =
+        serde_json::json!(Claim { request_id: request_id.into(), claimed_at: now.unix_timestamp(), released: false })
+            .to_string();
     if rebuild {
         store.put_marker(key, &mine).await?;
         return Ok(ClaimOutcome::Won);
@@ -162,17 +163,17 @@ mod tests {
     #[tokio::test]
     async fn the_first_claim_wins_the_others_are_duplicates_within_the_window() {
         let (store, dir) = store();
-        assert_eq!(claim(&store, "c/k", "first", false, at(0), WINDOW).await.unwrap(), ClaimOutcome::Won);
+        assert_eq!(claim(&store, "c/k", "first", false, at(0), WINDOW).await.expect("store"), ClaimOutcome::Won);
         assert_eq!(
-            claim(&store, "c/k", "second", false, at(59), WINDOW).await.unwrap(),
+            claim(&store, "c/k", "second", false, at(59), WINDOW).await.expect("store"),
             ClaimOutcome::DuplicateOf { request_id: "first".into(), age: Duration::from_secs(59) }
         );
         // The winner's redelivery still builds.
-        assert_eq!(claim(&store, "c/k", "first", false, at(30), WINDOW).await.unwrap(), ClaimOutcome::Won);
+        assert_eq!(claim(&store, "c/k", "first", false, at(30), WINDOW).await.expect("store"), ClaimOutcome::Won);
         // After the window, the next request takes the claim over, and holds it.
-        assert_eq!(claim(&store, "c/k", "third", false, at(60), WINDOW).await.unwrap(), ClaimOutcome::Won);
+        assert_eq!(claim(&store, "c/k", "third", false, at(60), WINDOW).await.expect("store"), ClaimOutcome::Won);
         assert_eq!(
-            claim(&store, "c/k", "fourth", false, at(61), WINDOW).await.unwrap(),
+            claim(&store, "c/k", "fourth", false, at(61), WINDOW).await.expect("store"),
             ClaimOutcome::DuplicateOf { request_id: "third".into(), age: Duration::from_secs(1) }
         );
         let _ = std::fs::remove_dir_all(dir);
@@ -181,36 +182,42 @@ mod tests {
     #[tokio::test]
     async fn rebuilds_always_win_and_take_the_claim_and_a_zero_window_claims_nothing() {
         let (store, dir) = store();
-        assert_eq!(claim(&store, "c/k", "first", false, at(0), WINDOW).await.unwrap(), ClaimOutcome::Won);
-        assert_eq!(claim(&store, "c/k", "rebuild", true, at(1), WINDOW).await.unwrap(), ClaimOutcome::Won);
+        assert_eq!(claim(&store, "c/k", "first", false, at(0), WINDOW).await.expect("store"), ClaimOutcome::Won);
+        assert_eq!(claim(&store, "c/k", "rebuild", true, at(1), WINDOW).await.expect("store"), ClaimOutcome::Won);
         assert!(matches!(
-            claim(&store, "c/k", "echo", false, at(2), WINDOW).await.unwrap(),
+            claim(&store, "c/k", "echo", false, at(2), WINDOW).await.expect("store"),
             ClaimOutcome::DuplicateOf { request_id, .. } if request_id == "rebuild"
         ));
-        assert_eq!(claim(&store, "c/zero", "a", false, at(0), Duration::ZERO).await.unwrap(), ClaimOutcome::Won);
-        assert_eq!(claim(&store, "c/zero", "b", false, at(0), Duration::ZERO).await.unwrap(), ClaimOutcome::Won);
-        assert_eq!(store.marker("c/zero").await.unwrap(), None);
+        assert_eq!(claim(&store, "c/zero", "a", false, at(0), Duration::ZERO).await.expect("store"), ClaimOutcome::Won);
+        assert_eq!(claim(&store, "c/zero", "b", false, at(0), Duration::ZERO).await.expect("store"), ClaimOutcome::Won);
+        assert_eq!(store.marker("c/zero").await.expect("store"), None);
         let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]
     async fn a_released_claim_is_taken_over_and_only_its_holder_releases_it() {
         let (store, dir) = store();
-        assert_eq!(claim(&store, "c/k", "failed", false, at(0), WINDOW).await.unwrap(), ClaimOutcome::Won);
-        release(&store, "c/k", "someone-else").await.unwrap();
-        assert!(matches!(claim(&store, "c/k", "x", false, at(1), WINDOW).await.unwrap(), ClaimOutcome::DuplicateOf { .. }));
-        release(&store, "c/k", "failed").await.unwrap();
-        assert_eq!(claim(&store, "c/k", "retrigger", false, at(2), WINDOW).await.unwrap(), ClaimOutcome::Won);
-        release(&store, "c/missing", "failed").await.unwrap();
+        assert_eq!(claim(&store, "c/k", "failed", false, at(0), WINDOW).await.expect("store"), ClaimOutcome::Won);
+        release(&store, "c/k", "someone-else").await.expect("store");
+        assert!(matches!(
+            claim(&store, "c/k", "x", false, at(1), WINDOW).await.expect("store"),
+            ClaimOutcome::DuplicateOf { .. }
+        ));
+        release(&store, "c/k", "failed").await.expect("store");
+        assert_eq!(claim(&store, "c/k", "retrigger", false, at(2), WINDOW).await.expect("store"), ClaimOutcome::Won);
+        release(&store, "c/missing", "failed").await.expect("store");
         let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]
     async fn a_damaged_claim_is_replaced_rather_than_dropping_builds() {
         let (store, dir) = store();
-        store.put_marker("c/k", "not json").await.unwrap();
-        assert_eq!(claim(&store, "c/k", "a", false, at(0), WINDOW).await.unwrap(), ClaimOutcome::Won);
-        assert!(matches!(claim(&store, "c/k", "b", false, at(1), WINDOW).await.unwrap(), ClaimOutcome::DuplicateOf { .. }));
+        store.put_marker("c/k", "not json").await.expect("store");
+        assert_eq!(claim(&store, "c/k", "a", false, at(0), WINDOW).await.expect("store"), ClaimOutcome::Won);
+        assert!(matches!(
+            claim(&store, "c/k", "b", false, at(1), WINDOW).await.expect("store"),
+            ClaimOutcome::DuplicateOf { .. }
+        ));
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -226,7 +233,7 @@ mod tests {
             .collect();
         let mut won = 0;
         for task in tasks {
-            if task.await.unwrap().unwrap() == ClaimOutcome::Won {
+            if task.await.expect("task").expect("claim") == ClaimOutcome::Won {
                 won += 1;
             }
         }
@@ -240,7 +247,7 @@ mod tests {
             .collect();
         let mut won = 0;
         for task in tasks {
-            if task.await.unwrap().unwrap() == ClaimOutcome::Won {
+            if task.await.expect("task").expect("claim") == ClaimOutcome::Won {
                 won += 1;
             }
         }

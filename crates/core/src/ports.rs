@@ -471,6 +471,11 @@ impl LocalPipeline {
     pub fn run(&self, execution_id: &str) -> Option<LocalRun> {
         self.runs.lock().ok()?.get(execution_id).cloned()
     }
+
+    /// Every run started so far, by execution id.
+    pub fn runs(&self) -> BTreeMap<String, LocalRun> {
+        self.runs.lock().map(|runs| runs.clone()).unwrap_or_default()
+    }
 }
 
 impl PipelineStarter for LocalPipeline {

@@ -152,8 +152,13 @@ impl Budget {
 
 fn classify(error: git2::Error, late: bool, deadline: Duration) -> FetchError {
     let message = error.message().to_owned();
-    if late || message.contains("timed out") {
+    if late {
         return FetchError::TimedOut(deadline);
+    }
+    if message.contains("timed out") {
+        // libgit2's connect or I/O timeout: the host stopped answering, which another
+        // attempt may not meet. The whole fetch running past its deadline is terminal.
+        return FetchError::Transient(format!("the git host stopped answering: {message}"));
     }
     let refused = ["401", "403", "404"].iter().any(|code| message.contains(code));
     if error.class() == ErrorClass::Http && refused {

@@ -259,19 +259,19 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
             // Pagure keeps `refs/pull/<id>/head` after a PR is closed or merged: only its API
             // tells. Unknown (Pagure unreachable) builds as usual.
             let path = request.project.target_fullname();
-            if let Some(status) = self.status.pull_request_status(&project.key, &path, id).await {
-                if status != "Open" {
-                    return Ok(WorkOutcome::Ignored { reason: format!("pull request #{id} is {status}") });
-                }
+            if let Some(status) = self.status.pull_request_status(&project.key, &path, id).await
+                && status != "Open"
+            {
+                return Ok(WorkOutcome::Ignored { reason: format!("pull request #{id} is {status}") });
             }
         }
         let scratch = Scratch::new(&self.settings.scratch_dir, &request.request_id)?;
         let fetched = self.fetch(request, project, &scratch.repo()).await?;
         progress.commit = Some(fetched.commit.clone());
-        if progress.claim.is_none() {
-            if let Some(of) = self.claim(request, project, Some(&fetched.commit), progress).await? {
-                return Ok(WorkOutcome::Duplicate { of });
-            }
+        if progress.claim.is_none()
+            && let Some(of) = self.claim(request, project, Some(&fetched.commit), progress).await?
+        {
+            return Ok(WorkOutcome::Duplicate { of });
         }
         let variables = trigger_variables(request, &fetched.commit);
         // Checked before the tree was fetched (`check_buildspec`); this repeats it with the

@@ -165,12 +165,15 @@ impl PagureClient {
         let response = call.send().await.map_err(|e| PagureError::Invalid(describe(&e)))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(PagureError::Invalid(format!("pull request #{id} of {project_path}: HTTP {}", status.as_u16())));
+            return Err(PagureError::Invalid(format!(
+                "pull request #{id} of {project_path}: HTTP {}",
+                status.as_u16()
+            )));
         }
         let bytes = response.bytes().await.map_err(|e| PagureError::Invalid(describe(&e)))?;
-        serde_json::from_slice::<PullRequestAnswer>(&bytes)
-            .map(|a| a.status)
-            .map_err(|e| PagureError::Invalid(format!("pull request #{id} of {project_path}: not the expected JSON: {e}")))
+        serde_json::from_slice::<PullRequestAnswer>(&bytes).map(|a| a.status).map_err(|e| {
+            PagureError::Invalid(format!("pull request #{id} of {project_path}: not the expected JSON: {e}"))
+        })
     }
 
     async fn with_retries<T, F, Fut>(&self, target: &FlagTarget, attempt: F) -> Result<T, PagureError>

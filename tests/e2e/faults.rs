@@ -1,0 +1,655 @@
+//! Faults, one at a time, end to end: triggers over HTTP into local mode's accept service,
+//! the worker fetching over smart HTTP from `git http-backend`, archives and claims in S3
+//! on moto, flags on the contract-faithful fake Pagure through the real client.
+//!
+//! Each scenario asserts its expected final state (started, retried then started, merged
+//! into another request, ignored with a reason, an `error` flag with the reason, or the
+//! dead-letter queue with the reason). A ledger proves that every accepted request reached
+//! exactly one final state, checked against what the outside saw: pipeline runs, flags on
+//! Pagure. Everything runs under a TRACE subscriber, and no secret may appear in the logs.
+//!
+//! `cargo test -p e2e-tests --test e2e faults -- --nocapture` prints the table that
+//! docs/reliability.md shows.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bridge_aws::{Encryption, S3Store};
+use bridge_core::accept::AcceptService;
+use bridge_core::config::LocalConfig;
+use bridge_core::model::BuildRequest;
+use bridge_core::ports::{
+    ArtifactMetadata, ArtifactStore, InProcessQueue, LocalPipeline, StaticSecrets, StoreError, StoredArtifact,
+    StoredMarker,
+};
+use bridge_core::report::PagureFlags;
+use bridge_worker::{Disposition, Ending, WorkSettings, Worker};
+use e2e_tests::fake_pagure::{FakePagure, Fault as PagureFault, Token};
+use e2e_tests::git_server::{DemoRepos, Fault as GitFault, demo_repos, git, publish};
+use e2e_tests::{Moto, capture_logs, temp_dir};
+use tokio::sync::mpsc;
+
+const TRIGGER_TOKEN: &str = "fault-suite-trigger-token-2b7e151628aed2a6";
+const PAGURE_TOKEN: &str = "fault-suite-pagure-api-token-abf7158809cf4f3c";
+const REVOKED_TOKEN: &str = "fault-suite-revoked-api-token-762e7160f38b4da5";
+/// Deliveries of a message before it goes to the dead-letter queue (SQS `maxReceiveCount`).
+const MAX_ATTEMPTS: u32 = 3;
+
+/// The S3 store on moto, which can kill moto as an upload begins ("S3 down mid-upload").
+struct StoppableStore {
+    inner: S3Store,
+    moto: Arc<Mutex<Moto>>,
+    stop_at_upload: Arc<AtomicBool>,
+}
+
+impl ArtifactStore for StoppableStore {
+    async fn put_archive(
+        &self,
+        key: &str,
+        path: &Path,
+        metadata: &ArtifactMetadata,
+    ) -> Result<StoredArtifact, StoreError> {
+        if self.stop_at_upload.swap(false, Ordering::SeqCst) {
+            self.moto.lock().expect("moto").stop();
+        }
+        self.inner.put_archive(key, path, metadata).await
+    }
+
+    async fn put_marker(&self, key: &str, content: &str) -> Result<(), StoreError> {
+        self.inner.put_marker(key, content).await
+    }
+
+    async fn marker(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.marker(key).await
+    }
+
+    async fn create_marker(&self, key: &str, content: &str) -> Result<Option<StoredMarker>, StoreError> {
+        self.inner.create_marker(key, content).await
+    }
+
+    async fn replace_marker(&self, key: &str, content: &str, seen: &StoredMarker) -> Result<bool, StoreError> {
+        self.inner.replace_marker(key, content, seen).await
+    }
+}
+
+type FaultWorker = Worker<StoppableStore, LocalPipeline, PagureFlags<StaticSecrets>, StaticSecrets>;
+
+/// Where a request ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Final {
+    Ended(Ending),
+    DeadLetter(String),
+}
+
+impl Final {
+    fn label(&self) -> String {
+        match self {
+            Final::Ended(Ending::Started { .. }) => "started".into(),
+            Final::Ended(Ending::Duplicate { .. }) => "merged into another".into(),
+            Final::Ended(Ending::Ignored { .. }) => "ignored".into(),
+            Final::Ended(Ending::Failed { flagged: true, .. }) => "error flag".into(),
+            Final::Ended(Ending::Failed { flagged: false, .. }) => "failed, flag refused (logged)".into(),
+            Final::DeadLetter(_) => "dead letter + error flag".into(),
+        }
+    }
+
+    fn reason(&self) -> Option<&str> {
+        match self {
+            Final::Ended(Ending::Ignored { reason } | Ending::Failed { reason, .. }) | Final::DeadLetter(reason) => {
+                Some(reason)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One scenario's line of the ledger.
+struct Row {
+    fault: &'static str,
+    sent: usize,
+    answered_2xx: usize,
+    /// Request id → final state; each recorded once.
+    finals: BTreeMap<String, (Final, u32)>,
+    seconds: f64,
+}
+
+struct Rig {
+    repos: DemoRepos,
+    pagure: FakePagure,
+    moto: Arc<Mutex<Moto>>,
+    s3: aws_sdk_s3::Client,
+    stop_at_upload: Arc<AtomicBool>,
+    bridge_url: String,
+    /// A git URL where nothing listens.
+    dead_git: String,
+    queue: mpsc::Receiver<BuildRequest>,
+    worker: Arc<FaultWorker>,
+    pipeline: LocalPipeline,
+    rows: Vec<Row>,
+    /// When the current scenario began.
+    mark: Instant,
+}
+
+fn config(git: &str, pagure: &str, dead_git: &str) -> LocalConfig {
+    let project = |key: &str, path: &str, git: &str| {
+        format!(
+            "[projects.{key}]\npagure_url = \"{pagure}\"\ngit_url = \"{git}\"\nproject = \"{path}\"\npipeline = \"{key}-ci\"\nallow_insecure_git_url = true\n"
+        )
+    };
+    let mut text = format!(
+        "[secrets]\nfile = \"unused.json\"\n[work]\nmax_attempts = {MAX_ATTEMPTS}\nfetch_timeout_seconds = 30\n[report]\npagure_attempts = 3\npagure_timeout_seconds = 2\n"
+    );
+    for (key, path, host) in [
+        ("demo", "demo", git),
+        ("nospec", "nospec", git),
+        ("badspec", "badspec", git),
+        ("bomb", "bomb", git),
+        ("moving", "moving", git),
+        ("revoked", "nospec", git),
+        ("deadhost", "demo", dead_git),
+    ] {
+        text.push_str(&project(key, path, host));
+    }
+    LocalConfig::parse(&text, Path::new("/")).expect("config")
+}
+
+fn secrets() -> StaticSecrets {
+    let mut projects = serde_json::Map::new();
+    for key in ["demo", "nospec", "badspec", "bomb", "moving", "deadhost"] {
+        projects
+            .insert(key.into(), serde_json::json!({"trigger_token": TRIGGER_TOKEN, "pagure_api_token": PAGURE_TOKEN}));
+    }
+    projects.insert(
+        "revoked".into(),
+        serde_json::json!({"trigger_token": TRIGGER_TOKEN, "pagure_api_token": REVOKED_TOKEN}),
+    );
+    let doc = serde_json::json!({ "projects": projects }).to_string();
+    StaticSecrets::new(bridge_core::ports::SecretsDocument::parse(&doc).expect("secrets"))
+}
+
+/// A buildspec of about 1 MB whose aliases would expand to 10^9 strings.
+fn alias_bomb() -> String {
+    let mut text = String::from("version: 0.2\n");
+    text.push_str(&format!("# {}\n", "padding ".repeat(120)).repeat(1000));
+    text.push_str("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    for (name, prev) in [("b", "a"), ("c", "b"), ("d", "c"), ("e", "d"), ("f", "e"), ("g", "f"), ("h", "g"), ("i", "h")]
+    {
+        let refs = vec![format!("*{prev}"); 10].join(",");
+        text.push_str(&format!("{name}: &{name} [{refs}]\n"));
+    }
+    text.push_str("phases:\n  build:\n    commands: [\"echo\"]\n");
+    text
+}
+
+impl Rig {
+    async fn start() -> Rig {
+        e2e_tests::libgit2_timeouts();
+        let repos = demo_repos().await;
+        let root = &repos.server.root;
+        e2e_tests::git_server::single_commit_repo(root, "bomb", &[("buildspec.yml", &alias_bomb())]);
+        let moving = temp_dir("git-moving");
+        git(&moving, &["init", "-q", "-b", "main"]);
+        std::fs::write(moving.join("buildspec.yml"), "version: 0.2\nphases:\n  build:\n    commands: [make]\n")
+            .expect("write");
+        git(&moving, &["add", "-A"]);
+        git(&moving, &["commit", "-q", "-m", "m1"]);
+        git(&moving, &["checkout", "-q", "-b", "topic"]);
+        git(&moving, &["commit", "-q", "--allow-empty", "-m", "t1"]);
+        git(&moving, &["checkout", "-q", "main"]);
+        git(&moving, &["commit", "-q", "--allow-empty", "-m", "m2"]);
+        publish(&moving, &root.join("moving.git"), "main");
+        git(&moving, &["push", "-q", root.join("moving.git").to_str().expect("utf-8"), "topic"]);
+
+        let pagure = FakePagure::start().await;
+        for project in ["demo", "nospec", "badspec", "bomb", "moving"] {
+            pagure.add_project(project);
+        }
+        pagure.add_token(
+            PAGURE_TOKEN,
+            Token { acls: vec!["commit_flag", "pull_request_flag"], project: None, expired: false },
+        );
+        pagure.set_pull("demo", 1, &repos.shas["f4"]);
+        pagure.set_pull("demo", 2, &repos.shas["bob"]);
+
+        let moto = Moto::start();
+        let s3 = moto.versioned_bucket("sources").await;
+        let moto = Arc::new(Mutex::new(moto));
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let dead_git = format!("http://{}", dead.local_addr().expect("addr"));
+        drop(dead); // Nothing listens there now: connections are refused.
+        let config = config(&repos.server.base, &pagure.url, &dead_git);
+        let stop_at_upload = Arc::new(AtomicBool::new(false));
+        let store = StoppableStore {
+            inner: S3Store::new(s3.clone(), "sources", Encryption::S3Managed),
+            moto: moto.clone(),
+            stop_at_upload: stop_at_upload.clone(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let bridge_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let pipeline = LocalPipeline::new(&bridge_url);
+        let flags = PagureFlags::from_config(&config.report, config.accept.projects.clone(), secrets()).expect("flags");
+        let settings =
+            WorkSettings { scratch_dir: temp_dir("fault-scratch"), ..WorkSettings::with_limits(&config.work) };
+        let worker = Arc::new(Worker::new(config.accept.clone(), settings, store, pipeline.clone(), flags, secrets()));
+        let (queue, receiver) = InProcessQueue::new(4096);
+        let service = Arc::new(AcceptService::new(config.accept.clone(), queue, secrets()));
+        tokio::spawn(pagure_ci_bridge::serve(listener, service, std::future::pending()));
+        Rig {
+            repos,
+            pagure,
+            moto,
+            s3,
+            stop_at_upload,
+            bridge_url,
+            dead_git,
+            queue: receiver,
+            worker,
+            pipeline,
+            rows: Vec::new(),
+            mark: Instant::now(),
+        }
+    }
+
+    fn git_url(&self, path: &str) -> String {
+        self.repos.server.url(path)
+    }
+
+    /// A JSON trigger; the HTTP status.
+    async fn json(&self, project: &str, body: serde_json::Value) -> u16 {
+        e2e_tests::http()
+            .post(format!("{}/trigger/{project}", self.bridge_url))
+            .header("authorization", format!("token {TRIGGER_TOKEN}"))
+            .json(&body)
+            .send()
+            .await
+            .expect("trigger")
+            .status()
+            .as_u16()
+    }
+
+    /// pagure-ci's call; the HTTP status.
+    async fn jenkins(&self, project: &str, cause: &str, repo: &str, branch: &str, branch_to: &str) -> u16 {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("cause", cause)
+            .append_pair("REPO", repo)
+            .append_pair("BRANCH", branch)
+            .append_pair("BRANCH_TO", branch_to)
+            .append_pair("token", TRIGGER_TOKEN)
+            .finish();
+        e2e_tests::http()
+            .post(format!("{}/job/{project}/buildWithParameters?{query}", self.bridge_url))
+            .send()
+            .await
+            .expect("trigger")
+            .status()
+            .as_u16()
+    }
+
+    /// Everything the queue holds now.
+    fn queued(&mut self) -> Vec<BuildRequest> {
+        let mut out = Vec::new();
+        while let Ok(request) = self.queue.try_recv() {
+            out.push(request);
+        }
+        out
+    }
+
+    /// Delivers `request` as SQS would until it is done or dead-lettered; `between` runs
+    /// after each failed delivery (to repair a fault).
+    async fn settle(&self, request: &BuildRequest, mut between: impl AsyncFnMut()) -> (Final, u32) {
+        for attempt in 1..=MAX_ATTEMPTS {
+            match self.worker.handle(request, attempt == MAX_ATTEMPTS).await {
+                Disposition::Done(ending) => return (Final::Ended(ending), attempt),
+                Disposition::Retry(reason) if attempt == MAX_ATTEMPTS => return (Final::DeadLetter(reason), attempt),
+                Disposition::Retry(_) => between().await,
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Records a scenario: every queued request must have exactly one final state.
+    fn record(&mut self, fault: &'static str, sent: usize, answered_2xx: usize, ends: Vec<(BuildRequest, Final, u32)>) {
+        let mut finals = BTreeMap::new();
+        for (request, end, attempts) in ends {
+            let previous = finals.insert(request.request_id.clone(), (end, attempts));
+            assert!(previous.is_none(), "{fault}: request {} ended twice", request.request_id);
+        }
+        assert_eq!(answered_2xx, finals.len(), "{fault}: every accepted trigger was queued and ended");
+        assert!(self.queue.try_recv().is_err(), "{fault}: nothing left on the queue");
+        self.rows.push(Row { fault, sent, answered_2xx, finals, seconds: self.mark.elapsed().as_secs_f64() });
+        self.mark = Instant::now();
+    }
+
+    /// Settles everything queued, with no repair between attempts.
+    async fn settle_all(&mut self) -> Vec<(BuildRequest, Final, u32)> {
+        let mut ends = Vec::new();
+        for request in self.queued() {
+            let (end, attempts) = self.settle(&request, async || {}).await;
+            ends.push((request, end, attempts));
+        }
+        ends
+    }
+
+    /// Error flags on the fake Pagure, by uid.
+    fn error_flags(&self) -> BTreeMap<String, String> {
+        self.pagure.flags().into_iter().filter(|f| f.status == "error").map(|f| (f.uid, f.comment)).collect()
+    }
+
+    /// The cross-check: what the ledger says against what the outside saw.
+    fn check_ledger(&self) {
+        let runs: Vec<String> = self
+            .pipeline
+            .runs()
+            .values()
+            .map(|run| run.variables.get("PAGURE_REQUEST_ID").cloned().expect("request id variable"))
+            .collect();
+        let errors = self.error_flags();
+        let mut started = 0;
+        for row in &self.rows {
+            for (id, (end, _)) in &row.finals {
+                let runs_of_id = runs.iter().filter(|r| *r == id).count();
+                let flagged = errors.get(&bridge_core::report::flag_uid(id));
+                match end {
+                    Final::Ended(Ending::Started { .. }) => {
+                        assert_eq!(runs_of_id, 1, "{}: {id} started exactly one run", row.fault);
+                        started += 1;
+                    }
+                    Final::Ended(Ending::Failed { flagged: true, reason }) | Final::DeadLetter(reason) => {
+                        assert_eq!(runs_of_id, 0, "{}: {id} started nothing", row.fault);
+                        let comment = flagged.unwrap_or_else(|| panic!("{}: {id} has an error flag", row.fault));
+                        assert!(
+                            comment.contains(reason.as_str()) || reason.contains(comment.as_str()),
+                            "{comment} / {reason}"
+                        );
+                    }
+                    Final::Ended(_) => {
+                        assert_eq!(runs_of_id, 0, "{}: {id} started nothing", row.fault);
+                        assert!(flagged.is_none(), "{}: {id} has no error flag", row.fault);
+                    }
+                }
+            }
+        }
+        assert_eq!(runs.len(), started, "every pipeline run belongs to exactly one started request");
+    }
+
+    fn table(&self) -> String {
+        let mut out = String::from(
+            "| fault | outcome | triggers in | accepted | ended (exactly once) | deliveries | seconds | reason |\n|---|---|---|---|---|---|---|---|\n",
+        );
+        for row in &self.rows {
+            let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+            for (end, _) in row.finals.values() {
+                *outcomes.entry(end.label()).or_default() += 1;
+            }
+            let outcome = if row.finals.is_empty() {
+                "refused 503, nothing queued".to_owned()
+            } else {
+                outcomes.iter().map(|(label, n)| format!("{n} {label}")).collect::<Vec<_>>().join(", ")
+            };
+            let attempts = row.finals.values().map(|(_, a)| *a).max().unwrap_or(0);
+            let reason = row.finals.values().find_map(|(end, _)| end.reason().map(str::to_owned)).unwrap_or_default();
+            let reason: String = reason.chars().take(110).collect();
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {:.1} | {} |\n",
+                row.fault,
+                outcome,
+                row.sent,
+                row.answered_2xx,
+                row.finals.len(),
+                attempts,
+                row.seconds,
+                reason.replace('|', "\\|")
+            ));
+        }
+        out
+    }
+}
+
+fn only(ends: &[(BuildRequest, Final, u32)]) -> &Final {
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    &ends[0].1
+}
+
+fn failed_with(end: &Final, words: &str) -> bool {
+    matches!(end, Final::Ended(Ending::Failed { reason, flagged: true }) if reason.contains(words))
+}
+
+async fn scenarios(rig: &mut Rig) {
+    let demo = rig.git_url("demo.git");
+    let shas = rig.repos.shas.clone();
+    let commit = |sha: &str, branch: &str| serde_json::json!({"cause": sha, "repo": demo, "branch": branch});
+
+    // Control: no fault.
+    let status = rig.json("demo", commit(&shas["f4"], "feature")).await;
+    let ends = rig.settle_all().await;
+    assert!(matches!(only(&ends), Final::Ended(Ending::Started { .. })), "{ends:?}");
+    rig.record("none (control)", 1, usize::from(status == 202), ends);
+
+    // S3 unavailable: moto killed as the upload begins, back for the next delivery.
+    let status = rig.json("demo", commit(&shas["f3"], "feature")).await;
+    let request = rig.queued().pop().expect("queued");
+    rig.stop_at_upload.store(true, Ordering::SeqCst);
+    let (moto, s3) = (rig.moto.clone(), rig.s3.clone());
+    let (end, attempts) = rig
+        .settle(&request, async || {
+            // A new, empty moto on the same port: the bucket is made again, as S3 keeps it.
+            moto.lock().expect("moto").restart();
+            s3.create_bucket().bucket("sources").send().await.expect("bucket again");
+        })
+        .await;
+    assert!(matches!(end, Final::Ended(Ending::Started { .. })), "{end:?}");
+    assert_eq!(attempts, 2, "the first delivery failed, the second started the build");
+    rig.record("S3 down mid-upload, back later", 1, usize::from(status == 202), vec![(request, end, attempts)]);
+
+    // S3 unavailable for good.
+    let status = rig.json("demo", commit(&shas["f2"], "feature")).await;
+    rig.moto.lock().expect("moto").stop();
+    let ends = rig.settle_all().await;
+    rig.moto.lock().expect("moto").restart();
+    rig.s3.create_bucket().bucket("sources").send().await.expect("bucket again");
+    let end = only(&ends);
+    assert!(matches!(end, Final::DeadLetter(r) if r.contains("artifact store")), "{end:?}");
+    assert_eq!(ends[0].2, MAX_ATTEMPTS);
+    rig.record("S3 down for good", 1, usize::from(status == 202), ends);
+
+    // SQS send failing at accept: the queue does not exist.
+    let endpoint = rig.moto.lock().expect("moto").endpoint.clone();
+    let sqs = aws_sdk_sqs::Client::new(&e2e_tests::sdk_config_for(&endpoint).await);
+    let broken = AcceptService::new(
+        config(&rig.repos.server.base, &rig.pagure.url, "http://127.0.0.1:9").accept,
+        bridge_aws::SqsQueue::new(sqs, "http://127.0.0.1:1/000000000000/missing"),
+        secrets(),
+    );
+    let body = serde_json::to_vec(&commit(&shas["f1"], "feature")).expect("json");
+    let auth = format!("token {TRIGGER_TOKEN}");
+    let answer = broken
+        .handle(e2e_tests::trigger_request(
+            "POST",
+            "/trigger/demo",
+            &[("content-type", "application/json"), ("authorization", &auth)],
+            &body,
+        ))
+        .await;
+    assert_eq!(answer.status(), 503);
+    let reason: serde_json::Value = serde_json::from_slice(answer.body()).expect("json error");
+    assert_eq!(reason["error"], "queue_unavailable", "{reason}");
+    rig.record("SQS send fails at accept", 1, 0, Vec::new());
+
+    // Git host down (nothing listens), then answering 500, then hanging.
+    let dead_repo = format!("{}/demo.git", rig.dead_git);
+    let status =
+        rig.json("deadhost", serde_json::json!({"cause": shas["f1"], "repo": dead_repo, "branch": "feature"})).await;
+    let ends = rig.settle_all().await;
+    assert!(matches!(only(&ends), Final::DeadLetter(r) if r.contains("git")), "{ends:?}");
+    rig.record("git host down", 1, usize::from(status == 202), ends);
+
+    rig.repos.server.set_fault(GitFault::Status(500));
+    let status = rig.json("demo", commit(&shas["f1"], "feature")).await;
+    let ends = rig.settle_all().await;
+    rig.repos.server.set_fault(GitFault::None);
+    assert!(matches!(only(&ends), Final::DeadLetter(r) if r.contains("500")), "{ends:?}");
+    rig.record("git host answers 500", 1, usize::from(status == 202), ends);
+
+    rig.repos.server.set_fault(GitFault::Hang);
+    let status = rig.json("demo", commit(&shas["rawhide"], "rawhide")).await;
+    let request = rig.queued().pop().expect("queued");
+    let server = &rig.repos.server;
+    let (end, attempts) = rig.settle(&request, async || server.set_fault(GitFault::None)).await;
+    assert!(matches!(end, Final::Ended(Ending::Started { .. })), "{end:?}");
+    assert_eq!(attempts, 2, "the hang failed the first delivery only");
+    rig.record("git host hangs, then answers", 1, usize::from(status == 202), vec![(request, end, attempts)]);
+
+    // Pagure down (500) for a whole delivery, then back: the error flag is posted late, not lost.
+    for _ in 0..3 {
+        rig.pagure.push_fault(PagureFault::Status(500, "<html>Internal Server Error</html>"));
+    }
+    let nospec = rig.git_url("nospec.git");
+    let nospec_sha = git(&rig.repos.server.root.join("nospec.git"), &["rev-parse", "main"]);
+    let status = rig.json("nospec", serde_json::json!({"cause": nospec_sha, "repo": nospec, "branch": "main"})).await;
+    let ends = rig.settle_all().await;
+    assert!(failed_with(only(&ends), "on the default branch `main` of `nospec`"), "{ends:?}");
+    assert_eq!(ends[0].2, 2, "the first delivery could not post the flag");
+    rig.record("Pagure 500 for a delivery, then back", 1, usize::from(status == 202), ends);
+
+    // Pagure refuses the token (401): the failure is logged, the message not retried forever.
+    let status = rig.json("revoked", serde_json::json!({"cause": nospec_sha, "repo": nospec, "branch": "main"})).await;
+    let ends = rig.settle_all().await;
+    assert!(matches!(only(&ends), Final::Ended(Ending::Failed { flagged: false, .. })), "{ends:?}");
+    rig.record("Pagure answers 401", 1, usize::from(status == 202), ends);
+
+    // The buildspec: missing (above), malformed, 1 MB of aliases.
+    let badspec = rig.git_url("badspec.git");
+    let sha = git(&rig.repos.server.root.join("badspec.git"), &["rev-parse", "main"]);
+    let status = rig.json("badspec", serde_json::json!({"cause": sha, "repo": badspec, "branch": "main"})).await;
+    let ends = rig.settle_all().await;
+    assert!(failed_with(only(&ends), "line"), "the reason names the line: {ends:?}");
+    rig.record("buildspec malformed", 1, usize::from(status == 202), ends);
+
+    let bomb = rig.git_url("bomb.git");
+    let sha = git(&rig.repos.server.root.join("bomb.git"), &["rev-parse", "main"]);
+    let status = rig.json("bomb", serde_json::json!({"cause": sha, "repo": bomb, "branch": "main"})).await;
+    let ends = rig.settle_all().await;
+    assert!(failed_with(only(&ends), "buildspec"), "{ends:?}");
+    rig.record("buildspec: 1 MB, alias bomb", 1, usize::from(status == 202), ends);
+
+    // The branch deleted between trigger and work; a force-push that drops the commit.
+    let moving_bare = rig.repos.server.root.join("moving.git");
+    let moving = rig.git_url("moving.git");
+    let topic = git(&moving_bare, &["rev-parse", "topic"]);
+    let status = rig.json("moving", serde_json::json!({"cause": topic, "repo": moving, "branch": "topic"})).await;
+    git(&moving_bare, &["update-ref", "-d", "refs/heads/topic"]);
+    let ends = rig.settle_all().await;
+    assert!(failed_with(only(&ends), "branch `topic` does not exist"), "{ends:?}");
+    rig.record("branch deleted before the work", 1, usize::from(status == 202), ends);
+
+    let head = git(&moving_bare, &["rev-parse", "main"]);
+    let status = rig.json("moving", serde_json::json!({"cause": head, "repo": moving, "branch": "main"})).await;
+    git(&moving_bare, &["update-ref", "refs/heads/main", "main~1"]);
+    let ends = rig.settle_all().await;
+    assert!(failed_with(only(&ends), "not among the last"), "{ends:?}");
+    rig.record("force-push removed the commit", 1, usize::from(status == 202), ends);
+
+    // A pull request closed before its turn.
+    let fork = rig.git_url("forks/bob/demo.git");
+    let status = rig
+        .json("demo", serde_json::json!({"cause": 2, "repo": fork, "branch": "bob-fix", "branch_to": "rawhide"}))
+        .await;
+    rig.pagure.set_pull_status("demo", 2, "Closed");
+    let ends = rig.settle_all().await;
+    assert!(
+        matches!(only(&ends), Final::Ended(Ending::Ignored { reason }) if reason == "pull request #2 is Closed"),
+        "{ends:?}"
+    );
+    rig.record("PR closed before the build", 1, usize::from(status == 202), ends);
+
+    // The same PR through two doors (pagure-ci and JSON): one build.
+    let a = rig.jenkins("demo", "1", &demo, "feature", "rawhide").await;
+    let b = rig
+        .json("demo", serde_json::json!({"cause": "1", "repo": demo, "branch": "feature", "branch_to": "rawhide"}))
+        .await;
+    let ends = rig.settle_all().await;
+    let started = ends.iter().filter(|(_, e, _)| matches!(e, Final::Ended(Ending::Started { .. }))).count();
+    assert_eq!((a, b, ends.len(), started), (201, 202, 2, 1), "{ends:?}");
+    rig.record("same PR via pagure-ci and JSON", 2, usize::from(a == 201) + usize::from(b == 202), ends);
+
+    // A burst of identical triggers, answered concurrently and worked by 16 consumers at
+    // once, racing for the claim in S3: one build. Then a rebuild request, which is never
+    // merged. (burst.rs sends 1,000 at the shipped binary.)
+    let burst = 100;
+    let body = commit(&shas["other"], "other");
+    let mut answers = tokio::task::JoinSet::new();
+    let gate = Arc::new(tokio::sync::Semaphore::new(64));
+    for _ in 0..burst {
+        let (client, url, body, gate) = (e2e_tests::http(), rig.bridge_url.clone(), body.clone(), gate.clone());
+        answers.spawn(async move {
+            let _permit = gate.acquire().await.expect("gate");
+            let response = client
+                .post(format!("{url}/trigger/demo"))
+                .header("authorization", format!("token {TRIGGER_TOKEN}"))
+                .json(&body)
+                .send()
+                .await
+                .expect("answered");
+            response.status().as_u16()
+        });
+    }
+    let mut accepted = 0;
+    while let Some(status) = answers.join_next().await {
+        accepted += usize::from(status.expect("task") == 202);
+    }
+    assert_eq!(accepted, burst, "every trigger of the burst was answered 202");
+    let requests = rig.queued();
+    let mut consumers = tokio::task::JoinSet::new();
+    for chunk in requests.chunks(requests.len().div_ceil(16)) {
+        let (worker, chunk) = (rig.worker.clone(), chunk.to_vec());
+        consumers.spawn(async move {
+            let mut ends = Vec::new();
+            for request in chunk {
+                match worker.handle(&request, false).await {
+                    Disposition::Done(ending) => ends.push((request, Final::Ended(ending), 1)),
+                    Disposition::Retry(reason) => panic!("burst: {reason}"),
+                }
+            }
+            ends
+        });
+    }
+    let mut ends = Vec::new();
+    while let Some(part) = consumers.join_next().await {
+        ends.extend(part.expect("consumer"));
+    }
+    let started = ends.iter().filter(|(_, e, _)| matches!(e, Final::Ended(Ending::Started { .. }))).count();
+    assert_eq!(started, 1, "one build for {burst} identical triggers");
+    rig.record("burst: 100 identical triggers, 16 consumers", burst, accepted, ends);
+
+    let mut rebuild = commit(&shas["other"], "other");
+    rebuild["rebuild"] = true.into();
+    let status = rig.json("demo", rebuild).await;
+    let ends = rig.settle_all().await;
+    assert!(matches!(only(&ends), Final::Ended(Ending::Started { .. })), "{ends:?}");
+    rig.record("rebuild asked right after the burst", 1, usize::from(status == 202), ends);
+}
+
+#[test]
+fn every_fault_ends_in_exactly_one_final_state() {
+    let started = Instant::now();
+    let (table, logs) = capture_logs(|| {
+        // One thread: the TRACE subscriber sees every task (blocking git work aside).
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            let mut rig = Rig::start().await;
+            rig.mark = Instant::now();
+            scenarios(&mut rig).await;
+            rig.check_ledger();
+            rig.table()
+        })
+    });
+    println!("{table}");
+    println!("fault suite: {} scenarios in {:.1} s", table.lines().count() - 2, started.elapsed().as_secs_f64());
+    assert!(logs.len() > 10_000, "the suite logged at TRACE ({} bytes)", logs.len());
+    for secret in [TRIGGER_TOKEN, PAGURE_TOKEN, REVOKED_TOKEN] {
+        assert!(!logs.contains(secret), "a secret is in the TRACE logs");
+    }
+}
