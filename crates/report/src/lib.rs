@@ -7,28 +7,36 @@
 //! the token, then redrive). Events the bridge did not cause are answered `ignored`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use aws_lambda_events::event::codebuild::CodeBuildEvent;
 use aws_lambda_events::event::codepipeline_cloudwatch::CodePipelineCloudWatchEvent;
-use bridge_aws::{CodePipelineLookup, SecretsManagerSource};
-use bridge_core::config::ReportLambdaConfig;
-use bridge_core::ports::{CachedSecrets, PipelineLookup};
+use bridge_core::ports::PipelineLookup;
 use bridge_core::report::{
-    BuildEvent, CodeBuildChange, PagureFlags, PhaseOutcome, PipelineChange, ReportOutcome, ReportService, StatusSink,
+    BuildEvent, CodeBuildChange, PhaseOutcome, PipelineChange, ReportOutcome, ReportService, StatusSink,
 };
 
 pub const CODEBUILD_STATE_CHANGE: &str = "CodeBuild Build State Change";
 pub const PIPELINE_STATE_CHANGE: &str = "CodePipeline Pipeline Execution State Change";
 
 /// The report stage as deployed.
-pub type LambdaReportService = ReportService<PagureFlags<Arc<CachedSecrets<SecretsManagerSource>>>, CodePipelineLookup>;
+#[cfg(feature = "lambda")]
+pub type LambdaReportService = ReportService<
+    bridge_core::report::PagureFlags<
+        std::sync::Arc<bridge_core::ports::CachedSecrets<bridge_aws::SecretsManagerSource>>,
+    >,
+    bridge_aws::CodePipelineLookup,
+>;
 
 /// Builds the service once, in `main`.
-pub fn build_service(config: &ReportLambdaConfig, aws: &aws_config::SdkConfig) -> anyhow::Result<LambdaReportService> {
-    let secrets = Arc::new(SecretsManagerSource::cached(aws, &config.secret_id, config.secrets_ttl));
-    let flags = PagureFlags::from_config(&config.report, config.accept.projects.clone(), secrets)?;
-    let lookup = CodePipelineLookup::new(aws_sdk_codepipeline::Client::new(aws));
+#[cfg(feature = "lambda")]
+pub fn build_service(
+    config: &bridge_core::config::ReportLambdaConfig,
+    aws: &aws_config::SdkConfig,
+) -> anyhow::Result<LambdaReportService> {
+    let secrets =
+        std::sync::Arc::new(bridge_aws::SecretsManagerSource::cached(aws, &config.secret_id, config.secrets_ttl));
+    let flags = bridge_core::report::PagureFlags::from_config(&config.report, config.accept.projects.clone(), secrets)?;
+    let lookup = bridge_aws::CodePipelineLookup::new(aws_sdk_codepipeline::Client::new(aws));
     Ok(ReportService::new(config.accept.clone(), flags, lookup))
 }
 

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use url::Url;
 
-use super::{Flag, FlagPosted, FlagTarget, ListedFlag, PagureError, RetryPolicy};
+use super::{Flag, FlagPosted, FlagTarget, ListedFlag, PagureError, RetryPolicy, answers};
 use crate::auth::Secret;
 
 /// A client for Pagure's flag endpoints. Cheap to clone; build it once per process.
@@ -27,24 +27,6 @@ struct FlagBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     percent: Option<String>,
     uid: &'a str,
-}
-
-#[derive(Deserialize)]
-struct PostAnswer {
-    message: Option<String>,
-    uid: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ErrorAnswer {
-    error: Option<String>,
-    error_code: Option<String>,
-    errors: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct ListAnswer {
-    flags: Vec<ListedFlag>,
 }
 
 /// One attempt's result: done, or worth another attempt and why.
@@ -109,16 +91,7 @@ impl PagureClient {
                 .json(&body)
                 .send()
                 .await;
-            self.answer(target, sent, |bytes| {
-                let answer: PostAnswer = serde_json::from_slice(bytes).map_err(|e| {
-                    PagureError::Invalid(format!("Pagure's answer for {target} is not the flag JSON: {e}"))
-                })?;
-                Ok(FlagPosted {
-                    uid: answer.uid.unwrap_or_else(|| flag.uid.clone()),
-                    updated: answer.message.as_deref() == Some("Flag updated"),
-                })
-            })
-            .await
+            self.answer(target, sent, |bytes| answers::flag_posted(bytes, target, &flag.uid)).await
         })
         .await
     }
@@ -128,12 +101,7 @@ impl PagureClient {
         let url = endpoint(pagure_url, target)?;
         self.with_retries(target, || async {
             let sent = self.http.get(url.clone()).send().await;
-            self.answer(target, sent, |bytes| {
-                serde_json::from_slice::<ListAnswer>(bytes).map(|a| a.flags).map_err(|e| {
-                    PagureError::Invalid(format!("Pagure's flag list for {target} is not the expected JSON: {e}"))
-                })
-            })
-            .await
+            self.answer(target, sent, |bytes| answers::flag_list(bytes, target)).await
         })
         .await
     }
@@ -147,10 +115,6 @@ impl PagureClient {
         id: u64,
         token: Option<&Secret>,
     ) -> Result<String, PagureError> {
-        #[derive(Deserialize)]
-        struct PullRequestAnswer {
-            status: String,
-        }
         let url = pagure_url
             .join(&format!("api/0/{project_path}/pull-request/{id}"))
             .map_err(|e| PagureError::Invalid(format!("pull-request URL under {pagure_url}: {e}")))?;
@@ -171,9 +135,8 @@ impl PagureClient {
             )));
         }
         let bytes = response.bytes().await.map_err(|e| PagureError::Invalid(describe(&e)))?;
-        serde_json::from_slice::<PullRequestAnswer>(&bytes).map(|a| a.status).map_err(|e| {
-            PagureError::Invalid(format!("pull request #{id} of {project_path}: not the expected JSON: {e}"))
-        })
+        answers::pull_request_status(&bytes)
+            .map_err(|e| PagureError::Invalid(format!("pull request #{id} of {project_path}: {e}")))
     }
 
     async fn with_retries<T, F, Fut>(&self, target: &FlagTarget, attempt: F) -> Result<T, PagureError>
@@ -219,18 +182,7 @@ impl PagureClient {
         if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             return Attempt::Again(format!("HTTP {}", status.as_u16()));
         }
-        let answer: Option<ErrorAnswer> = serde_json::from_slice(&bytes).ok();
-        let (error, code, errors) = match answer {
-            Some(a) => (a.error, a.error_code, a.errors.map(|e| errors_text(&e))),
-            None => (None, None, None),
-        };
-        Attempt::Done(Err(PagureError::Refused {
-            target: target.to_string(),
-            status: status.as_u16(),
-            code: code.unwrap_or_else(|| "(no error_code)".into()),
-            error: error.unwrap_or_else(|| status.canonical_reason().unwrap_or("refused").to_owned()),
-            errors,
-        }))
+        Attempt::Done(Err(answers::refusal(status.as_u16(), &bytes, target)))
     }
 }
 
@@ -238,27 +190,6 @@ fn endpoint(pagure_url: &Url, target: &FlagTarget) -> Result<Url, PagureError> {
     pagure_url
         .join(&target.api_path())
         .map_err(|e| PagureError::Invalid(format!("flag URL for {target} under {pagure_url}: {e}")))
-}
-
-/// `errors` is a string (`"Invalid token"`) or a map of field → messages.
-fn errors_text(errors: &serde_json::Value) -> String {
-    match errors {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Object(fields) => fields
-            .iter()
-            .map(|(field, messages)| {
-                let messages = match messages {
-                    serde_json::Value::Array(items) => {
-                        items.iter().filter_map(|m| m.as_str()).collect::<Vec<_>>().join(" ")
-                    }
-                    other => other.to_string(),
-                };
-                format!("{field}: {messages}")
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-        other => other.to_string(),
-    }
 }
 
 fn describe(error: &reqwest::Error) -> String {
@@ -298,12 +229,5 @@ mod tests {
         let pending = FlagBody { percent: None, ..body };
         let json = serde_json::to_value(&pending).unwrap_or_default();
         assert!(json.get("percent").is_none());
-    }
-
-    #[test]
-    fn errors_detail_reads_both_shapes() {
-        assert_eq!(errors_text(&serde_json::json!("Invalid token")), "Invalid token");
-        let fields = serde_json::json!({"status": ["Not a valid choice."], "url": ["Invalid input."]});
-        assert_eq!(errors_text(&fields), "status: Not a valid choice.; url: Invalid input.");
     }
 }

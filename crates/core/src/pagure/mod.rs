@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub mod answers;
 #[cfg(feature = "pagure-client")]
 mod client;
 #[cfg(feature = "pagure-client")]
