@@ -5,6 +5,7 @@ mod architecture;
 mod burst;
 mod faults;
 mod git_fetch;
+mod hostile_repos;
 mod jenkins_client;
 mod lambda_moto;
 mod local_http;

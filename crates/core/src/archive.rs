@@ -49,6 +49,8 @@ pub struct ArchiveStats {
 pub enum ArchiveError {
     #[error("the tree has more than {limit} entries")]
     TooManyEntries { limit: u64 },
+    #[error("a path is longer than {MAX_PATH_BYTES} bytes and could not be unpacked: {start}…")]
+    PathTooLong { start: String },
     #[error("the tree holds more than {limit} bytes of files")]
     TooLarge { limit: u64 },
     #[error("a file name is not UTF-8 (zip names must be): {lossy:?}")]
@@ -59,6 +61,19 @@ pub enum ArchiveError {
     Write(#[from] zip::result::ZipError),
     #[error("writing the archive: {0}")]
     Io(#[from] io::Error),
+}
+
+/// Longest path in an archive: Linux's `PATH_MAX`. CodeBuild unpacks on Linux, where a
+/// longer one cannot be created.
+pub const MAX_PATH_BYTES: usize = 4096;
+
+/// Refuses a path the build's machine could not create.
+pub fn check_path_length(path: &str) -> Result<(), ArchiveError> {
+    if path.len() <= MAX_PATH_BYTES {
+        return Ok(());
+    }
+    let start: String = path.chars().take(60).collect();
+    Err(ArchiveError::PathTooLong { start })
 }
 
 #[derive(Debug)]
@@ -184,6 +199,7 @@ fn collect(
             let item = item.map_err(|e| read_error(&dir, e))?;
             let rel = relative.join(item.file_name());
             let name = utf8(&rel)?;
+            check_path_length(&name)?;
             if !options.include_git && relative.as_os_str().is_empty() && name == ".git" {
                 continue;
             }

@@ -1,0 +1,317 @@
+//! Hostile repositories, each built object by object (raw trees, so that names git's own
+//! tools refuse can be made), served over smart HTTP and put through the whole work stage:
+//! fetch, buildspec, archive, store, start. Each ends safely with a clear outcome: built
+//! with the dangerous part neutralised (links stored as links, never followed; `.git`
+//! entries and submodules left out), or refused with a reason that says why.
+//!
+//! `cargo test -p e2e-tests --test e2e hostile -- --nocapture` prints the table that
+//! docs/reliability.md shows.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use bridge_core::archive::ArchiveLimits;
+use bridge_core::config::LocalConfig;
+use bridge_core::model::BuildRequest;
+use bridge_core::ports::{DirectoryStore, LocalPipeline, StaticSecrets};
+use bridge_core::report::LogStatus;
+use bridge_worker::{Disposition, Ending, WorkSettings, Worker};
+use e2e_tests::git_server::GitServer;
+use e2e_tests::temp_dir;
+
+const BUILDSPEC: &[u8] = b"version: 0.2\nphases:\n  build:\n    commands: [make]\n";
+
+/// A tree entry: mode, name bytes, object.
+enum Node {
+    Blob(Vec<u8>),
+    /// A blob of `len` zero bytes, streamed into the object database.
+    Zeros(usize),
+    Link(&'static str),
+    Dir(Vec<(Vec<u8>, Node)>),
+    Submodule,
+}
+
+/// Writes `node` as raw objects; returns (mode, id).
+fn write(odb: &git2::Odb, node: &Node) -> (&'static str, git2::Oid) {
+    match node {
+        Node::Blob(content) => ("100644", odb.write(git2::ObjectType::Blob, content).expect("blob")),
+        Node::Zeros(len) => {
+            let mut writer = odb.writer(*len, git2::ObjectType::Blob).expect("writer");
+            let chunk = vec![0u8; 1 << 20];
+            let mut left = *len;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                std::io::Write::write_all(&mut writer, &chunk[..n]).expect("zeros");
+                left -= n;
+            }
+            ("100644", writer.finalize().expect("finalize"))
+        }
+        Node::Link(target) => ("120000", odb.write(git2::ObjectType::Blob, target.as_bytes()).expect("link")),
+        Node::Submodule => ("160000", git2::Oid::from_str("0123456789abcdef0123456789abcdef01234567").expect("oid")),
+        Node::Dir(entries) => {
+            let mut written: Vec<(Vec<u8>, &str, git2::Oid)> = entries
+                .iter()
+                .map(|(name, node)| (name.clone(), write(odb, node)))
+                .map(|(n, (m, o))| (n, m, o))
+                .collect();
+            // Git's order: names compared as if directories ended in '/'.
+            let key = |name: &[u8], mode: &str| {
+                let mut k = name.to_vec();
+                if mode == "40000" {
+                    k.push(b'/');
+                }
+                k
+            };
+            written.sort_by_key(|entry| key(&entry.0, entry.1));
+            let mut raw = Vec::new();
+            for (name, mode, oid) in written {
+                raw.extend_from_slice(mode.as_bytes());
+                raw.push(b' ');
+                raw.extend_from_slice(&name);
+                raw.push(0);
+                raw.extend_from_slice(oid.as_bytes());
+            }
+            ("40000", odb.write(git2::ObjectType::Tree, &raw).expect("tree"))
+        }
+    }
+}
+
+/// `<root>/<name>.git`: one commit on `main` (its HEAD) holding `entries`; returns the commit.
+fn hostile_repo(root: &Path, name: &str, entries: Vec<(Vec<u8>, Node)>) -> String {
+    let repo = git2::Repository::init_bare(root.join(format!("{name}.git"))).expect("init");
+    // git ≥ 2.43 refuses to pack trees deeper than 4096 by default; this server must serve
+    // the deep one, so that the bridge's own handling is what is tested.
+    repo.config().and_then(|mut c| c.set_i64("core.maxTreeDepth", 100_000)).expect("config");
+    let odb = repo.odb().expect("odb");
+    let (_, tree) = write(&odb, &Node::Dir(entries));
+    let commit = format!(
+        "tree {tree}\nauthor Mallory <m@example.org> 1700000000 +0000\ncommitter Mallory <m@example.org> 1700000000 +0000\n\n{name}\n"
+    );
+    let commit = odb.write(git2::ObjectType::Commit, commit.as_bytes()).expect("commit");
+    repo.reference("refs/heads/main", commit, true, "hostile").expect("branch");
+    repo.set_head("refs/heads/main").expect("HEAD");
+    commit.to_string()
+}
+
+fn with_buildspec(mut entries: Vec<(Vec<u8>, Node)>) -> Vec<(Vec<u8>, Node)> {
+    entries.push((b"buildspec.yml".to_vec(), Node::Blob(BUILDSPEC.to_vec())));
+    entries
+}
+
+fn name(text: &str) -> Vec<u8> {
+    text.as_bytes().to_vec()
+}
+
+/// A chain of `depth` directories named `d`, with a file at the bottom.
+fn deep(depth: usize) -> Node {
+    let mut node = Node::Dir(vec![(name("bottom.txt"), Node::Blob(b"deep\n".to_vec()))]);
+    for _ in 1..depth {
+        node = Node::Dir(vec![(name("d"), node)]);
+    }
+    node
+}
+
+struct Case {
+    name: &'static str,
+    entries: Vec<(Vec<u8>, Node)>,
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "links-out",
+            entries: with_buildspec(vec![
+                (name("environ"), Node::Link("/proc/self/environ")),
+                (name("passwd"), Node::Link("/etc/passwd")),
+                (name("up"), Node::Link("../../")),
+                (name("self"), Node::Link("self")),
+                (name("inside"), Node::Link("README")),
+                (name("README"), Node::Blob(b"hello\n".to_vec())),
+            ]),
+        },
+        Case {
+            name: "git-tricks",
+            entries: with_buildspec(vec![
+                (name(".git"), Node::Blob(b"gitdir: /etc\n".to_vec())),
+                (name(".GIT"), Node::Dir(vec![(name("config"), Node::Blob(b"[core]\n\tfsmonitor = evil\n".to_vec()))])),
+                (
+                    name("sub"),
+                    Node::Dir(vec![
+                        (
+                            name(".git"),
+                            Node::Dir(vec![(name("config"), Node::Blob(b"[core]\n\tfsmonitor = evil\n".to_vec()))]),
+                        ),
+                        (name("kept.txt"), Node::Blob(b"kept\n".to_vec())),
+                    ]),
+                ),
+                (name(".gitignore"), Node::Blob(b"target\n".to_vec())),
+            ]),
+        },
+        Case {
+            name: "odd-names",
+            entries: with_buildspec(vec![
+                (name("new\nline"), Node::Blob(b"1\n".to_vec())),
+                (name("bell\u{7}and\u{1b}[31mred"), Node::Blob(b"2\n".to_vec())),
+                (name("tab\there"), Node::Blob(b"3\n".to_vec())),
+            ]),
+        },
+        Case {
+            name: "non-utf8-name",
+            entries: with_buildspec(vec![(b"caf\xe9".to_vec(), Node::Blob(b"x\n".to_vec()))]),
+        },
+        Case { name: "deep-10000", entries: with_buildspec(vec![(name("d"), deep(10_000))]) },
+        Case { name: "huge-zero-file", entries: with_buildspec(vec![(name("zeros.img"), Node::Zeros(64 << 20))]) },
+        Case {
+            name: "submodule",
+            entries: with_buildspec(vec![
+                (name("vendor"), Node::Submodule),
+                (
+                    name(".gitmodules"),
+                    Node::Blob(
+                        b"[submodule \"vendor\"]\n\tpath = vendor\n\turl = https://evil.example/x.git\n".to_vec(),
+                    ),
+                ),
+            ]),
+        },
+        Case { name: "buildspec-is-a-link", entries: vec![(name("buildspec.yml"), Node::Link("/etc/passwd"))] },
+    ]
+}
+
+fn config(git: &str, artifacts: &Path) -> LocalConfig {
+    let mut text = format!("[secrets]\nfile = \"unused.json\"\n[work]\nartifacts_dir = \"{}\"\n", artifacts.display());
+    for case in cases() {
+        let key = case.name;
+        text.push_str(&format!(
+            "[projects.{key}]\npagure_url = \"http://127.0.0.1:5600/\"\ngit_url = \"{git}\"\nproject = \"{key}\"\npipeline = \"{key}-ci\"\nallow_insecure_git_url = true\n"
+        ));
+    }
+    LocalConfig::parse(&text, Path::new("/")).expect("config")
+}
+
+/// The archive's entries: name → (content or link target, unix mode, is a link).
+fn unzip(path: &Path) -> BTreeMap<String, (Vec<u8>, u32, bool)> {
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(path).expect("zip")).expect("archive");
+    let mut out = BTreeMap::new();
+    for i in 0..zip.len() {
+        let mut file = zip.by_index(i).expect("entry");
+        let mut content = Vec::new();
+        file.read_to_end(&mut content).expect("read");
+        out.insert(
+            file.name().expect("name").into_owned(),
+            (content, file.unix_mode().unwrap_or(0), file.is_symlink()),
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_repositories_end_safely_with_a_clear_outcome() {
+    let root = temp_dir("hostile-git");
+    // Building (and dropping) 10,000 nested trees recurses as deep: a thread with room for it.
+    let made = root.clone();
+    let commits: BTreeMap<&str, String> = std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(move || {
+            cases().into_iter().map(|case| (case.name, hostile_repo(&made, case.name, case.entries))).collect()
+        })
+        .expect("thread")
+        .join()
+        .expect("repositories");
+    let server = GitServer::start(&root).await;
+    let artifacts = temp_dir("hostile-artifacts");
+    let config = config(&server.base, &artifacts);
+    let settings = WorkSettings {
+        scratch_dir: temp_dir("hostile-scratch"),
+        archive: ArchiveLimits { max_bytes: 16 << 20, ..ArchiveLimits::default() },
+        ..WorkSettings::with_limits(&config.work)
+    };
+    let pipeline = LocalPipeline::new("http://127.0.0.1/");
+    let worker = Worker::new(
+        config.accept.clone(),
+        settings,
+        DirectoryStore::new(&artifacts),
+        pipeline.clone(),
+        LogStatus,
+        StaticSecrets::new(bridge_core::ports::SecretsDocument::parse(r#"{"projects": {}}"#).expect("secrets")),
+    );
+
+    let mut table = String::from("| repository | outcome | detail |\n|---|---|---|\n");
+    for case in cases() {
+        let request: BuildRequest = bridge_core::trigger::normalise(
+            &config.accept.projects[case.name],
+            bridge_core::trigger::RawTrigger {
+                cause: commits[case.name].clone(),
+                repo: server.url(&format!("{}.git", case.name)),
+                branch: "main".into(),
+                branch_to: None,
+                rebuild: false,
+            },
+            bridge_core::model::TriggerKind::Json,
+            time::OffsetDateTime::now_utc(),
+        )
+        .expect("request");
+        let disposition = worker.handle(&request, true).await;
+        let zip = artifacts.join(format!("sources/{}/{}.zip", case.name, request.request_id));
+        let detail = match (case.name, &disposition) {
+            ("links-out", Disposition::Done(Ending::Started { .. })) => {
+                let entries = unzip(&zip);
+                for (link, target) in
+                    [("environ", "/proc/self/environ"), ("passwd", "/etc/passwd"), ("up", "../../"), ("self", "self")]
+                {
+                    let (content, _, is_link) = &entries[link];
+                    assert!(is_link, "{link} is stored as a link");
+                    assert_eq!(content, target.as_bytes(), "{link}: the link's target, not what it points at");
+                }
+                assert_eq!(entries["README"].0, b"hello\n");
+                "4 links out of the tree stored as links (target text only); nothing outside read".to_owned()
+            }
+            ("git-tricks", Disposition::Done(Ending::Started { .. })) => {
+                let entries = unzip(&zip);
+                let names: Vec<&String> = entries.keys().collect();
+                assert!(!names.iter().any(|n| n.split('/').any(|part| part.eq_ignore_ascii_case(".git"))), "{names:?}");
+                assert!(entries.contains_key("sub/kept.txt") && entries.contains_key(".gitignore"), "{names:?}");
+                "`.git` file, `.GIT/`, `sub/.git/` left out; `.gitignore`, `sub/kept.txt` kept".to_owned()
+            }
+            ("odd-names", Disposition::Done(Ending::Started { .. })) => {
+                let entries = unzip(&zip);
+                for odd in ["new\nline", "bell\u{7}and\u{1b}[31mred", "tab\there"] {
+                    assert!(entries.contains_key(odd), "{odd:?} kept byte for byte: {:?}", entries.keys());
+                }
+                "newline, control and escape characters kept byte for byte (logs are JSON-escaped)".to_owned()
+            }
+            ("non-utf8-name", Disposition::Done(Ending::Failed { reason, .. })) => {
+                assert!(reason.contains("not UTF-8"), "{reason}");
+                reason.clone()
+            }
+            ("deep-10000", Disposition::Done(Ending::Failed { reason, .. })) => {
+                assert!(reason.contains("longer than 4096 bytes"), "{reason}");
+                format!(
+                    "{reason} (10,000 nested folders; the walk stops at the first path over the limit, about 2,048 levels down)"
+                )
+            }
+            ("huge-zero-file", Disposition::Done(Ending::Failed { reason, .. })) => {
+                assert!(reason.contains("more than 16777216 bytes"), "{reason}");
+                format!("{reason} (64 MiB of zeros, refused from its size before inflating)")
+            }
+            ("submodule", Disposition::Done(Ending::Started { .. })) => {
+                let entries = unzip(&zip);
+                assert!(!entries.contains_key("vendor") && !entries.contains_key("vendor/"), "{:?}", entries.keys());
+                "the submodule entry is left out (never fetched); `.gitmodules` kept as a file".to_owned()
+            }
+            ("buildspec-is-a-link", Disposition::Done(Ending::Failed { reason, .. })) => {
+                assert!(reason.contains("not a regular file"), "{reason}");
+                reason.clone()
+            }
+            (name, other) => panic!("{name}: unexpected {other:?}"),
+        };
+        let outcome = match &disposition {
+            Disposition::Done(Ending::Started { .. }) => "built",
+            Disposition::Done(Ending::Failed { .. }) => "refused (error flag)",
+            _ => unreachable!("checked above"),
+        };
+        table.push_str(&format!("| {} | {outcome} | {} |\n", case.name, detail.replace('\n', " ").replace('|', "\\|")));
+    }
+    println!("{table}");
+    assert_eq!(pipeline.runs().len(), 4, "the four safe repositories were built, nothing else");
+}
