@@ -26,6 +26,9 @@ pub enum Fault {
     Hang,
     /// Redirect every request to this base URL (another host).
     RedirectTo(String),
+    /// A private repository: requests need HTTP Basic credentials `(user, password)`, else
+    /// 401 with a Basic challenge.
+    RequireBasic(String, String),
 }
 
 #[derive(Debug)]
@@ -106,6 +109,17 @@ async fn cgi(
             let mut response = fixed(302, b"");
             response.headers_mut().insert("location", location.parse().expect("location"));
             return Ok(response);
+        }
+        Fault::RequireBasic(user, password) => {
+            use base64::Engine;
+            let expected =
+                format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")));
+            let presented = request.headers().get("authorization").and_then(|v| v.to_str().ok());
+            if presented != Some(expected.as_str()) {
+                let mut response = fixed(401, b"authentication required");
+                response.headers_mut().insert("www-authenticate", "Basic realm=\"git\"".parse().expect("challenge"));
+                return Ok(response);
+            }
         }
         Fault::None => {}
     }

@@ -484,3 +484,59 @@ async fn local_mode_stores_archives_in_s3_when_a_bucket_is_configured() {
     assert_eq!(spec["env"]["variables"]["PAGURE_PR_ID"], "1");
     assert_eq!(spec["env"]["variables"]["PAGURE_COMMIT"], repos.shas["f4"].as_str());
 }
+
+/// A private repository: the server wants HTTP Basic credentials, which the worker takes
+/// from the project's `git_username` / `git_password` in the secret. Wrong credentials end
+/// in a terminal error that says access was refused; the password is in no log line.
+#[test]
+fn private_repositories_are_fetched_with_the_credentials_from_the_secret() {
+    const PASSWORD: &str = "git-password-9f86d081884c7d65";
+    let ((right, wrong, starts), logs) = e2e_tests::capture_logs(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            let repos = demo_repos().await;
+            repos.server.set_fault(e2e_tests::git_server::Fault::RequireBasic("ci-bot".into(), PASSWORD.into()));
+            let artifacts = temp_dir("private");
+            let config = config(&repos, &artifacts);
+            let recorded = Recorded::default();
+            let worker = |password: &str| {
+                let doc = format!(
+                    r#"{{"projects": {{"demo": {{"trigger_token": "{TOKEN}", "git_username": "ci-bot", "git_password": "{password}"}}}}}}"#
+                );
+                Worker::new(
+                    config.accept.clone(),
+                    WorkSettings { scratch_dir: temp_dir("scratch"), ..WorkSettings::default() },
+                    DirectoryStore::new(&artifacts),
+                    recorded.clone(),
+                    recorded.clone(),
+                    StaticSecrets::new(bridge_core::ports::SecretsDocument::parse(&doc).expect("secrets")),
+                )
+            };
+            let request = |cause: &str| {
+                bridge_core::trigger::normalise(
+                    &config.accept.projects["demo"],
+                    bridge_core::trigger::RawTrigger {
+                        cause: cause.into(),
+                        repo: repos.server.url("demo.git"),
+                        branch: "feature".into(),
+                        branch_to: None,
+                        rebuild: false,
+                    },
+                    bridge_core::model::TriggerKind::Json,
+                    time::OffsetDateTime::now_utc(),
+                )
+                .expect("request")
+            };
+            let right = worker(PASSWORD).handle(&request(&repos.shas["f4"]), false).await;
+            let wrong = worker("not-the-password").handle(&request(&repos.shas["f3"]), false).await;
+            (right, wrong, recorded.starts.lock().expect("starts").len())
+        })
+    });
+    assert!(matches!(right, Disposition::Done(Ending::Started { .. })), "{right:?}");
+    assert_eq!(starts, 1);
+    assert!(
+        matches!(&wrong, Disposition::Done(Ending::Failed { reason, .. }) if reason.contains("refused the credentials in the secret")),
+        "{wrong:?}"
+    );
+    assert!(!logs.is_empty() && !logs.contains(PASSWORD), "the git password is in no log line");
+}

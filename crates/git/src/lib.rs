@@ -132,6 +132,8 @@ struct Budget {
     received: Cell<u64>,
     /// Set by the progress callback when it aborts, to tell the abort from other errors.
     exceeded: Cell<Option<Exceeded>>,
+    /// Set by the credentials callback when it gives up: why access is refused.
+    refused: Cell<Option<&'static str>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -142,6 +144,10 @@ enum Exceeded {
 
 impl Budget {
     fn error(&self, error: git2::Error) -> FetchError {
+        if let Some(why) = self.refused.get() {
+            // Asking again brings the same answer: terminal, with what to fix.
+            return FetchError::Refused(why.to_owned());
+        }
         match self.exceeded.get() {
             Some(Exceeded::Bytes) => FetchError::TooLarge { limit: self.settings.max_bytes },
             Some(Exceeded::Time) => FetchError::TimedOut(self.settings.deadline),
@@ -185,10 +191,17 @@ fn callbacks<'a>(budget: &'a Budget, credentials: Option<&'a GitCredentials>) ->
         true
     });
     let tried = Cell::new(false);
-    callbacks.credentials(move |_url, _user, _allowed| match credentials {
-        // libgit2 asks again after a refusal: answer once, then give up.
-        Some(c) if !tried.replace(true) => Cred::userpass_plaintext(&c.username, c.password.expose()),
-        _ => Err(git2::Error::from_str("the repository needs credentials the bridge does not have")),
+    callbacks.credentials(move |_url, _user, _allowed| {
+        let why = match credentials {
+            // libgit2 asks again after a refusal: answer once, then give up.
+            Some(c) if !tried.replace(true) => return Cred::userpass_plaintext(&c.username, c.password.expose()),
+            Some(_) => {
+                "the git host refused the credentials in the secret (the project's git_username and git_password)"
+            }
+            None => "the repository needs credentials: set git_username and git_password for the project in the secret",
+        };
+        budget.refused.set(Some(why));
+        Err(git2::Error::from_str(why))
     });
     // Certificates are checked by libgit2's TLS as usual; this only keeps the default.
     callbacks.certificate_check(|_, _| Ok(CertificateCheckStatus::CertificatePassthrough));
@@ -262,6 +275,7 @@ pub fn fetch_build(
         settings: settings.clone(),
         received: Cell::new(0),
         exceeded: Cell::new(None),
+        refused: Cell::new(None),
     };
     let repo = Repository::init(dest).map_err(|e| FetchError::Local(e.to_string()))?;
 
