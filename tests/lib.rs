@@ -324,11 +324,12 @@ pub fn webhook_headers(topic: &str, body: &[u8], hook_token: &str) -> Vec<(Strin
     ]
 }
 
-/// libgit2's connect and I/O timeouts for every test of the process: 3 s, so that a git
-/// host that hangs fails a fetch quickly. Process-wide C globals: set once, before any fetch.
+/// libgit2's connect and I/O timeouts for every test of the process: 6 s, so that a git
+/// host that hangs fails a fetch quickly, yet a server packing 50 MB while the other tests
+/// load both cores is not taken for a hang. Process-wide C globals: set once, before any fetch.
 pub fn libgit2_timeouts() {
     static TIMEOUTS: std::sync::Once = std::sync::Once::new();
-    TIMEOUTS.call_once(|| bridge_git::init_libgit2(Duration::from_secs(3), Duration::from_secs(3)).expect("timeouts"));
+    TIMEOUTS.call_once(|| bridge_git::init_libgit2(Duration::from_secs(6), Duration::from_secs(6)).expect("timeouts"));
 }
 
 /// An HTTP client for tests. reqwest is built without a default TLS provider (the bridge

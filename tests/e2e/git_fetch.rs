@@ -206,7 +206,7 @@ async fn every_bad_end_is_classified() {
         matches!(&r, Err(FetchError::Transient(m)) if m.contains("stopped answering")),
         "a host that stops answering is retried: {r:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(15), "the I/O timeout ended the hang");
+    assert!(started.elapsed() < Duration::from_secs(30), "the I/O timeout ended the hang");
 }
 
 /// The archive made from the object database equals the archive of a checkout of the same
@@ -279,7 +279,7 @@ async fn a_fifty_megabyte_tree() {
     e2e_tests::git_server::git(&work, &["commit", "-q", "-m", "big"]);
     let bare = root.join("big.git");
     let sha = e2e_tests::git_server::publish(&work, &bare, "main");
-    // Packing 50 MB takes longer than the tests' 3 s I/O timeout before the first byte:
+    // Packing 50 MB can take longer than the tests' 6 s I/O timeout before the first byte:
     // keep-alives every second (git's default is 5 s, under the bridge's real timeouts).
     e2e_tests::git_server::git(&bare, &["config", "uploadpack.keepAlive", "1"]);
     let server = GitServer::start(&root).await;

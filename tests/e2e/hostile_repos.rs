@@ -13,7 +13,6 @@ use std::path::Path;
 
 use bridge_core::archive::ArchiveLimits;
 use bridge_core::config::LocalConfig;
-use bridge_core::model::BuildRequest;
 use bridge_core::ports::{DirectoryStore, LocalPipeline, StaticSecrets};
 use bridge_core::report::LogStatus;
 use bridge_worker::{Disposition, Ending, WorkSettings, Worker};
@@ -161,7 +160,7 @@ fn cases() -> Vec<Case> {
             entries: with_buildspec(vec![(b"caf\xe9".to_vec(), Node::Blob(b"x\n".to_vec()))]),
         },
         Case { name: "deep-10000", entries: with_buildspec(vec![(name("d"), deep(10_000))]) },
-        Case { name: "huge-zero-file", entries: with_buildspec(vec![(name("zeros.img"), Node::Zeros(64 << 20))]) },
+        Case { name: "huge-zero-file", entries: with_buildspec(vec![(name("zeros.img"), Node::Zeros(24 << 20))]) },
         Case {
             name: "submodule",
             entries: with_buildspec(vec![
@@ -238,19 +237,8 @@ async fn hostile_repositories_end_safely_with_a_clear_outcome() {
 
     let mut table = String::from("| repository | outcome | detail |\n|---|---|---|\n");
     for case in cases() {
-        let request: BuildRequest = bridge_core::trigger::normalise(
-            &config.accept.projects[case.name],
-            bridge_core::trigger::RawTrigger {
-                cause: commits[case.name].clone(),
-                repo: server.url(&format!("{}.git", case.name)),
-                branch: "main".into(),
-                branch_to: None,
-                rebuild: false,
-            },
-            bridge_core::model::TriggerKind::Json,
-            time::OffsetDateTime::now_utc(),
-        )
-        .expect("request");
+        let repo = server.url(&format!("{}.git", case.name));
+        let request = crate::local_pipeline::build_request(&config, case.name, &commits[case.name], repo, "main", None);
         let disposition = worker.handle(&request, true).await;
         let zip = artifacts.join(format!("sources/{}/{}.zip", case.name, request.request_id));
         let detail = match (case.name, &disposition) {
@@ -292,7 +280,7 @@ async fn hostile_repositories_end_safely_with_a_clear_outcome() {
             }
             ("huge-zero-file", Disposition::Done(Ending::Failed { reason, .. })) => {
                 assert!(reason.contains("more than 16777216 bytes"), "{reason}");
-                format!("{reason} (64 MiB of zeros, refused from its size before inflating)")
+                format!("{reason} (24 MiB of zeros, refused from its size before inflating)")
             }
             ("submodule", Disposition::Done(Ending::Started { .. })) => {
                 let entries = unzip(&zip);

@@ -220,19 +220,7 @@ async fn redelivery_starts_nothing_and_terminal_failures_are_reported() {
     // The same message delivered again (SQS is at-least-once).
     let request = BuildRequest {
         request_id: id.clone(),
-        ..bridge_core::trigger::normalise(
-            &running.config.accept.projects["demo"],
-            bridge_core::trigger::RawTrigger {
-                cause: repos.shas["f1"].clone(),
-                repo: target.clone(),
-                branch: "feature".into(),
-                branch_to: None,
-                rebuild: false,
-            },
-            bridge_core::model::TriggerKind::Json,
-            time::OffsetDateTime::now_utc(),
-        )
-        .expect("request")
+        ..build_request(&running.config, "demo", &repos.shas["f1"], target.clone(), "feature", None)
     };
     assert_eq!(
         running.worker.handle(&request, false).await,
@@ -300,21 +288,8 @@ fn failed_ids(response: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec
 async fn sqs_batches_report_only_the_records_to_retry() {
     let repos = demo_repos().await;
     let running = start(&repos).await;
-    let project = &running.config.accept.projects["demo"];
     let normalise = |cause: &str, repo: String, branch: &str, to: Option<&str>| {
-        bridge_core::trigger::normalise(
-            project,
-            bridge_core::trigger::RawTrigger {
-                cause: cause.into(),
-                repo,
-                branch: branch.into(),
-                branch_to: to.map(String::from),
-                rebuild: false,
-            },
-            bridge_core::model::TriggerKind::Jenkins,
-            time::OffsetDateTime::now_utc(),
-        )
-        .expect("request")
+        build_request(&running.config, "demo", cause, repo, branch, to)
     };
     let good = normalise("2", repos.server.url("forks/bob/demo.git"), "bob-fix", Some("rawhide"));
     let gone = normalise("9", repos.server.url("demo.git"), "x", Some("rawhide"));
@@ -368,19 +343,8 @@ async fn the_worker_uploads_to_s3_and_the_object_unzips_to_the_tree() {
         recorded.clone(),
         secrets(),
     );
-    let request = bridge_core::trigger::normalise(
-        &config.accept.projects["demo"],
-        bridge_core::trigger::RawTrigger {
-            cause: repos.shas["f4"].clone(),
-            repo: repos.server.url("demo.git"),
-            branch: "feature".into(),
-            branch_to: Some("None".into()),
-            rebuild: false,
-        },
-        bridge_core::model::TriggerKind::Jenkins,
-        time::OffsetDateTime::now_utc(),
-    )
-    .expect("request");
+    let request =
+        build_request(&config, "demo", &repos.shas["f4"], repos.server.url("demo.git"), "feature", Some("None"));
     assert!(matches!(worker.handle(&request, false).await, Disposition::Done(Ending::Started { .. })));
 
     let key = format!("sources/demo/{}.zip", request.request_id);
@@ -412,6 +376,30 @@ async fn the_worker_uploads_to_s3_and_the_object_unzips_to_the_tree() {
 /// The shipped binary. `cargo test --workspace` builds it (the CLI's own tests run it); a
 /// test run of this crate alone builds it here. Building it unconditionally would rebuild
 /// with other unified features and cost a minute.
+/// A build request for `project` of `config`, as pagure-ci's call would make it.
+pub(crate) fn build_request(
+    config: &LocalConfig,
+    project: &str,
+    cause: &str,
+    repo: String,
+    branch: &str,
+    branch_to: Option<&str>,
+) -> BuildRequest {
+    bridge_core::trigger::normalise(
+        &config.accept.projects[project],
+        bridge_core::trigger::RawTrigger {
+            cause: cause.into(),
+            repo,
+            branch: branch.into(),
+            branch_to: branch_to.map(String::from),
+            rebuild: false,
+        },
+        bridge_core::model::TriggerKind::Jenkins,
+        time::OffsetDateTime::now_utc(),
+    )
+    .expect("request")
+}
+
 pub(crate) fn bridge_binary() -> PathBuf {
     let binary = e2e_tests::root().join("target/debug/pagure-ci-bridge");
     if !binary.exists() {
@@ -512,21 +500,8 @@ fn private_repositories_are_fetched_with_the_credentials_from_the_secret() {
                     StaticSecrets::new(bridge_core::ports::SecretsDocument::parse(&doc).expect("secrets")),
                 )
             };
-            let request = |cause: &str| {
-                bridge_core::trigger::normalise(
-                    &config.accept.projects["demo"],
-                    bridge_core::trigger::RawTrigger {
-                        cause: cause.into(),
-                        repo: repos.server.url("demo.git"),
-                        branch: "feature".into(),
-                        branch_to: None,
-                        rebuild: false,
-                    },
-                    bridge_core::model::TriggerKind::Json,
-                    time::OffsetDateTime::now_utc(),
-                )
-                .expect("request")
-            };
+            let request =
+                |cause: &str| build_request(&config, "demo", cause, repos.server.url("demo.git"), "feature", None);
             let right = worker(PASSWORD).handle(&request(&repos.shas["f4"]), false).await;
             let wrong = worker("not-the-password").handle(&request(&repos.shas["f3"]), false).await;
             (right, wrong, recorded.starts.lock().expect("starts").len())

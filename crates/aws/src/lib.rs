@@ -294,18 +294,7 @@ impl ArtifactStore for S3Store {
     }
 
     async fn put_marker(&self, key: &str, content: &str) -> Result<(), StoreError> {
-        let (sse, kms) = self.sse();
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .body(content.as_bytes().to_vec().into())
-            .server_side_encryption(sse)
-            .set_ssekms_key_id(kms)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| StoreError(error_text(e)))
+        self.put_small(key, content).send().await.map(|_| ()).map_err(|e| StoreError(error_text(e)))
     }
 
     async fn marker(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -313,18 +302,7 @@ impl ArtifactStore for S3Store {
     }
 
     async fn create_marker(&self, key: &str, content: &str) -> Result<Option<StoredMarker>, StoreError> {
-        let (sse, kms) = self.sse();
-        let sent = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .body(content.as_bytes().to_vec().into())
-            .if_none_match("*")
-            .server_side_encryption(sse)
-            .set_ssekms_key_id(kms)
-            .send()
-            .await;
+        let sent = self.put_small(key, content).if_none_match("*").send().await;
         match sent {
             Ok(_) => Ok(None),
             Err(e) if lost_condition(&e) => self
@@ -338,18 +316,7 @@ impl ArtifactStore for S3Store {
     }
 
     async fn replace_marker(&self, key: &str, content: &str, seen: &StoredMarker) -> Result<bool, StoreError> {
-        let (sse, kms) = self.sse();
-        let sent = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .body(content.as_bytes().to_vec().into())
-            .if_match(&seen.version)
-            .server_side_encryption(sse)
-            .set_ssekms_key_id(kms)
-            .send()
-            .await;
+        let sent = self.put_small(key, content).if_match(&seen.version).send().await;
         match sent {
             Ok(_) => Ok(true),
             Err(e) if lost_condition(&e) || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
@@ -359,6 +326,22 @@ impl ArtifactStore for S3Store {
 }
 
 impl S3Store {
+    /// A PUT of a small marker object, encrypted as the archives are.
+    fn put_small(
+        &self,
+        key: &str,
+        content: &str,
+    ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+        let (sse, kms) = self.sse();
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(content.as_bytes().to_vec().into())
+            .server_side_encryption(sse)
+            .set_ssekms_key_id(kms)
+    }
+
     async fn read_marker(&self, key: &str) -> Result<Option<StoredMarker>, StoreError> {
         match self.client.get_object().bucket(&self.bucket).key(key).send().await {
             Ok(output) => {

@@ -221,37 +221,28 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    /// How many of 100 concurrent claims (ids `<prefix><n>`) at `now` win.
+    async fn winners(store: &std::sync::Arc<DirectoryStore>, prefix: &str, now: OffsetDateTime) -> usize {
+        let tasks: Vec<_> = (0..100)
+            .map(|i| {
+                let (store, id) = (store.clone(), format!("{prefix}{i}"));
+                tokio::spawn(async move { claim(&*store, "c/k", &id, false, now, WINDOW).await })
+            })
+            .collect();
+        let mut won = 0;
+        for task in tasks {
+            won += usize::from(task.await.expect("task").expect("claim") == ClaimOutcome::Won);
+        }
+        won
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn of_a_hundred_concurrent_claims_exactly_one_wins() {
         let (store, dir) = store();
         let store = std::sync::Arc::new(store);
-        let tasks: Vec<_> = (0..100)
-            .map(|i| {
-                let store = store.clone();
-                tokio::spawn(async move { claim(&*store, "c/k", &format!("r{i}"), false, at(0), WINDOW).await })
-            })
-            .collect();
-        let mut won = 0;
-        for task in tasks {
-            if task.await.expect("task").expect("claim") == ClaimOutcome::Won {
-                won += 1;
-            }
-        }
-        assert_eq!(won, 1);
+        assert_eq!(winners(&store, "r", at(0)).await, 1);
         // And of concurrent take-overs of a stale claim, exactly one wins too.
-        let tasks: Vec<_> = (0..100)
-            .map(|i| {
-                let store = store.clone();
-                tokio::spawn(async move { claim(&*store, "c/k", &format!("s{i}"), false, at(600), WINDOW).await })
-            })
-            .collect();
-        let mut won = 0;
-        for task in tasks {
-            if task.await.expect("task").expect("claim") == ClaimOutcome::Won {
-                won += 1;
-            }
-        }
-        assert_eq!(won, 1);
+        assert_eq!(winners(&store, "s", at(600)).await, 1);
         let _ = std::fs::remove_dir_all(dir);
     }
 }
