@@ -231,7 +231,35 @@ impl Drop for LocalBridge {
 }
 
 /// A fresh empty folder under the system temp folder.
+/// Every test process logs at TRACE, as JSON lines, to `target/test-logs/e2e-<pid>.jsonl`;
+/// after the tests, `scripts/check-test-logs` searches those files for every secret the
+/// tests use. Called by the harness's common entry points, so every test is covered; a test
+/// that captures its own logs (`capture_logs`) asserts on them itself.
+pub fn trace_to_file() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let dir = root().join("target/test-logs");
+        std::fs::create_dir_all(&dir).expect("test log folder");
+        let file = std::fs::File::create(dir.join(format!("e2e-{}.jsonl", std::process::id()))).expect("test log");
+        // All of TRACE but the SDK's request-body chunks (archive bytes, 16 MB of log per
+        // multipart upload, which slow it past the SDK's timeouts).
+        let filter = tracing_subscriber::filter::Targets::new()
+            .with_default(tracing::Level::TRACE)
+            .with_target("aws_runtime::content_encoding", tracing::Level::DEBUG);
+        let subscriber = tracing_subscriber::layer::SubscriberExt::with(
+            tracing_subscriber::fmt()
+                .json()
+                .with_max_level(tracing::Level::TRACE)
+                .with_writer(std::sync::Mutex::new(file))
+                .finish(),
+            filter,
+        );
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    });
+}
+
 pub fn temp_dir(label: &str) -> PathBuf {
+    trace_to_file();
     let dir = std::env::temp_dir().join(format!("pcb-{label}-{}", uuid_like()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -335,6 +363,7 @@ pub fn libgit2_timeouts() {
 /// An HTTP client for tests. reqwest is built without a default TLS provider (the bridge
 /// brings rustls on aws-lc-rs itself), so install that one for the process first.
 pub fn http() -> reqwest::Client {
+    trace_to_file();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::new()
 }
