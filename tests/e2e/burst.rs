@@ -24,23 +24,10 @@ async fn a_burst_of_identical_triggers_starts_exactly_one_build() {
         ),
     )
     .expect("config");
-    let port = e2e_tests::free_port();
     let log_path = dir.join("bridge.log");
-    let mut child = tokio::process::Command::new(crate::local_pipeline::bridge_binary())
-        .args(["serve", "--config"])
-        .arg(dir.join("bridge.toml"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "info")
-        .stderr(std::fs::File::create(&log_path).expect("log file"))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("serve");
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let (mut child, port) =
+        crate::local_pipeline::serve_binary(&dir.join("bridge.toml"), &[("RUST_LOG", "info")], log.into()).await;
 
     let body =
         serde_json::json!({"cause": repos.shas["f4"], "repo": repos.server.url("demo.git"), "branch": "feature"});

@@ -400,6 +400,31 @@ pub(crate) fn build_request(
     .expect("request")
 }
 
+/// The shipped binary serving `config` on a free loopback port, once it listens.
+pub(crate) async fn serve_binary(
+    config: &Path,
+    env: &[(&str, &str)],
+    stderr: std::process::Stdio,
+) -> (tokio::process::Child, u16) {
+    let port = e2e_tests::free_port();
+    let child = tokio::process::Command::new(bridge_binary())
+        .args(["serve", "--config"])
+        .arg(config)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .envs(env.iter().copied())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("serve");
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (child, port)
+}
+
 pub(crate) fn bridge_binary() -> PathBuf {
     let binary = e2e_tests::root().join("target/debug/pagure-ci-bridge");
     if !binary.exists() {
@@ -430,27 +455,14 @@ async fn local_mode_stores_archives_in_s3_when_a_bucket_is_configured() {
         ),
     )
     .expect("config");
-    let port = e2e_tests::free_port();
-    let mut child = tokio::process::Command::new(bridge_binary())
-        .args(["serve", "--config"])
-        .arg(dir.join("bridge.toml"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .envs([
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("RUST_LOG", "warn"),
-        ])
-        .kill_on_drop(true)
-        .spawn()
-        .expect("serve");
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("RUST_LOG", "warn"),
+    ];
+    let (mut child, port) = serve_binary(&dir.join("bridge.toml"), &env, std::process::Stdio::inherit()).await;
     let id = trigger(&format!("http://127.0.0.1:{port}"), "demo", serde_json::json!({"cause": 1, "repo": repos.server.url("demo.git"), "branch": "feature", "branch_to": "rawhide"})).await;
     let marker = format!("sources/demo/{id}.started");
     let mut started = false;
