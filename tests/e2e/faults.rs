@@ -493,6 +493,13 @@ async fn scenarios(rig: &mut Rig) {
     assert!(matches!(only(&ends), Final::DeadLetter(r) if r.contains("500")), "{ends:?}");
     rig.record("git host answers 500", 1, usize::from(status == 202), ends);
 
+    // The same commit triggered again once the host is back: the dead letter released its
+    // claim, so this builds instead of being merged into the failure.
+    let status = rig.json("demo", commit(&shas["f1"], "feature")).await;
+    let ends = rig.settle_all().await;
+    assert!(matches!(only(&ends), Final::Ended(Ending::Started { .. })), "{ends:?}");
+    rig.record("retrigger after that dead letter", 1, usize::from(status == 202), ends);
+
     rig.repos.server.set_fault(GitFault::Hang);
     let status = rig.json("demo", commit(&shas["rawhide"], "rawhide")).await;
     let request = rig.queued().pop().expect("queued");

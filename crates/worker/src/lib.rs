@@ -159,9 +159,14 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
         let mut progress = Progress::default();
         let subject = FlagSubject::from(request);
         let outcome = self.process(request, &mut progress).await;
-        if let (Err(WorkError::Terminal(_)), Some(claim)) = (&outcome, &progress.claim) {
-            // A request for the same build after a fix (a buildspec added, say) must build, not
-            // be merged into this failure.
+        let gives_up = match &outcome {
+            Err(WorkError::Terminal(_)) => true,
+            Err(WorkError::Transient(_)) => last_attempt,
+            Ok(_) => false,
+        };
+        if let (true, Some(claim)) = (gives_up, &progress.claim) {
+            // A request for the same build after a fix (a buildspec added, the git host back)
+            // must build, not be merged into this failure.
             if let Err(e) = dedupe::release(&self.store, claim, &request.request_id).await {
                 tracing::warn!(request_id = %request.request_id, error = %e, "claim not released");
             }
