@@ -80,9 +80,7 @@ impl PagureClient {
             percent: flag.percent.map(|p| p.to_string()),
             uid: &flag.uid,
         };
-        let mut authorization = reqwest::header::HeaderValue::from_str(&format!("token {}", token.expose()))
-            .map_err(|_| PagureError::Invalid("the Pagure API token is not a valid header value".into()))?;
-        authorization.set_sensitive(true);
+        let authorization = token_header(token)?;
         self.with_retries(target, || async {
             let sent = self
                 .http
@@ -121,10 +119,7 @@ impl PagureClient {
         let mut call = self.http.get(url);
         if let Some(token) = token {
             // Private projects answer only with a token.
-            let mut authorization = reqwest::header::HeaderValue::from_str(&format!("token {}", token.expose()))
-                .map_err(|_| PagureError::Invalid("the Pagure API token is not a valid header value".into()))?;
-            authorization.set_sensitive(true);
-            call = call.header(reqwest::header::AUTHORIZATION, authorization);
+            call = call.header(reqwest::header::AUTHORIZATION, token_header(token)?);
         }
         let response = call.send().await.map_err(|e| PagureError::Invalid(describe(&e)))?;
         let status = response.status();
@@ -184,6 +179,14 @@ impl PagureClient {
         }
         Attempt::Done(Err(answers::refusal(status.as_u16(), &bytes, target)))
     }
+}
+
+/// `Authorization: token <t>`, as Pagure reads it, marked sensitive so that no log shows it.
+fn token_header(token: &Secret) -> Result<reqwest::header::HeaderValue, PagureError> {
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("token {}", token.expose()))
+        .map_err(|_| PagureError::Invalid("the Pagure API token is not a valid header value".into()))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 fn endpoint(pagure_url: &Url, target: &FlagTarget) -> Result<Url, PagureError> {
