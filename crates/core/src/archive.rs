@@ -7,8 +7,8 @@
 //!   the link text, not outside content, into the zip.
 //! - Streamed: files are copied through the compressor; memory holds one path list, never a
 //!   whole file. The writer is any `Write + Seek` (a temp file in `/tmp`), ZIP64 as needed.
-//! - `.git` at the top is left out unless asked for; other dot-files (`.gitignore`,
-//!   `.github/`) are kept. Replacement files (the injected buildspec) take the place of, or
+//! - Every `.git` entry (any case, any depth) is left out, but the top one when asked for;
+//!   other dot-files (`.gitignore`, `.github/`) are kept. Replacement files (the injected buildspec) take the place of, or
 //!   are added beside, what the tree has at their path.
 
 use std::collections::BTreeMap;
@@ -39,8 +39,8 @@ pub struct ArchiveStats {
     pub files: u64,
     pub symlinks: u64,
     pub directories: u64,
-    /// Entries that are neither file, link nor directory (FIFOs, sockets, devices): not
-    /// archived, since CodeBuild cannot use them.
+    /// Entries left out: neither file, link nor directory (FIFOs, sockets, devices, git
+    /// submodules), which CodeBuild cannot use, and `.git` entries ([`leaves_out`]).
     pub skipped_special: u64,
     pub bytes: u64,
 }
@@ -66,6 +66,14 @@ pub enum ArchiveError {
 /// Longest path in an archive: Linux's `PATH_MAX`. CodeBuild unpacks on Linux, where a
 /// longer one cannot be created.
 pub const MAX_PATH_BYTES: usize = 4096;
+
+/// Whether an entry named `name` is left out of the archive. A `.git` anywhere (any case)
+/// would be a repository, with its own config and hooks, wherever the build unpacks it; git
+/// itself refuses to check such paths out. Only the top one (`at_top`) is kept, and only
+/// when the project asks for it.
+pub fn leaves_out(name: &str, at_top: bool, include_git: bool) -> bool {
+    name.eq_ignore_ascii_case(".git") && !(at_top && include_git)
+}
 
 /// Refuses a path the build's machine could not create.
 pub fn check_path_length(path: &str) -> Result<(), ArchiveError> {
@@ -200,7 +208,8 @@ fn collect(
             let rel = relative.join(item.file_name());
             let name = utf8(&rel)?;
             check_path_length(&name)?;
-            if !options.include_git && relative.as_os_str().is_empty() && name == ".git" {
+            if leaves_out(&item.file_name().to_string_lossy(), relative.as_os_str().is_empty(), options.include_git) {
+                stats.skipped_special += 1;
                 continue;
             }
             if replaced.contains_key(name.as_str()) {

@@ -411,10 +411,7 @@ pub fn archive_commit<W: std::io::Write + std::io::Seek>(
             failure = Some(e);
             return TreeWalkResult::Abort;
         }
-        // A `.git` anywhere (any case) would be a repository, with its own config and hooks,
-        // wherever the build unpacks it; git itself refuses to check such paths out. Only the
-        // top one is kept, and only when the project asks for it.
-        if name.eq_ignore_ascii_case(".git") && !(root.is_empty() && options.include_git) {
+        if bridge_core::archive::leaves_out(name, root.is_empty(), options.include_git) {
             stats.skipped_special += 1;
             return TreeWalkResult::Skip;
         }
