@@ -11,10 +11,9 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::model::{BuildRequest, Cause};
+use crate::model::{BuildRequest, Cause, short_digest};
 use crate::ports::{ArtifactStore, StoreError};
 
 /// The build a request asks for: its event (the idempotency key) and, for a pull request,
@@ -23,12 +22,7 @@ use crate::ports::{ArtifactStore, StoreError};
 pub fn build_key(request: &BuildRequest, resolved_commit: Option<&str>) -> Option<String> {
     match (&request.cause, resolved_commit) {
         (Cause::Commit { .. }, _) => Some(request.idempotency_key.clone()),
-        (Cause::PullRequest { .. }, Some(commit)) => {
-            let digest = Sha256::digest(format!("{}\n{commit}", request.idempotency_key));
-            let mut key = hex::encode(digest);
-            key.truncate(32);
-            Some(key)
-        }
+        (Cause::PullRequest { .. }, Some(commit)) => Some(short_digest(&[&request.idempotency_key, commit])),
         (Cause::PullRequest { .. }, None) => None,
     }
 }

@@ -154,15 +154,20 @@ impl BuildRequest {
 /// The trigger kind, request id and arrival time are left out on purpose: the same push
 /// reported by pagure-ci and by a web-hook has the same key.
 pub fn idempotency_key(target: &BuildTarget) -> String {
-    let mut hasher = Sha256::new();
-    for part in [
+    short_digest(&[
         target.project.key.as_str(),
         target.repo_url.as_str(),
         &target.cause.as_trigger_value(),
         target.branch.as_str(),
         target.branch_to.as_deref().unwrap_or(""),
-    ] {
-        // Length-prefix every part so that ("ab", "c") and ("a", "bc") differ.
+    ])
+}
+
+/// SHA-256 of `parts`, each length-prefixed so that ("ab", "c") and ("a", "bc") differ; the
+/// first 32 hex characters.
+pub fn short_digest(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part.as_bytes());
     }
