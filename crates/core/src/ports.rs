@@ -390,11 +390,12 @@ impl ArtifactStore for DirectoryStore {
     }
 
     async fn create_marker(&self, key: &str, content: &str) -> Result<Option<StoredMarker>, StoreError> {
-        let target = self.writable(key)?;
-        // Most calls for an existing claim are duplicates: one read answers them.
-        if let Ok(existing) = std::fs::read_to_string(&target) {
+        // Most calls for an existing claim are duplicates: one read answers them, before any
+        // folder is made.
+        if let Ok(existing) = std::fs::read_to_string(self.path(key)?) {
             return Ok(Some(StoredMarker { version: existing.clone(), content: existing }));
         }
+        let target = self.writable(key)?;
         let staging = Self::write_atomically(&target, content)?;
         // A hard link fails if the name exists: the file system decides who created it.
         let linked = std::fs::hard_link(&staging, &target);
