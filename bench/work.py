@@ -1,6 +1,8 @@
 """Work-stage benchmark (run by scripts/bench-work, with the project's venv python).
 
-Builds corpora, serves them over smart HTTP (git http-backend), and times in the same run:
+Builds corpora (a generated tree, served as a push leaves it and as loose objects, and a
+real project's tree), serves them over smart HTTP (git http-backend), and times in the same
+run:
   ours:     fetch -> inject -> zip -> upload to S3 (moto), the real worker (work_once)
   baseline: git clone --depth 1 --branch B  +  zip -r -6 -x '.git/*'  +  boto3 upload_file
 Prints wall time (median of RUNS), the ratio, peak RSS of each, and the zip sizes.
@@ -24,7 +26,10 @@ def free_port():
 
 def git(*args, cwd=None):
     env = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@x", GIT_COMMITTER_NAME="b", GIT_COMMITTER_EMAIL="b@x")
-    subprocess.run(["git", *args], cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
+    # No automatic gc: `git commit` starts one in the background, which packed the corpus
+    # before or after the bare copy was made, depending on timing.
+    subprocess.run(["git", "-c", "gc.auto=0", "-c", "maintenance.auto=false", *args], cwd=cwd, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
 
 
 BUILDSPEC = "version: 0.2\nphases:\n  build:\n    commands:\n      - make check\n"
@@ -64,11 +69,24 @@ def public_tree(dest):
     raise SystemExit("no aws-sdk-s3 source in the cargo registry: run `cargo build` first")
 
 
-def make_repo(tree, bare):
-    git("init", "-q", "-b", "rawhide", cwd=tree)
-    git("add", "-A", cwd=tree)
-    git("commit", "-q", "-m", "corpus", cwd=tree)
-    git("clone", "-q", "--bare", tree, bare)
+def make_repo(tree, bare, pushed=True):
+    """The served repository. `pushed`: as a forge stores it, created by a push (a push of
+    more than receive.unpackLimit objects is kept as one pack, with the pusher's deltas).
+    Otherwise a local `git clone --bare`, which links the source's loose objects: the server
+    then compresses every object again for each clone (200 MB of deflate on these 2 cores,
+    for both sides)."""
+    if not os.path.exists(os.path.join(tree, ".git")):
+        git("init", "-q", "-b", "rawhide", cwd=tree)
+        git("add", "-A", cwd=tree)
+        git("commit", "-q", "-m", "corpus", cwd=tree)
+    if pushed:
+        git("init", "-q", "--bare", "-b", "rawhide", bare)
+        git("push", "-q", bare, "rawhide", cwd=tree)
+    else:
+        git("clone", "-q", "--bare", tree, bare)
+        counts = subprocess.run(["git", "count-objects", "-v"], cwd=bare, capture_output=True, text=True, check=True).stdout
+        if "in-pack: 0" not in counts:
+            raise SystemExit("the loose-object copy holds packs:\n" + counts)
     return subprocess.run(["git", "rev-parse", "HEAD"], cwd=tree, capture_output=True, text=True, check=True).stdout.strip()
 
 
@@ -124,6 +142,7 @@ def main():
     t = os.path.join(work, "generated"); os.makedirs(t)
     generated_tree(t)
     corpora.append(("generated %d files" % FILES, "generated", make_repo(t, os.path.join(srv, "generated.git"))))
+    corpora.append(("same, loose objects", "loose", make_repo(t, os.path.join(srv, "loose.git"), pushed=False)))
     t = os.path.join(work, "public")
     name = public_tree(t)
     corpora.append((name, "public", make_repo(t, os.path.join(srv, "public.git"))))
@@ -154,7 +173,10 @@ def main():
     for label, key, sha in corpora:
         ours, base = [], []
         for run in range(RUNS):
-            request = {"request_id": "bench%s%d%d" % (key, run, int(time.time())), "idempotency_key": "x",
+            request_id = "bench%s%d%d" % (key, run, time.time_ns())
+            # A distinct idempotency key per run: the same one would be merged into the first
+            # run's build (dedupe), which is not what is measured.
+            request = {"request_id": request_id, "idempotency_key": request_id,
                        "project": {"key": key, "namespace": None, "name": key, "fork_user": None},
                        "repo_url": "%s/%s.git" % (git_base, key), "cause": {"kind": "commit", "sha": sha},
                        "branch": "rawhide", "branch_to": None, "trigger": "json", "received_at": "2026-11-21T00:00:00Z"}

@@ -223,7 +223,7 @@ async fn archives_from_the_object_database_match_a_checkout() {
             .await;
     fetched.expect("fetch");
     let options =
-        ArchiveOptions { include_git: false, replacements: vec![("buildspec.yml".into(), b"injected".to_vec())] };
+        ArchiveOptions { replacements: vec![("buildspec.yml".into(), b"injected".to_vec())], ..Default::default() };
     let mut from_odb = std::io::Cursor::new(Vec::new());
     let odb_stats = bridge_git::archive_commit(&dest, &sha, &mut from_odb, &options, ArchiveLimits::default())
         .expect("odb archive");

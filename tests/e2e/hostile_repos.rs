@@ -29,6 +29,8 @@ enum Node {
     Link(&'static str),
     Dir(Vec<(Vec<u8>, Node)>),
     Submodule,
+    /// A link whose target is this many zero bytes.
+    ZerosLink(usize),
 }
 
 /// Writes `node` as raw objects; returns (mode, id).
@@ -46,6 +48,7 @@ fn write(odb: &git2::Odb, node: &Node) -> (&'static str, git2::Oid) {
             }
             ("100644", writer.finalize().expect("finalize"))
         }
+        Node::ZerosLink(len) => ("120000", write(odb, &Node::Zeros(*len)).1),
         Node::Link(target) => ("120000", odb.write(git2::ObjectType::Blob, target.as_bytes()).expect("link")),
         Node::Submodule => ("160000", git2::Oid::from_str("0123456789abcdef0123456789abcdef01234567").expect("oid")),
         Node::Dir(entries) => {
@@ -174,6 +177,7 @@ fn cases() -> Vec<Case> {
             ]),
         },
         Case { name: "buildspec-is-a-link", entries: vec![(name("buildspec.yml"), Node::Link("/etc/passwd"))] },
+        Case { name: "huge-link", entries: with_buildspec(vec![(name("link"), Node::ZerosLink(8 << 20))]) },
     ]
 }
 
@@ -290,6 +294,10 @@ async fn hostile_repositories_end_safely_with_a_clear_outcome() {
             ("buildspec-is-a-link", Disposition::Done(Ending::Failed { reason, .. })) => {
                 assert!(reason.contains("not a regular file"), "{reason}");
                 reason.clone()
+            }
+            ("huge-link", Disposition::Done(Ending::Failed { reason, .. })) => {
+                assert!(reason.contains("the link `link` has a target longer than 4096 bytes"), "{reason}");
+                format!("{reason} (8 MiB target, refused from its size before reading it)")
             }
             (name, other) => panic!("{name}: unexpected {other:?}"),
         };

@@ -314,6 +314,8 @@ pub struct WorkConfig {
     /// of the first start one build; zero turns the merging off. Rebuild requests are never
     /// merged.
     pub dedupe_window: Duration,
+    /// Deflate level of the source archive, 1 (fastest) to 9 (smallest).
+    pub compression_level: u8,
     /// Local mode: store archives in this S3 bucket instead of `artifacts_dir`.
     pub s3_bucket: Option<String>,
     /// Local mode: the S3 endpoint (an emulator such as moto); default from the AWS
@@ -332,6 +334,7 @@ struct WorkSettingsFile {
     max_archive_bytes: Option<u64>,
     max_archive_entries: Option<u64>,
     dedupe_window_seconds: Option<u64>,
+    compression_level: Option<u8>,
     s3_bucket: Option<String>,
     s3_endpoint: Option<String>,
 }
@@ -342,6 +345,10 @@ impl WorkSettingsFile {
         if max_attempts == 0 {
             return Err(invalid("work.max_attempts", "must be at least 1"));
         }
+        let compression_level = self.compression_level.unwrap_or(crate::archive::DEFAULT_COMPRESSION_LEVEL);
+        if !(1..=9).contains(&compression_level) {
+            return Err(invalid("work.compression_level", "must be 1 (fastest) to 9 (smallest)"));
+        }
         Ok(WorkConfig {
             artifacts_dir: base_dir.join(self.artifacts_dir.unwrap_or_else(|| PathBuf::from("artifacts"))),
             max_attempts,
@@ -351,6 +358,7 @@ impl WorkSettingsFile {
             max_archive_bytes: self.max_archive_bytes.unwrap_or(4 << 30),
             max_archive_entries: self.max_archive_entries.unwrap_or(200_000),
             dedupe_window: Duration::from_secs(self.dedupe_window_seconds.unwrap_or(DEFAULT_DEDUPE_WINDOW_SECONDS)),
+            compression_level,
             s3_bucket: self.s3_bucket.filter(|b| !b.is_empty()),
             s3_endpoint: self.s3_endpoint.filter(|e| !e.is_empty()),
         })
@@ -468,6 +476,7 @@ pub mod env {
     pub const MAX_ARCHIVE_BYTES: &str = "PCB_MAX_ARCHIVE_BYTES";
     pub const MAX_ARCHIVE_ENTRIES: &str = "PCB_MAX_ARCHIVE_ENTRIES";
     pub const DEDUPE_WINDOW_SECONDS: &str = "PCB_DEDUPE_WINDOW_SECONDS";
+    pub const COMPRESSION_LEVEL: &str = "PCB_COMPRESSION_LEVEL";
     /// The work and report Lambdas': how flags are posted.
     pub const FLAG_USERNAME: &str = "PCB_FLAG_USERNAME";
     pub const PAGURE_ATTEMPTS: &str = "PCB_PAGURE_ATTEMPTS";
@@ -577,11 +586,15 @@ impl WorkLambdaConfig {
             max_archive_bytes: env.number(env::MAX_ARCHIVE_BYTES)?,
             max_archive_entries: env.number(env::MAX_ARCHIVE_ENTRIES)?,
             dedupe_window_seconds: env.number(env::DEDUPE_WINDOW_SECONDS)?,
+            compression_level: env.number(env::COMPRESSION_LEVEL)?,
             s3_bucket: None,
             s3_endpoint: None,
         }
         .build(Path::new("/tmp"))
         .map_err(|e| match e {
+            ConfigError::Invalid { key, message } if key == "work.compression_level" => {
+                invalid(env::COMPRESSION_LEVEL, message)
+            }
             ConfigError::Invalid { message, .. } => invalid(env::MAX_RECEIVE_COUNT, message),
             other => other,
         })?;
@@ -688,6 +701,10 @@ pipeline = "demo-ci"
                 "projects.a.buildspec",
             ),
             ("[secrets]\nfile = \"s\"\n[projects.a]\n".to_owned() + PROJECT + "triggers = []\n", "projects.a.triggers"),
+            (
+                "[secrets]\nfile = \"s\"\n[work]\ncompression_level = 0\n[projects.a]\n".to_owned() + PROJECT,
+                "work.compression_level",
+            ),
         ];
         for (text, key) in cases {
             let err = local(&text).expect_err(key).to_string();
@@ -738,6 +755,13 @@ pipeline = "demo-ci"
         );
         assert_eq!(cfg.kms_key_id, None);
         assert_eq!(cfg.work.fetch_timeout, Duration::from_secs(300));
+        assert_eq!(cfg.work.compression_level, crate::archive::DEFAULT_COMPRESSION_LEVEL);
+        vars.insert(env::COMPRESSION_LEVEL, "9".into());
+        assert_eq!(WorkLambdaConfig::from_env(|k| vars.get(k).cloned()).expect("9").work.compression_level, 9);
+        vars.insert(env::COMPRESSION_LEVEL, "10".into());
+        let err = WorkLambdaConfig::from_env(|k| vars.get(k).cloned()).expect_err("10");
+        assert!(err.to_string().contains("PCB_COMPRESSION_LEVEL"), "{err}");
+        vars.remove(env::COMPRESSION_LEVEL);
         vars.insert(env::MAX_RECEIVE_COUNT, "0".into());
         let err = WorkLambdaConfig::from_env(|k| vars.get(k).cloned()).expect_err("zero");
         assert!(err.to_string().contains("PCB_MAX_RECEIVE_COUNT"), "{err}");

@@ -18,7 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::runtime::Runtime::new()?.block_on(async {
         let aws = aws_config::load_from_env().await;
         let store = S3Store::new(aws_sdk_s3::Client::new(&aws), &config.bucket, Encryption::S3Managed);
-        let settings = WorkSettings { key_prefix: config.key_prefix.clone(), ..WorkSettings::default() };
+        let settings =
+            WorkSettings { key_prefix: config.key_prefix.clone(), ..WorkSettings::with_limits(&config.work) };
         let secrets = StaticSecrets::new(SecretsDocument::default());
         let worker = Worker::new(
             config.accept.clone(),

@@ -41,6 +41,8 @@ pub struct WorkSettings {
     pub key_prefix: String,
     /// See [`bridge_core::config::WorkConfig::dedupe_window`].
     pub dedupe_window: std::time::Duration,
+    /// See [`bridge_core::config::WorkConfig::compression_level`].
+    pub compression_level: u8,
 }
 
 impl WorkSettings {
@@ -54,6 +56,7 @@ impl WorkSettings {
             },
             archive: ArchiveLimits { max_entries: work.max_archive_entries, max_bytes: work.max_archive_bytes },
             dedupe_window: work.dedupe_window,
+            compression_level: work.compression_level,
             ..WorkSettings::default()
         }
     }
@@ -68,6 +71,7 @@ impl Default for WorkSettings {
             scratch_dir: std::env::temp_dir(),
             key_prefix: "sources".into(),
             dedupe_window: std::time::Duration::from_secs(bridge_core::config::DEFAULT_DEDUPE_WINDOW_SECONDS),
+            compression_level: bridge_core::archive::DEFAULT_COMPRESSION_LEVEL,
         }
     }
 }
@@ -292,6 +296,8 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
         let options = ArchiveOptions {
             include_git: self.settings.include_git,
             replacements: vec![(fetched.buildspec_path.clone(), injected.text.into_bytes())],
+            compression_level: self.settings.compression_level,
+            ..ArchiveOptions::default()
         };
         let (repo_dir, commit, limits, zip_file) =
             (scratch.repo(), fetched.commit.clone(), self.settings.archive, zip_path.clone());
