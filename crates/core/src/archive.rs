@@ -148,8 +148,8 @@ impl Default for ArchiveOptions {
 }
 
 /// Files larger than this are written by the writing thread on its own, through the
-/// compressor as their reader gives them; everything else is zipped in batches on the
-/// compressing threads.
+/// compressor as their reader gives them (in pieces: bridge-git streams them out of the
+/// pack); everything else is zipped in batches on the compressing threads.
 const PARALLEL_MAX_FILE: u64 = 1 << 20;
 /// A batch: consecutive entries of at most this many content bytes (or one file)...
 const BATCH_BYTES: u64 = 1 << 20;

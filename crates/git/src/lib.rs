@@ -13,6 +13,8 @@
 //! never followed, so a fetch cannot be sent to another host. Size and time limits abort a
 //! transfer with a terminal error; network trouble and server errors are transient.
 
+mod pack;
+
 use std::cell::Cell;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -385,11 +387,25 @@ fn odb_error(e: git2::Error) -> ArchiveError {
 /// Reads blobs from a repository's object database, one handle per compressing thread.
 struct BlobReader(Repository);
 
+/// Blobs from this size are streamed out of the pack when they are stored whole there.
+const STREAM_FROM: u64 = 1 << 20;
+
 impl ContentReader for BlobReader {
     type Source = Oid;
 
     fn copy(&mut self, oid: &Oid, out: &mut dyn std::io::Write) -> Result<u64, ArchiveError> {
         let odb = self.0.odb().map_err(odb_error)?;
+        let (len, _) = odb.read_header(*oid).map_err(odb_error)?;
+        if len as u64 >= STREAM_FROM {
+            let streamed = pack::blob_stream(&self.0.path().join("objects"), *oid);
+            if let Some((mut content, size)) = streamed.map_err(|e| pack_error(oid, e))? {
+                let copied = std::io::copy(&mut content, out).map_err(|e| pack_error(oid, e))?;
+                if copied != size {
+                    return Err(pack_error(oid, std::io::Error::other(format!("{copied} of {size} bytes"))));
+                }
+                return Ok(copied);
+            }
+        }
         let object = odb.read(*oid).map_err(odb_error)?;
         if object.kind() != ObjectType::Blob {
             return Err(odb_error(git2::Error::from_str("a tree entry names a non-blob")));
@@ -397,6 +413,10 @@ impl ContentReader for BlobReader {
         out.write_all(object.data())?;
         Ok(object.len() as u64)
     }
+}
+
+fn pack_error(oid: &Oid, e: std::io::Error) -> ArchiveError {
+    ArchiveError::Read { path: format!("object {oid} in the fetched pack"), source: e }
 }
 
 /// Zips `commit`'s tree from the repository at `repo_dir`, the way `archive::write_tree`
