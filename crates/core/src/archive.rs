@@ -113,8 +113,9 @@ pub enum Planned<S> {
 /// libgit2 repository handle cannot be shared between threads).
 pub trait ContentReader {
     type Source;
-    /// Copies the content named by `source` into `out`; returns the bytes copied.
-    fn copy(&mut self, source: &Self::Source, out: &mut dyn Write) -> Result<u64, ArchiveError>;
+    /// Copies the content named by `source` into `out`; returns the bytes copied. `len` is
+    /// the size the walk found (the content may differ if it changed since).
+    fn copy(&mut self, source: &Self::Source, len: u64, out: &mut dyn Write) -> Result<u64, ArchiveError>;
 }
 
 /// Level 6 (zlib's default) spends twice level 4's deflate time on source text for an
@@ -222,7 +223,7 @@ fn write_entry<W: Write + Seek, R: ContentReader>(
             // ZIP64 headers only where needed, so small trees stay byte-identical to what
             // plain zip tools read everywhere.
             zip.start_file(name, base.unix_permissions(*mode).large_file(*len >= u64::from(u32::MAX)))?;
-            reader.copy(source, zip)?
+            reader.copy(source, *len, zip)?
         }
     })
 }
@@ -349,7 +350,7 @@ struct FolderReader;
 impl ContentReader for FolderReader {
     type Source = PathBuf;
 
-    fn copy(&mut self, source: &PathBuf, out: &mut dyn Write) -> Result<u64, ArchiveError> {
+    fn copy(&mut self, source: &PathBuf, _len: u64, out: &mut dyn Write) -> Result<u64, ArchiveError> {
         let mut file = File::open(source).map_err(|e| read_error(source, e))?;
         io::copy(&mut file, out).map_err(|e| read_error(source, e))
     }
@@ -597,7 +598,7 @@ mod tests {
     impl ContentReader for Scripted {
         type Source = u32;
 
-        fn copy(&mut self, source: &u32, out: &mut dyn Write) -> Result<u64, ArchiveError> {
+        fn copy(&mut self, source: &u32, _len: u64, out: &mut dyn Write) -> Result<u64, ArchiveError> {
             if *source == self.fail_on {
                 return Err(ArchiveError::Read { path: format!("f{source}"), source: io::Error::other("gone") });
             }

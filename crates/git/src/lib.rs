@@ -393,10 +393,9 @@ const STREAM_FROM: u64 = 1 << 20;
 impl ContentReader for BlobReader {
     type Source = Oid;
 
-    fn copy(&mut self, oid: &Oid, out: &mut dyn std::io::Write) -> Result<u64, ArchiveError> {
-        let odb = self.0.odb().map_err(odb_error)?;
-        let (len, _) = odb.read_header(*oid).map_err(odb_error)?;
-        if len as u64 >= STREAM_FROM {
+    fn copy(&mut self, oid: &Oid, len: u64, out: &mut dyn std::io::Write) -> Result<u64, ArchiveError> {
+        // `len` comes from the walk's header read; the object is not asked for it again.
+        if len >= STREAM_FROM {
             let streamed = pack::blob_stream(&self.0.path().join("objects"), *oid);
             if let Some((mut content, size)) = streamed.map_err(|e| pack_error(oid, e))? {
                 let copied = std::io::copy(&mut content, out).map_err(|e| pack_error(oid, e))?;
@@ -406,6 +405,7 @@ impl ContentReader for BlobReader {
                 return Ok(copied);
             }
         }
+        let odb = self.0.odb().map_err(odb_error)?;
         let object = odb.read(*oid).map_err(odb_error)?;
         if object.kind() != ObjectType::Blob {
             return Err(odb_error(git2::Error::from_str("a tree entry names a non-blob")));
