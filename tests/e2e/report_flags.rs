@@ -267,7 +267,11 @@ fn event_fixture(name: &str) -> Vec<u8> {
     std::fs::read(e2e_tests::root().join("tests/fixtures/events").join(name)).expect(name)
 }
 
-fn codebuild_event(status: &str, failed_phase: Option<(&str, &str, &str)>, variables: &[(&str, &str)]) -> Value {
+pub(crate) fn codebuild_event(
+    status: &str,
+    failed_phase: Option<(&str, &str, &str)>,
+    variables: &[(&str, &str)],
+) -> Value {
     let mut event: Value =
         serde_json::from_slice(&event_fixture("codebuild-build-state-change.json")).expect("fixture");
     event["detail"]["build-status"] = json!(status);
@@ -601,6 +605,9 @@ async fn the_report_command_flags_from_inside_a_build() {
 async fn local_mode_flags_a_fork_pr_from_trigger_to_result() {
     let repos = e2e_tests::git_server::demo_repos().await;
     let fake = pagure().await;
+    // A fork PR by someone who may commit to its target: trusted, built in `pipeline`.
+    fake.set_pull_author("demo", 2, "bob", "rawhide");
+    fake.add_committer("demo", "bob", Some(&["rawhide"]));
     let dir = e2e_tests::temp_dir("local-report");
     std::fs::write(
         dir.join("secrets.json"),

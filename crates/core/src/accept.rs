@@ -347,6 +347,13 @@ impl<Q: Queue, S: Secrets> AcceptService<Q, S> {
                 let build = self.enqueue(project, raw, TriggerKind::Webhook).await?;
                 Ok(queued(&build))
             }
+            WebhookOutcome::Approve(raw, approval) => {
+                // Only here, behind the web-hook signature, does a request carry an approval.
+                let build =
+                    normalise(project, raw, TriggerKind::Webhook, OffsetDateTime::now_utc())?.approved(approval);
+                let build = self.send(build).await?;
+                Ok(queued(&build))
+            }
             WebhookOutcome::Ignore(why) => {
                 tracing::info!(project = key, topic, reason = %why, "web-hook ignored");
                 Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({"ignored": why})))
@@ -360,7 +367,10 @@ impl<Q: Queue, S: Secrets> AcceptService<Q, S> {
         raw: RawTrigger,
         kind: TriggerKind,
     ) -> Result<BuildRequest, Rejection> {
-        let build = normalise(project, raw, kind, OffsetDateTime::now_utc())?;
+        self.send(normalise(project, raw, kind, OffsetDateTime::now_utc())?).await
+    }
+
+    async fn send(&self, build: BuildRequest) -> Result<BuildRequest, Rejection> {
         self.queue.enqueue(&build).await.map_err(|e| {
             tracing::error!(error = %e, request_id = %build.request_id, "enqueue failed");
             let code = match e {
@@ -381,6 +391,7 @@ impl<Q: Queue, S: Secrets> AcceptService<Q, S> {
             cause = %build.cause.as_trigger_value(),
             branch = %build.branch,
             trigger = build.trigger.as_str(),
+            approved_by = build.approval.as_ref().map_or("", |a| a.by.as_str()),
             "build request queued"
         );
         Ok(build)

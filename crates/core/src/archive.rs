@@ -8,13 +8,17 @@
 //! - Streamed: memory holds the path list and a bounded window of small files being
 //!   compressed on all cores ([`write_entries`]); a large file goes through the compressor
 //!   in pieces. The writer is any `Write + Seek` (a temp file in `/tmp`), ZIP64 as needed.
-//! - Every `.git` entry (any case, any depth) is left out, but the top one when asked for;
-//!   other dot-files (`.gitignore`, `.github/`) are kept. Replacement files (the injected buildspec) take the place of, or
-//!   are added beside, what the tree has at their path.
+//! - Every name is checked by git's own rules ([`crate::gitpath`]), one path component at a
+//!   time: a tree holding a name git refuses to check out (`..`, `a/b` in one name, `.git` or
+//!   a look-alike, ...) is refused, with the path, rather than archived. Other dot-files
+//!   (`.gitignore`, `.github/`) are kept.
+//! - Replacement files (the injected buildspec) are written at exactly their path, and
+//!   nothing from the tree can stand in their way ([`Replacements`]).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Cursor, Seek, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, mpsc};
@@ -42,7 +46,7 @@ pub struct ArchiveStats {
     pub symlinks: u64,
     pub directories: u64,
     /// Entries left out: neither file, link nor directory (FIFOs, sockets, devices, git
-    /// submodules), which CodeBuild cannot use, and `.git` entries ([`leaves_out`]).
+    /// submodules), which CodeBuild cannot use, and a checked-out folder's own `.git`.
     pub skipped_special: u64,
     pub bytes: u64,
 }
@@ -59,6 +63,10 @@ pub enum ArchiveError {
     TooLarge { limit: u64 },
     #[error("a file name is not UTF-8 (zip names must be): {lossy:?}")]
     NonUtf8Name { lossy: String },
+    /// A name git itself refuses (see [`crate::gitpath`]), or a tree git cannot read. `path`
+    /// is the entry's path (lossy UTF-8, its folders' names joined by `/`).
+    #[error("the tree entry {path:?} is refused: {why}")]
+    UnsafePath { path: String, why: String },
     #[error("reading {path}: {source}")]
     Read { path: String, source: io::Error },
     #[error("writing the archive: {0}")]
@@ -71,12 +79,57 @@ pub enum ArchiveError {
 /// longer one cannot be created.
 pub const MAX_PATH_BYTES: usize = 4096;
 
-/// Whether an entry named `name` is left out of the archive. A `.git` anywhere (any case)
-/// would be a repository, with its own config and hooks, wherever the build unpacks it; git
-/// itself refuses to check such paths out. Only the top one (`at_top`) is kept, and only
-/// when the project asks for it.
-pub fn leaves_out(name: &str, at_top: bool, include_git: bool) -> bool {
-    name.eq_ignore_ascii_case(".git") && !(at_top && include_git)
+/// The injected files' paths, component by component, and what they displace.
+///
+/// An injected file is written at exactly its path, and nothing from the tree may stand in
+/// its way: the tree's entry at that path (file, link, submodule, or folder with all it
+/// holds) is left out, and so is an entry on the way to it that is not a folder (a link
+/// named `ci` would make `ci/buildspec.yml` land wherever the link points; a file named `ci`
+/// would make the extractor fail or replace it). What is left of the tree can neither
+/// replace nor redirect the injected file, whatever extractor unpacks the archive.
+#[derive(Debug)]
+pub struct Replacements<'a> {
+    paths: Vec<Vec<&'a str>>,
+}
+
+impl<'a> Replacements<'a> {
+    /// Checks the paths (each component by git's rules, none inside another).
+    pub fn new(options: &'a ArchiveOptions) -> Result<Self, ArchiveError> {
+        let mut paths: Vec<Vec<&str>> = Vec::new();
+        for (path, _) in &options.replacements {
+            crate::gitpath::check_path(path, false).map_err(|refused| ArchiveError::UnsafePath {
+                path: path.clone(),
+                why: format!("the injected file's path, component {}: {}", refused.component + 1, refused.why),
+            })?;
+            let components: Vec<&str> = path.split('/').collect();
+            if let Some(other) = paths.iter().find(|p| p.starts_with(&components) || components.starts_with(p)) {
+                return Err(ArchiveError::UnsafePath {
+                    path: path.clone(),
+                    why: format!("another injected file, `{}`, is at or inside this path", other.join("/")),
+                });
+            }
+            paths.push(components);
+        }
+        Ok(Replacements { paths })
+    }
+
+    /// Whether the tree's entry at `path` (its components, each already checked by
+    /// [`crate::gitpath::check_name`]) gives way to an injected file: it is at (or inside)
+    /// an injected file's path, or on the way to one and not a folder.
+    pub fn displaces<'p>(&self, path: impl Iterator<Item = &'p str> + Clone, is_dir: bool) -> bool {
+        self.paths.iter().any(|injected| {
+            let mut components = path.clone();
+            for wanted in injected {
+                match components.next() {
+                    Some(component) if component == *wanted => {}
+                    Some(_) => return false,
+                    // A strict ancestor of the injected file: only a folder may stay.
+                    None => return !is_dir,
+                }
+            }
+            true
+        })
+    }
 }
 
 /// Refuses a path the build's machine could not create.
@@ -126,9 +179,9 @@ pub const DEFAULT_COMPRESSION_LEVEL: u8 = 4;
 /// Options beyond the limits.
 #[derive(Debug, Clone)]
 pub struct ArchiveOptions {
-    pub include_git: bool,
-    /// `(path in the zip, content)`: written instead of the tree's file at that path, or
-    /// added. Mode 0644.
+    /// `(path in the zip, content)`: written at exactly that path, mode 0644, in place of
+    /// whatever the tree has there (see [`Replacements`]). The paths follow git's rules
+    /// ([`crate::gitpath::check_path`]).
     pub replacements: Vec<(String, Vec<u8>)>,
     /// Deflate level, 1 (fastest) to 9 (smallest).
     pub compression_level: u8,
@@ -140,7 +193,6 @@ pub struct ArchiveOptions {
 impl Default for ArchiveOptions {
     fn default() -> Self {
         ArchiveOptions {
-            include_git: false,
             replacements: Vec::new(),
             compression_level: DEFAULT_COMPRESSION_LEVEL,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
@@ -380,7 +432,9 @@ fn utf8(path: &Path) -> Result<String, ArchiveError> {
 }
 
 /// Walks the tree without recursion (a 10,000-level tree must not overflow the stack) and
-/// without following links; returns entries sorted by zip name.
+/// without following links; returns entries sorted by zip name. Names follow the same rules
+/// as a git tree's ([`crate::gitpath`]): the folder is normally a checkout, where git wrote
+/// none that it refuses; its own top `.git` (the repository, not content) is left out.
 fn collect(
     root: &Path,
     options: &ArchiveOptions,
@@ -388,26 +442,37 @@ fn collect(
 ) -> Result<(BTreeMap<String, Planned<PathBuf>>, ArchiveStats), ArchiveError> {
     let mut entries = BTreeMap::new();
     let mut stats = ArchiveStats::default();
-    let replaced: BTreeMap<&str, &Vec<u8>> = options.replacements.iter().map(|(p, c)| (p.as_str(), c)).collect();
+    let replacements = Replacements::new(options)?;
     let mut pending = vec![PathBuf::new()];
     while let Some(relative) = pending.pop() {
         let dir = root.join(&relative);
         let listing = fs::read_dir(&dir).map_err(|e| read_error(&dir, e))?;
         for item in listing {
             let item = item.map_err(|e| read_error(&dir, e))?;
-            let rel = relative.join(item.file_name());
-            let name = utf8(&rel)?;
-            check_path_length(&name)?;
-            if leaves_out(&item.file_name().to_string_lossy(), relative.as_os_str().is_empty(), options.include_git) {
+            let file_name = item.file_name();
+            let rel = relative.join(&file_name);
+            if relative.as_os_str().is_empty() && file_name.as_bytes() == b".git" {
                 stats.skipped_special += 1;
-                continue;
-            }
-            if replaced.contains_key(name.as_str()) {
                 continue;
             }
             // `symlink_metadata` is lstat: a link is seen as a link, never as its target.
             let meta = fs::symlink_metadata(item.path()).map_err(|e| read_error(&item.path(), e))?;
             let kind = meta.file_type();
+            let refused = |why: crate::gitpath::Refusal| ArchiveError::UnsafePath {
+                path: rel.to_string_lossy().into_owned(),
+                why: why.to_string(),
+            };
+            crate::gitpath::check_name(file_name.as_bytes(), kind.is_symlink()).map_err(refused)?;
+            // A `.gitmodules` folder also covers verify_path's rule against links below one.
+            if kind.is_dir() && crate::gitpath::is_gitmodules(file_name.as_bytes()) {
+                return Err(refused(crate::gitpath::Refusal::GitmodulesNotAFile));
+            }
+            // Every component was checked as it was walked: UTF-8, no `/` inside one.
+            let name = utf8(&rel)?;
+            check_path_length(&name)?;
+            if replacements.displaces(name.split('/'), kind.is_dir()) {
+                continue;
+            }
             let entry = if kind.is_symlink() {
                 let target = fs::read_link(item.path()).map_err(|e| read_error(&item.path(), e))?;
                 stats.symlinks += 1;
@@ -434,12 +499,21 @@ fn collect(
             }
         }
     }
+    add_replacements(&mut entries, &mut stats, options);
+    Ok((entries, stats))
+}
+
+/// Adds the injected files, once the walk has left their places free.
+pub fn add_replacements<S>(
+    entries: &mut BTreeMap<String, Planned<S>>,
+    stats: &mut ArchiveStats,
+    options: &ArchiveOptions,
+) {
     for (path, content) in &options.replacements {
         stats.files += 1;
         stats.bytes += content.len() as u64;
         entries.insert(path.clone(), Planned::Inline { content: content.clone() });
     }
-    Ok((entries, stats))
 }
 
 #[cfg(test)]
@@ -502,14 +576,144 @@ mod tests {
         zip.by_name("buildspec.yml").expect("spec").read_to_string(&mut spec).expect("read");
         assert_eq!(spec, "injected");
         assert_eq!(zip_of(&root, &options), bytes, "deterministic");
-        let with_git = zip_of(&root, &ArchiveOptions { include_git: true, ..options });
-        assert!(
-            zip::ZipArchive::new(Cursor::new(with_git))
-                .expect("zip")
-                .file_names()
-                .any(|n| n.expect("name") == ".git/config")
-        );
         fs::remove_dir_all(root).expect("cleanup");
+    }
+
+    fn refusal(root: &Path, options: &ArchiveOptions) -> (String, String) {
+        match write_tree(root, Cursor::new(Vec::new()), options, ArchiveLimits::default()) {
+            Err(ArchiveError::UnsafePath { path, why }) => (path, why),
+            other => panic!("refused expected: {other:?}"),
+        }
+    }
+
+    /// The checkout's own `.git` is not content; any other `.git` look-alike, anywhere, is a
+    /// repository an extractor would write: the folder is refused, naming the path.
+    #[test]
+    fn git_look_alikes_in_a_folder_are_refused_with_their_path() {
+        for (made, shown) in [
+            ("sub/.git/config", "sub/.git"),
+            (".GIT/config", ".GIT"),
+            ("a/b/.git. /hooks", "a/b/.git. "),
+            ("x/git~1/config", "x/git~1"),
+            ("d/.g\u{200c}it/hooks", "d/.g\u{200c}it"),
+        ] {
+            let root = temp_tree("dotgit");
+            fs::create_dir_all(root.join(".git/objects")).expect("the checkout's repository");
+            fs::create_dir_all(root.join(made)).expect("look-alike");
+            let (path, why) = refusal(&root, &ArchiveOptions::default());
+            assert_eq!(path, shown);
+            assert!(why.contains("hasDotgit"), "{why}");
+            fs::remove_dir_all(root).expect("cleanup");
+        }
+        let root = temp_tree("backslash");
+        fs::write(root.join("a\\..\\x"), "x").expect("file");
+        let (path, why) = refusal(&root, &ArchiveOptions::default());
+        assert_eq!((path.as_str(), why.contains("separator")), ("a\\..\\x", true));
+        fs::remove_dir_all(root).expect("cleanup");
+    }
+
+    fn names_and_contents(bytes: Vec<u8>) -> BTreeMap<String, (bool, Vec<u8>)> {
+        let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).expect("zip");
+        (0..zip.len())
+            .map(|i| {
+                let mut entry = zip.by_index(i).expect("entry");
+                let mut content = Vec::new();
+                entry.read_to_end(&mut content).expect("read");
+                (entry.name().expect("name").into_owned(), (entry.is_symlink(), content))
+            })
+            .collect()
+    }
+
+    /// Whatever the tree has at the injected path, or on the way to it, the injected file is
+    /// what lands there: a folder there goes with all it holds, a link or a file on the way
+    /// goes, a folder on the way stays.
+    #[test]
+    fn the_injected_file_takes_its_path_whatever_stands_there() {
+        let injected = b"injected".to_vec();
+        let build = |layout: &dyn Fn(&Path), path: &str| {
+            let root = temp_tree("replace");
+            layout(&root);
+            let options = ArchiveOptions { replacements: vec![(path.into(), injected.clone())], ..Default::default() };
+            let entries = names_and_contents(zip_of(&root, &options));
+            fs::remove_dir_all(root).expect("cleanup");
+            assert_eq!(entries.get(path), Some(&(false, injected.clone())), "{path} in {entries:?}");
+            assert!(!entries.keys().any(|n| n.starts_with(&format!("{path}/"))), "{entries:?}");
+            entries
+        };
+        // A folder at the path, with content.
+        let entries = build(
+            &|root| {
+                fs::create_dir_all(root.join("buildspec.yml/deep")).expect("dir");
+                fs::write(root.join("buildspec.yml/deep/x"), "x").expect("file");
+                fs::write(root.join("keep.txt"), "k").expect("file");
+            },
+            "buildspec.yml",
+        );
+        assert!(entries.contains_key("keep.txt") && !entries.contains_key("buildspec.yml/"), "{entries:?}");
+        // A link at the path.
+        build(&|root| symlink("/etc/passwd", root.join("buildspec.yml")).expect("link"), "buildspec.yml");
+        // A link on the way: `ci` -> elsewhere; it goes, the folder-less path stays.
+        let entries = build(
+            &|root| {
+                fs::create_dir_all(root.join("elsewhere")).expect("dir");
+                fs::write(root.join("elsewhere/buildspec.yml"), "pr").expect("file");
+                symlink("elsewhere", root.join("ci")).expect("link");
+            },
+            "ci/buildspec.yml",
+        );
+        assert!(!entries.contains_key("ci"), "the link on the way is left out: {entries:?}");
+        assert_eq!(entries["elsewhere/buildspec.yml"], (false, b"pr".to_vec()), "other paths are kept");
+        // A file on the way.
+        let entries = build(&|root| fs::write(root.join("ci"), "file").expect("file"), "ci/buildspec.yml");
+        assert!(!entries.contains_key("ci"), "{entries:?}");
+        // A folder on the way stays, with its other content; a link next to the path stays.
+        let entries = build(
+            &|root| {
+                fs::create_dir_all(root.join("ci")).expect("dir");
+                fs::write(root.join("ci/buildspec.yml"), "pr").expect("file");
+                fs::write(root.join("ci/other.yml"), "o").expect("file");
+                symlink("/etc", root.join("ci/buildspec.ym")).expect("link");
+            },
+            "ci/buildspec.yml",
+        );
+        assert!(entries.contains_key("ci/") && entries.contains_key("ci/other.yml"), "{entries:?}");
+        assert_eq!(entries["ci/buildspec.ym"], (true, b"/etc".to_vec()));
+    }
+
+    #[test]
+    fn injected_paths_follow_git_rules_too() {
+        let root = temp_tree("bad-injected");
+        for (path, part) in [
+            ("../buildspec.yml", "component 1"),
+            ("/buildspec.yml", "component 1"),
+            ("a/.git/buildspec.yml", "component 2"),
+            ("ci//b.yml", "component 2"),
+        ] {
+            let options = ArchiveOptions { replacements: vec![(path.into(), b"x".to_vec())], ..Default::default() };
+            let (shown, why) = refusal(&root, &options);
+            assert_eq!(shown, path);
+            assert!(why.contains(part), "{path}: {why}");
+        }
+        let nested = ArchiveOptions {
+            replacements: vec![("ci".into(), b"x".to_vec()), ("ci/b.yml".into(), b"y".to_vec())],
+            ..Default::default()
+        };
+        assert!(refusal(&root, &nested).1.contains("another injected file"));
+        fs::remove_dir_all(root).expect("cleanup");
+    }
+
+    #[test]
+    fn displacement_is_decided_component_by_component() {
+        let options = ArchiveOptions { replacements: vec![("a/b/c.yml".into(), Vec::new())], ..Default::default() };
+        let replacements = Replacements::new(&options).expect("valid");
+        let displaces = |path: &str, is_dir| replacements.displaces(path.split('/'), is_dir);
+        assert!(displaces("a/b/c.yml", false) && displaces("a/b/c.yml", true));
+        assert!(displaces("a/b/c.yml/x", false), "inside the injected path");
+        assert!(displaces("a", false) && displaces("a/b", false), "a file or link on the way");
+        assert!(!displaces("a", true) && !displaces("a/b", true), "folders on the way stay");
+        for other in ["a/b/c.ym", "a/b/c.yml.", "a/bb/c.yml", "ab", "a/b/c", "b"] {
+            assert!(!displaces(other, false), "{other}");
+        }
     }
 
     #[test]

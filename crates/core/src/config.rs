@@ -61,6 +61,16 @@ pub struct ProjectSettings {
     /// Path of the buildspec on the default branch (`buildspec.yaml` is tried after it).
     #[serde(default = "default_buildspec")]
     pub buildspec: String,
+    /// The pipeline untrusted requests build in (pull requests whose author may not commit
+    /// to the target branch, pushes to forks): one without the trusted build's secrets and
+    /// powers. Without it, untrusted requests are not built.
+    #[serde(default)]
+    pub untrusted_pipeline: Option<String>,
+    /// A PR comment equal to this (trimmed), by someone who may commit to the target branch,
+    /// approves an untrusted pull request's current head for the trusted `pipeline` (as
+    /// Prow's `/ok-to-test`). Off when absent.
+    #[serde(default)]
+    pub approval_phrase: Option<String>,
 }
 
 fn default_buildspec() -> String {
@@ -86,6 +96,10 @@ pub struct ProjectConfig {
     pub triggers: Vec<TriggerKind>,
     /// Buildspec paths tried in order on the default branch.
     pub buildspec_paths: Vec<String>,
+    /// See [`ProjectSettings::untrusted_pipeline`].
+    pub untrusted_pipeline: Option<String>,
+    /// See [`ProjectSettings::approval_phrase`]; trimmed, never empty.
+    pub approval_phrase: Option<String>,
 }
 
 impl ProjectConfig {
@@ -121,19 +135,30 @@ impl ProjectConfig {
         if !matches!(repo.scheme(), "https" | "http" | "git") {
             return Err(invalid(at("git_url"), "scheme must be https, http or git"));
         }
-        let pipeline_ok = !s.pipeline.is_empty()
-            && s.pipeline.len() <= 100
-            && s.pipeline.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '@' | '-' | '_'));
-        if !pipeline_ok {
+        if !is_pipeline_name(&s.pipeline) {
             return Err(invalid(at("pipeline"), "a CodePipeline name: 1 to 100 of [A-Za-z0-9.@_-]"));
         }
+        if let Some(untrusted) = &s.untrusted_pipeline {
+            if !is_pipeline_name(untrusted) {
+                return Err(invalid(at("untrusted_pipeline"), "a CodePipeline name: 1 to 100 of [A-Za-z0-9.@_-]"));
+            }
+            if *untrusted == s.pipeline {
+                return Err(invalid(
+                    at("untrusted_pipeline"),
+                    "must differ from `pipeline`: untrusted code must not run with the trusted build's powers",
+                ));
+            }
+        }
+        let approval_phrase = match s.approval_phrase.as_deref().map(str::trim) {
+            Some("") => {
+                return Err(invalid(at("approval_phrase"), "must not be empty (leave it out to turn approvals off)"));
+            }
+            other => other.map(str::to_owned),
+        };
         if s.triggers.is_empty() {
             return Err(invalid(at("triggers"), "enable at least one of jenkins, json, webhook"));
         }
-        let path_ok = !s.buildspec.is_empty()
-            && !s.buildspec.starts_with('/')
-            && s.buildspec.split('/').all(|part| !part.is_empty() && part != "." && part != "..");
-        if !path_ok {
+        if !is_relative_path(&s.buildspec) {
             return Err(invalid(at("buildspec"), "a relative path inside the repository, such as ci/buildspec.yml"));
         }
         let mut buildspec_paths = vec![s.buildspec.clone()];
@@ -147,12 +172,51 @@ impl ProjectConfig {
             pipeline: s.pipeline.clone(),
             triggers: s.triggers.clone(),
             buildspec_paths,
+            untrusted_pipeline: s.untrusted_pipeline.clone(),
+            approval_phrase,
         })
     }
 
     pub fn accepts(&self, kind: TriggerKind) -> bool {
         self.triggers.contains(&kind)
     }
+
+    /// The approval phrase must not also ask for a rebuild: one comment would mean both.
+    fn check_phrases(&self, rebuild_phrases: &[String]) -> Result<(), ConfigError> {
+        match &self.approval_phrase {
+            Some(phrase) if rebuild_phrases.contains(phrase) => Err(invalid(
+                format!("projects.{}.approval_phrase", self.key),
+                format!(
+                    "`{phrase}` is also a rebuild phrase (accept.rebuild_phrases, PCB_REBUILD_PHRASES): choose another"
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A CodePipeline pipeline name: 1 to 100 of `[A-Za-z0-9.@_-]`.
+fn is_pipeline_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '@' | '-' | '_'))
+}
+
+/// The buildspec path CodeBuild reads when the deployment does not say otherwise.
+pub const DEFAULT_CODEBUILD_BUILDSPEC: &str = "buildspec.yml";
+
+/// A path inside a repository: `/`-separated components, none empty, `.`, `..` or `.git`
+/// (any case), no backslash or control character.
+fn is_relative_path(path: &str) -> bool {
+    !path.is_empty()
+        && path.len() <= 1024
+        && path.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && !part.eq_ignore_ascii_case(".git")
+                && !part.chars().any(|c| c == '\\' || c.is_control())
+        })
 }
 
 /// Jenkins job names the bridge routes: `a`, `a/b` (folders), of `[A-Za-z0-9._-]`.
@@ -234,7 +298,10 @@ fn build_accept(
         .into_iter()
         .map(|p| p.trim().to_owned())
         .filter(|p| !p.is_empty())
-        .collect();
+        .collect::<Vec<_>>();
+    for project in projects.values() {
+        project.check_phrases(&rebuild_phrases)?;
+    }
     Ok(AcceptConfig {
         max_body_bytes,
         source_cidrs: parse_cidrs(&format!("{prefix}source_cidrs"), &settings.source_cidrs)?,
@@ -316,6 +383,11 @@ pub struct WorkConfig {
     pub dedupe_window: Duration,
     /// Deflate level of the source archive, 1 (fastest) to 9 (smallest).
     pub compression_level: u8,
+    /// The path in the archive that the deployment's CodeBuild projects read as their
+    /// buildspec (the templates' `BuildSpecPath`). The injected buildspec is written at exactly
+    /// this path, whatever the default branch's file is called, so that no file of the tree
+    /// being built can take its place.
+    pub codebuild_buildspec: String,
     /// Local mode: store archives in this S3 bucket instead of `artifacts_dir`.
     pub s3_bucket: Option<String>,
     /// Local mode: the S3 endpoint (an emulator such as moto); default from the AWS
@@ -335,6 +407,7 @@ struct WorkSettingsFile {
     max_archive_entries: Option<u64>,
     dedupe_window_seconds: Option<u64>,
     compression_level: Option<u8>,
+    codebuild_buildspec: Option<String>,
     s3_bucket: Option<String>,
     s3_endpoint: Option<String>,
 }
@@ -349,6 +422,13 @@ impl WorkSettingsFile {
         if !(1..=9).contains(&compression_level) {
             return Err(invalid("work.compression_level", "must be 1 (fastest) to 9 (smallest)"));
         }
+        let codebuild_buildspec = self.codebuild_buildspec.unwrap_or_else(|| DEFAULT_CODEBUILD_BUILDSPEC.to_owned());
+        if !is_relative_path(&codebuild_buildspec) {
+            return Err(invalid(
+                "work.codebuild_buildspec",
+                "the relative path CodeBuild reads in the archive, such as buildspec.yml or ci/buildspec.yml",
+            ));
+        }
         Ok(WorkConfig {
             artifacts_dir: base_dir.join(self.artifacts_dir.unwrap_or_else(|| PathBuf::from("artifacts"))),
             max_attempts,
@@ -359,6 +439,7 @@ impl WorkSettingsFile {
             max_archive_entries: self.max_archive_entries.unwrap_or(200_000),
             dedupe_window: Duration::from_secs(self.dedupe_window_seconds.unwrap_or(DEFAULT_DEDUPE_WINDOW_SECONDS)),
             compression_level,
+            codebuild_buildspec,
             s3_bucket: self.s3_bucket.filter(|b| !b.is_empty()),
             s3_endpoint: self.s3_endpoint.filter(|e| !e.is_empty()),
         })
@@ -477,6 +558,8 @@ pub mod env {
     pub const MAX_ARCHIVE_ENTRIES: &str = "PCB_MAX_ARCHIVE_ENTRIES";
     pub const DEDUPE_WINDOW_SECONDS: &str = "PCB_DEDUPE_WINDOW_SECONDS";
     pub const COMPRESSION_LEVEL: &str = "PCB_COMPRESSION_LEVEL";
+    /// The path CodeBuild reads the buildspec from (the templates' `BuildSpecPath`).
+    pub const CODEBUILD_BUILDSPEC: &str = "PCB_CODEBUILD_BUILDSPEC";
     /// The work and report Lambdas': how flags are posted.
     pub const FLAG_USERNAME: &str = "PCB_FLAG_USERNAME";
     pub const PAGURE_ATTEMPTS: &str = "PCB_PAGURE_ATTEMPTS";
@@ -521,6 +604,9 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             rebuild_phrases: self.optional(env::REBUILD_PHRASES).map(|v| v.lines().map(String::from).collect()),
         };
         build_accept(settings, projects, "").map_err(|e| match e {
+            ConfigError::Invalid { key, message } if key.starts_with("projects.") => {
+                invalid(format!("{} ({key})", env::PROJECTS), message)
+            }
             ConfigError::Invalid { key, message } => invalid(format!("PCB_{}", key.to_ascii_uppercase()), message),
             other => other,
         })
@@ -587,6 +673,7 @@ impl WorkLambdaConfig {
             max_archive_entries: env.number(env::MAX_ARCHIVE_ENTRIES)?,
             dedupe_window_seconds: env.number(env::DEDUPE_WINDOW_SECONDS)?,
             compression_level: env.number(env::COMPRESSION_LEVEL)?,
+            codebuild_buildspec: env.optional(env::CODEBUILD_BUILDSPEC),
             s3_bucket: None,
             s3_endpoint: None,
         }
@@ -594,6 +681,9 @@ impl WorkLambdaConfig {
         .map_err(|e| match e {
             ConfigError::Invalid { key, message } if key == "work.compression_level" => {
                 invalid(env::COMPRESSION_LEVEL, message)
+            }
+            ConfigError::Invalid { key, message } if key == "work.codebuild_buildspec" => {
+                invalid(env::CODEBUILD_BUILDSPEC, message)
             }
             ConfigError::Invalid { message, .. } => invalid(env::MAX_RECEIVE_COUNT, message),
             other => other,
@@ -666,6 +756,49 @@ pipeline = "demo-ci"
     }
 
     #[test]
+    fn untrusted_pipeline_and_approval_phrase() {
+        let base = format!("[secrets]\nfile = \"s\"\n[projects.a]\n{PROJECT}");
+        let cfg =
+            local(&format!("{base}untrusted_pipeline = \"demo-untrusted\"\napproval_phrase = \"  /ok-to-test \"\n"))
+                .expect("valid");
+        let p = &cfg.accept.projects["a"];
+        assert_eq!(p.untrusted_pipeline.as_deref(), Some("demo-untrusted"));
+        assert_eq!(p.approval_phrase.as_deref(), Some("/ok-to-test"), "trimmed");
+        let cfg = local(&base).expect("valid");
+        assert_eq!(
+            (cfg.accept.projects["a"].untrusted_pipeline.as_ref(), cfg.accept.projects["a"].approval_phrase.as_ref()),
+            (None, None)
+        );
+        for (extra, words) in [
+            ("untrusted_pipeline = \"demo-ci\"\n", "must differ from `pipeline`"),
+            ("untrusted_pipeline = \"demo untrusted\"\n", "CodePipeline name"),
+            ("untrusted_pipeline = \"\"\n", "CodePipeline name"),
+            ("approval_phrase = \"  \"\n", "must not be empty"),
+            ("approval_phrase = \"pretty please pagure-ci rebuild\"\n", "also a rebuild phrase"),
+        ] {
+            let err = local(&format!("{base}{extra}")).expect_err(extra).to_string();
+            let key = if extra.starts_with("untrusted") {
+                "projects.a.untrusted_pipeline"
+            } else {
+                "projects.a.approval_phrase"
+            };
+            assert!(err.contains(&format!("`{key}`")) && err.contains(words), "{extra}: {err}");
+        }
+        // A custom rebuild phrase is compared too, after trimming.
+        let clash =
+            format!("[accept]\nrebuild_phrases = [\" /ok-to-test\"]\n{base}approval_phrase = \"/ok-to-test\"\n");
+        assert!(local(&clash).expect_err("clash").to_string().contains("also a rebuild phrase"));
+        // The environment names the variable and the project key.
+        let env = |key: &str| match key {
+            env::PROJECTS => Some(format!("[a]\n{PROJECT}approval_phrase = \"pretty please pagure-ci rebuild\"\n")),
+            env::QUEUE_URL | env::SECRET_ID => Some("x".to_owned()),
+            _ => None,
+        };
+        let err = AcceptLambdaConfig::from_env(env).expect_err("clash").to_string();
+        assert!(err.contains("PCB_PROJECTS (projects.a.approval_phrase)"), "{err}");
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let cases = [
             (
@@ -704,6 +837,12 @@ pipeline = "demo-ci"
             (
                 "[secrets]\nfile = \"s\"\n[work]\ncompression_level = 0\n[projects.a]\n".to_owned() + PROJECT,
                 "work.compression_level",
+            ),
+            (
+                "[secrets]\nfile = \"s\"\n[work]\ncodebuild_buildspec = \"ci/../buildspec.yml\"\n[projects.a]\n"
+                    .to_owned()
+                    + PROJECT,
+                "work.codebuild_buildspec",
             ),
         ];
         for (text, key) in cases {
@@ -762,6 +901,16 @@ pipeline = "demo-ci"
         let err = WorkLambdaConfig::from_env(|k| vars.get(k).cloned()).expect_err("10");
         assert!(err.to_string().contains("PCB_COMPRESSION_LEVEL"), "{err}");
         vars.remove(env::COMPRESSION_LEVEL);
+        assert_eq!(cfg.work.codebuild_buildspec, DEFAULT_CODEBUILD_BUILDSPEC);
+        vars.insert(env::CODEBUILD_BUILDSPEC, "ci/buildspec.yml".into());
+        let cfg = WorkLambdaConfig::from_env(|k| vars.get(k).cloned()).expect("ci/");
+        assert_eq!(cfg.work.codebuild_buildspec, "ci/buildspec.yml");
+        for bad in ["/buildspec.yml", "ci/", ".GIT/config", "a\\b.yml"] {
+            vars.insert(env::CODEBUILD_BUILDSPEC, bad.into());
+            let err = WorkLambdaConfig::from_env(|k| vars.get(k).cloned()).expect_err(bad);
+            assert!(err.to_string().contains("PCB_CODEBUILD_BUILDSPEC"), "{bad}: {err}");
+        }
+        vars.remove(env::CODEBUILD_BUILDSPEC);
         vars.insert(env::MAX_RECEIVE_COUNT, "0".into());
         let err = WorkLambdaConfig::from_env(|k| vars.get(k).cloned()).expect_err("zero");
         assert!(err.to_string().contains("PCB_MAX_RECEIVE_COUNT"), "{err}");

@@ -75,7 +75,7 @@ pub async fn claim<St: ArtifactStore>(
             return Ok(ClaimOutcome::Won);
         };
         // An unreadable claim (not ours, or damaged) is treated as stale: build rather than drop.
-        let held: Option<Claim> = serde_json::from_str(&seen.content).ok();
+        let held: Option<Claim> = crate::json::from_str(&seen.content).ok();
         if let Some(held) = &held {
             if held.request_id == request_id {
                 // Our own claim: this is a redelivery of the request that won.
@@ -100,7 +100,7 @@ pub async fn release<St: ArtifactStore>(store: &St, key: &str, request_id: &str)
     let Some(content) = store.marker(key).await? else {
         return Ok(());
     };
-    match serde_json::from_str::<Claim>(&content) {
+    match crate::json::from_str::<Claim>(&content) {
         Ok(mut held) if held.request_id == request_id => {
             held.released = true;
             store.put_marker(key, &serde_json::json!(held).to_string()).await

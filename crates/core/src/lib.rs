@@ -7,9 +7,11 @@
 //! - [`auth`]: constant-time token comparison, web-hook HMAC signatures, redacted secrets.
 //! - [`accept`]: the HTTP-agnostic accept handler served by the Lambda and by local mode.
 //! - [`config`]: typed configuration from a TOML file or the environment.
+//! - [`json`]: outside JSON read strictly: a struct is only ever read from a JSON object.
 //! - [`ports`]: the `Queue` and `Secrets` ports, with their local adapters.
 //! - [`buildspec`]: the trigger injected into the default branch's buildspec.
 //! - [`archive`]: the deterministic, streaming, link-safe source zip.
+//! - [`pack`]: one blob read straight out of a git pack file (index lookup, zlib stream).
 //! - [`pagure`]: the client of Pagure's flag API.
 //! - [`report`]: build states as flags, and the report stage that turns CodeBuild and
 //!   CodePipeline events into them.
@@ -24,7 +26,10 @@ pub mod buildspec;
 pub mod config;
 pub mod dedupe;
 pub mod error;
+pub mod gitpath;
+pub mod json;
 pub mod model;
+pub mod pack;
 pub mod pagure;
 pub mod ports;
 pub mod report;

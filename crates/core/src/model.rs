@@ -7,12 +7,42 @@ use time::OffsetDateTime;
 
 /// What to build: a pushed commit, or the head of a pull request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", try_from = "CauseObject")]
 pub enum Cause {
     /// A full commit id (40 hex for SHA-1 repositories, 64 for SHA-256), lower case.
     Commit { sha: String },
     /// A pull request of the target project; its head is `refs/pull/<id>/head` there.
     PullRequest { id: u64 },
+}
+
+/// [`Cause`] as read. serde buffers an internally tagged enum before reading its variant,
+/// out of reach of [`crate::json`]'s object check, and takes `["commit", "<sha>"]` for one;
+/// a plain struct is read as an object only.
+#[derive(Deserialize)]
+struct CauseObject {
+    kind: CauseKind,
+    sha: Option<String>,
+    id: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum CauseKind {
+    Commit,
+    PullRequest,
+}
+
+impl TryFrom<CauseObject> for Cause {
+    type Error = &'static str;
+
+    fn try_from(object: CauseObject) -> Result<Self, Self::Error> {
+        match object {
+            CauseObject { kind: CauseKind::Commit, sha: Some(sha), id: None } => Ok(Cause::Commit { sha }),
+            CauseObject { kind: CauseKind::PullRequest, id: Some(id), sha: None } => Ok(Cause::PullRequest { id }),
+            CauseObject { kind: CauseKind::Commit, .. } => Err("a commit cause has a `sha` and no `id`"),
+            CauseObject { kind: CauseKind::PullRequest, .. } => Err("a pull-request cause has an `id` and no `sha`"),
+        }
+    }
 }
 
 impl Cause {
@@ -90,6 +120,43 @@ pub struct BuildRequest {
     /// with an earlier request for the same build.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rebuild: bool,
+    /// A committer's approval comment on the pull request (see [`Approval`]). Only the signed
+    /// web-hook door sets it; absent in messages from before approvals existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+}
+
+/// A comment equal to the project's `approval_phrase` on an untrusted pull request: who wrote
+/// it and which head commit it covers (the PR's `commit_stop` when the comment was made). The
+/// work stage checks that `by` may commit to the target branch and that `commit` is still the
+/// head; only then does the request build in the trusted pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Approval {
+    pub by: String,
+    pub commit: String,
+}
+
+/// How far a request is trusted (see the work stage's classification).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrustClass {
+    /// A push to the project's own repository, or a pull request whose author may commit to
+    /// its target branch.
+    Trusted,
+    /// An untrusted pull request whose current head a committer approved.
+    Approved,
+    /// Anything else, including a pull request Pagure could not tell about.
+    Untrusted,
+}
+
+impl TrustClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrustClass::Trusted => "trusted",
+            TrustClass::Approved => "approved",
+            TrustClass::Untrusted => "untrusted",
+        }
+    }
 }
 
 /// The fields that identify an event, independent of the door it came through.
@@ -116,7 +183,19 @@ impl BuildRequest {
             trigger,
             received_at,
             rebuild: false,
+            approval: None,
         }
+    }
+
+    /// This request as the approval `approval` asks for it: always built (never merged into
+    /// an earlier, untrusted request for the same build), and with its own idempotency key,
+    /// so that neither a plain rebuild nor another approval is taken for it.
+    pub fn approved(mut self, approval: Approval) -> Self {
+        self.idempotency_key =
+            short_digest(&[&self.idempotency_key, "approval", approval.by.as_str(), approval.commit.as_str()]);
+        self.rebuild = true;
+        self.approval = Some(approval);
+        self
     }
 
     /// The event part of the request, for comparing requests that came through different doors.
@@ -146,7 +225,8 @@ impl BuildRequest {
     }
 
     pub fn from_json(body: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(body)
+        // A queue message is written by the accept stage, as an object; nothing else is read.
+        crate::json::from_str(body)
     }
 }
 
@@ -212,6 +292,23 @@ mod tests {
         other.branch = "fi".into();
         other.branch_to = Some("xmain".into());
         assert_ne!(idempotency_key(&other), a.idempotency_key);
+    }
+
+    #[test]
+    fn approvals_have_their_own_key_and_old_messages_still_parse() {
+        let plain = BuildRequest::new(target(), TriggerKind::Webhook, OffsetDateTime::UNIX_EPOCH);
+        let approval = Approval { by: "carol".into(), commit: "05bab967134e26fd2a307065b49ce0bc2a2063ed".into() };
+        let approved = plain.clone().approved(approval.clone());
+        assert!(approved.rebuild);
+        assert_eq!(approved.approval.as_ref(), Some(&approval));
+        assert_ne!(approved.idempotency_key, plain.idempotency_key, "not a plain rebuild's key");
+        let other = plain.clone().approved(Approval { by: "dave".into(), ..approval });
+        assert_ne!(other.idempotency_key, approved.idempotency_key);
+        assert_eq!(BuildRequest::from_json(&approved.to_json()).expect("round trip"), approved);
+        // A message written before approvals existed has no `approval` field.
+        let value: serde_json::Value = serde_json::from_str(&plain.to_json()).expect("json");
+        assert!(value.get("approval").is_none());
+        assert_eq!(BuildRequest::from_json(&plain.to_json()).expect("old message").approval, None);
     }
 
     #[test]

@@ -80,7 +80,7 @@ impl SecretsDocument {
     /// Parses the document. The error never quotes the text (it holds secrets): only where
     /// and what kind of problem.
     pub fn parse(text: &str) -> Result<Self, SecretsError> {
-        serde_json::from_str(text).map_err(|e| {
+        crate::json::from_str(text).map_err(|e| {
             SecretsError::Malformed(format!("line {} column {}: {:?} error", e.line(), e.column(), e.classify()))
         })
     }

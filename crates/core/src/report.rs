@@ -17,7 +17,7 @@ use crate::config::{AcceptConfig, ProjectConfig};
 use crate::model::{BuildRequest, Cause, ProjectRef};
 #[cfg(feature = "pagure-client")]
 use crate::pagure::PagureClient;
-use crate::pagure::{Flag, FlagOn, FlagStatus, FlagTarget, MAX_COMMENT_CHARS, PagureError};
+use crate::pagure::{Flag, FlagOn, FlagStatus, FlagTarget, MAX_COMMENT_CHARS, PagureError, PullRequestFacts};
 #[cfg(feature = "pagure-client")]
 use crate::ports::Secrets;
 use crate::ports::{ExecutionFacts, PipelineLookup};
@@ -160,14 +160,27 @@ pub trait StatusSink: Send + Sync {
         async { false }
     }
 
-    /// The status Pagure gives pull request `id` of project `project_path` (`Open`,
-    /// `Merged`, `Closed`), `None` when it cannot be asked or did not answer.
-    fn pull_request_status(
+    /// What Pagure says of pull request `id` of project `project_path` (`[ns/]name` of the
+    /// target): status, author, target branch, head. `None` when it cannot be asked or did
+    /// not answer usefully.
+    fn pull_request(
         &self,
         _project_key: &str,
         _project_path: &str,
         _id: u64,
-    ) -> impl Future<Output = Option<String>> + Send {
+    ) -> impl Future<Output = Option<PullRequestFacts>> + Send {
+        async { None }
+    }
+
+    /// Whether Pagure lets `user` commit to `branch` of `project_path`; `None` when unknown
+    /// (not asked, unreachable, refused), which the work stage treats as "no".
+    fn has_commit(
+        &self,
+        _project_key: &str,
+        _project_path: &str,
+        _user: &str,
+        _branch: &str,
+    ) -> impl Future<Output = Option<bool>> + Send {
         async { None }
     }
 }
@@ -246,14 +259,27 @@ impl<S: Secrets> StatusSink for PagureFlags<S> {
         Ok(())
     }
 
-    async fn pull_request_status(&self, project_key: &str, project_path: &str, id: u64) -> Option<String> {
+    async fn pull_request(&self, project_key: &str, project_path: &str, id: u64) -> Option<PullRequestFacts> {
         let pagure_url = &self.projects.get(project_key)?.pagure_url;
         let secrets = self.secrets.document().await.ok();
         let token = secrets.as_ref().and_then(|s| s.project(project_key)).and_then(|p| p.pagure_api_token.as_ref());
-        match self.client.pull_request_status(pagure_url, project_path, id, token).await {
-            Ok(status) => Some(status),
+        match self.client.pull_request(pagure_url, project_path, id, token).await {
+            Ok(facts) => Some(facts),
             Err(e) => {
-                tracing::info!(project = %project_key, pr = id, error = %e, "pull request state unknown; building it");
+                tracing::warn!(project = %project_key, pr = id, error = %e, "pull request unknown: treated as untrusted");
+                None
+            }
+        }
+    }
+
+    async fn has_commit(&self, project_key: &str, project_path: &str, user: &str, branch: &str) -> Option<bool> {
+        let pagure_url = &self.projects.get(project_key)?.pagure_url;
+        let secrets = self.secrets.document().await.ok();
+        let token = secrets.as_ref().and_then(|s| s.project(project_key)).and_then(|p| p.pagure_api_token.as_ref());
+        match self.client.has_commit(pagure_url, project_path, user, branch, token).await {
+            Ok(answer) => Some(answer),
+            Err(e) => {
+                tracing::warn!(project = %project_key, user, branch, error = %e, "commit access unknown: treated as none");
                 None
             }
         }
@@ -486,7 +512,11 @@ impl Correlation {
         let named: Vec<&ProjectConfig> =
             config.projects.values().filter(|p| p.repo.fullname() == self.project).collect();
         let candidates: Vec<&ProjectConfig> = match (named.len(), pipeline) {
-            (n, Some(pipeline)) if n > 1 => named.into_iter().filter(|p| p.pipeline == pipeline).collect(),
+            // Builds of the untrusted pipeline report exactly as the trusted ones.
+            (n, Some(pipeline)) if n > 1 => named
+                .into_iter()
+                .filter(|p| p.pipeline == pipeline || p.untrusted_pipeline.as_deref() == Some(pipeline))
+                .collect(),
             _ => named,
         };
         let [project] = candidates.as_slice() else {

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use crate::config::ProjectConfig;
 use crate::error::Rejection;
-use crate::model::{BuildRequest, BuildTarget, Cause, TriggerKind};
+use crate::model::{Approval, BuildRequest, BuildTarget, Cause, TriggerKind};
 use crate::validate::{FieldError, check_branch, parse_cause};
 
 /// pagure-ci's four parameters, as received.
@@ -136,7 +136,7 @@ enum CauseValue {
 
 /// Parses `{"cause", "repo", "branch", "branch_to"}` and an optional `"rebuild": true`.
 pub fn parse_json(body: &[u8]) -> Result<RawTrigger, Rejection> {
-    let t: JsonTrigger = serde_json::from_slice(body).map_err(|e| {
+    let t: JsonTrigger = crate::json::from_slice(body).map_err(|e| {
         Rejection::invalid(
             "malformed_body",
             format!("the body is not a trigger object {{cause, repo, branch, branch_to}}: {e}"),
@@ -161,6 +161,10 @@ pub enum WebhookOutcome {
     Build(RawTrigger),
     /// Nothing to build, and why (answered 202 `{"ignored": why}`).
     Ignore(String),
+    /// Build this as approved: a comment equal to the project's `approval_phrase`. Only the
+    /// signed web-hook door produces this; the work stage still checks the approver's
+    /// commit access and that the approved commit is the head it builds.
+    Approve(RawTrigger, Approval),
 }
 
 /// Pagure's envelope; `msg` is read straight into the topic's type (no intermediate
@@ -178,13 +182,13 @@ fn envelope<'a, Msg: Deserialize<'a>>(topic: &str, body: &'a [u8]) -> Result<Msg
             format!("X-Pagure-Topic `{topic}` does not match the body's topic `{found}`"),
         )
     };
-    match serde_json::from_slice::<Envelope<Msg>>(body) {
+    match crate::json::from_slice::<Envelope<Msg>>(body) {
         Ok(envelope) if envelope.topic == topic => Ok(envelope.msg),
         Ok(envelope) => Err(mismatch(&envelope.topic)),
         Err(e) if e.is_data() => {
             // Well-formed JSON of the wrong shape. A body of another topic is the likelier
             // mistake, so check that first (only on this error path).
-            match serde_json::from_slice::<Envelope<serde::de::IgnoredAny>>(body) {
+            match crate::json::from_slice::<Envelope<serde::de::IgnoredAny>>(body) {
                 Ok(other) if other.topic != topic => Err(mismatch(&other.topic)),
                 _ => Err(Rejection::invalid(
                     "malformed_body",
@@ -227,6 +231,9 @@ struct PullRequestJson {
     remote_git: Option<String>,
     #[serde(default)]
     comments: Vec<CommentJson>,
+    /// The head when the event was sent: what an approval covers.
+    #[serde(default)]
+    commit_stop: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -235,6 +242,13 @@ struct CommentJson {
     comment: String,
     #[serde(default)]
     notification: bool,
+    #[serde(default)]
+    user: Option<UserJson>,
+}
+
+#[derive(Deserialize)]
+struct UserJson {
+    name: String,
 }
 
 /// Reads a verified web-hook body (`topic` is `X-Pagure-Topic`). `project` is the
@@ -282,12 +296,26 @@ pub fn parse_webhook(
             if pr.status != "Open" {
                 return Ok(WebhookOutcome::Ignore(format!("pull request #{} is {}", pr.id, pr.status)));
             }
+            let mut approval = None;
             if topic == "pull-request.comment.added" {
-                let newest = pr.comments.iter().max_by_key(|c| c.id);
-                let asks =
-                    newest.is_some_and(|c| !c.notification && rebuild_phrases.iter().any(|p| p == c.comment.trim()));
-                if !asks {
-                    return Ok(WebhookOutcome::Ignore("the new comment does not ask for a rebuild".into()));
+                // The newest comment is the one this event is about. A notification (Pagure's
+                // own "N new commits added") never counts, and an older approval is not looked
+                // for behind it: it covered an earlier head.
+                let newest = pr.comments.iter().max_by_key(|c| c.id).filter(|c| !c.notification);
+                let said = newest.map(|c| c.comment.trim());
+                if let (Some(comment), Some(phrase)) = (newest, project.approval_phrase.as_deref())
+                    && comment.comment.trim() == phrase
+                {
+                    approval = Some(approval_of(pr.id, comment, pr.commit_stop.as_deref())?);
+                } else if !said.is_some_and(|said| rebuild_phrases.iter().any(|p| p == said)) {
+                    return Ok(WebhookOutcome::Ignore(match &project.approval_phrase {
+                        Some(phrase) => {
+                            format!(
+                                "the new comment neither asks for a rebuild nor approves the pull request (`{phrase}`)"
+                            )
+                        }
+                        None => "the new comment does not ask for a rebuild".into(),
+                    }));
                 }
             }
             // As pagure-ci: a remote PR is built from the target repository (its head is
@@ -296,19 +324,42 @@ pub fn parse_webhook(
                 (None, Some(from)) => fork_clone_url(project, &from.fullname),
                 _ => project.repo.clone_url(None),
             };
-            Ok(WebhookOutcome::Build(RawTrigger {
+            let trigger = RawTrigger {
                 cause: pr.id.to_string(),
                 repo,
                 branch: pr.branch_from,
                 branch_to: Some(pr.branch),
                 rebuild: topic == "pull-request.comment.added",
-            }))
+            };
+            Ok(match approval {
+                Some(approval) => WebhookOutcome::Approve(trigger, approval),
+                None => WebhookOutcome::Build(trigger),
+            })
         }
         other => {
-            envelope::<serde::de::IgnoredAny>(topic, body)?;
+            // Not read, but Pagure's `msg` is an object: anything else is refused.
+            envelope::<crate::json::IgnoredObject>(topic, body)?;
             Ok(WebhookOutcome::Ignore(format!("topic `{other}` does not start builds")))
         }
     }
+}
+
+/// The approval an approval comment gives: its author, and the head it covers (a full
+/// commit id, or the web-hook is refused: an approval of "whatever the head is" is none).
+fn approval_of(id: u64, comment: &CommentJson, commit_stop: Option<&str>) -> Result<Approval, Rejection> {
+    let by = comment.user.as_ref().map(|u| u.name.trim()).filter(|name| !name.is_empty()).ok_or_else(|| {
+        Rejection::invalid("malformed_body", format!("pull request #{id}: the approval comment has no `user.name`"))
+    })?;
+    let commit = match commit_stop.map(|c| parse_cause(c.trim())) {
+        Some(Ok(Cause::Commit { sha })) => sha,
+        _ => {
+            return Err(Rejection::invalid(
+                "malformed_body",
+                format!("pull request #{id}: an approval needs the head commit (`commit_stop`, a full commit id)"),
+            ));
+        }
+    };
+    Ok(Approval { by: by.to_owned(), commit })
 }
 
 /// The clone URL of a project full name (`forks/<user>/<fullname>` or the project's own),
@@ -337,6 +388,8 @@ mod tests {
                 allow_forks: true,
                 allow_insecure_git_url: true,
                 buildspec: "buildspec.yml".into(),
+                untrusted_pipeline: None,
+                approval_phrase: None,
             },
         )
         .expect("project")
@@ -384,6 +437,145 @@ mod tests {
         assert_eq!(t.cause, "3");
         assert!(parse_json(br#"{"cause": "3", "repo": "r", "branch": "b", "extra": 1}"#).is_err());
         assert!(parse_json(br#"[]"#).is_err());
+    }
+
+    /// serde reads a struct from an array in field order; the contract says object.
+    #[test]
+    fn json_trigger_spelled_as_an_array_is_refused() {
+        let sha = "05bab967134e26fd2a307065b49ce0bc2a2063ed";
+        for body in [
+            format!(r#"["{sha}", "git://127.0.0.1:5602/demo.git", "main", null]"#),
+            format!(r#"["{sha}", "git://127.0.0.1:5602/demo.git", "main", null, false]"#),
+            r#"[1, "r", "b", "main"]"#.to_owned(),
+        ] {
+            let error = parse_json(body.as_bytes()).expect_err(&body);
+            assert_eq!(error.code, "malformed_body");
+            assert!(error.reason.contains("invalid type: sequence"), "{}", error.reason);
+        }
+        for body in ["\"cause\"", "1", "null", "true"] {
+            assert_eq!(parse_json(body.as_bytes()).expect_err(body).code, "malformed_body");
+        }
+    }
+
+    #[test]
+    fn webhook_structs_spelled_as_arrays_are_refused() {
+        let body = br#"{"topic": "git.receive", "msg": ["main", "05bab967134e26fd2a307065b49ce0bc2a2063ed", "demo"]}"#;
+        let error = parse_webhook(&project(), "git.receive", body, &[]).expect_err("msg as an array");
+        assert_eq!(error.code, "malformed_body");
+        let body = br#"["git.receive", {"branch": "main", "end_commit": "05bab967134e26fd2a307065b49ce0bc2a2063ed", "project_fullname": "demo"}]"#;
+        assert!(parse_webhook(&project(), "git.receive", body, &[]).is_err(), "envelope as an array");
+        let ignored = parse_webhook(&project(), "project.edit", br#"{"topic": "project.edit", "msg": {"a": 1}}"#, &[]);
+        assert!(matches!(ignored, Ok(WebhookOutcome::Ignore(_))), "{ignored:?}");
+        for msg in ["[]", "1", "null"] {
+            let body = format!(r#"{{"topic": "project.edit", "msg": {msg}}}"#);
+            assert!(parse_webhook(&project(), "project.edit", body.as_bytes(), &[]).is_err(), "msg {msg}");
+        }
+    }
+
+    fn approving_project() -> ProjectConfig {
+        ProjectConfig { approval_phrase: Some("/ok-to-test".into()), ..project() }
+    }
+
+    const HEAD: &str = "05bab967134e26fd2a307065b49ce0bc2a2063ed";
+
+    /// A `pull-request.comment.added` body of a fork PR whose comments are (author, text,
+    /// notification), oldest first.
+    fn comment_added(comments: &[(&str, &str, bool)], commit_stop: serde_json::Value) -> Vec<u8> {
+        let comments: Vec<serde_json::Value> = comments
+            .iter()
+            .enumerate()
+            .map(|(i, (user, comment, notification))| {
+                serde_json::json!({"id": i + 1, "comment": comment, "notification": notification,
+                    "user": {"name": user, "fullname": user}})
+            })
+            .collect();
+        serde_json::to_vec(&serde_json::json!({"topic": "pull-request.comment.added", "msg": {"pullrequest": {
+            "id": 4, "branch": "main", "branch_from": "fix", "status": "Open", "project": {"fullname": "demo"},
+            "repo_from": {"fullname": "forks/mallory/demo"}, "remote_git": null, "commit_stop": commit_stop,
+            "user": {"name": "mallory"}, "comments": comments}}}))
+        .expect("json")
+    }
+
+    fn rebuild_phrases() -> Vec<String> {
+        vec!["pretty please pagure-ci rebuild".into()]
+    }
+
+    #[test]
+    fn an_approval_comment_carries_its_author_and_the_head() {
+        let body =
+            comment_added(&[("mallory", "please test", false), ("carol", "  /ok-to-test\n", false)], HEAD.into());
+        let outcome = parse_webhook(&approving_project(), "pull-request.comment.added", &body, &rebuild_phrases());
+        let Ok(WebhookOutcome::Approve(raw, approval)) = outcome else { panic!("{outcome:?}") };
+        assert_eq!(approval, Approval { by: "carol".into(), commit: HEAD.into() });
+        assert!(raw.rebuild);
+        assert_eq!((raw.cause.as_str(), raw.repo.as_str()), ("4", "git://127.0.0.1:5602/forks/mallory/demo.git"));
+        let request = normalise(&approving_project(), raw.clone(), TriggerKind::Webhook, OffsetDateTime::UNIX_EPOCH)
+            .expect("request");
+        assert_eq!(request.approval, None, "normalise alone never approves");
+        let approved = request.clone().approved(approval);
+        assert_ne!(approved.idempotency_key, request.idempotency_key);
+
+        // Without an approval phrase, the same comment is just a comment.
+        let outcome = parse_webhook(&project(), "pull-request.comment.added", &body, &rebuild_phrases());
+        assert_eq!(outcome, Ok(WebhookOutcome::Ignore("the new comment does not ask for a rebuild".into())));
+        // A rebuild phrase still asks for a plain rebuild.
+        let body = comment_added(&[("carol", "pretty please pagure-ci rebuild", false)], HEAD.into());
+        let outcome = parse_webhook(&approving_project(), "pull-request.comment.added", &body, &rebuild_phrases());
+        assert!(matches!(outcome, Ok(WebhookOutcome::Build(ref raw)) if raw.rebuild), "{outcome:?}");
+    }
+
+    #[test]
+    fn only_the_newest_real_comment_approves() {
+        // An approval followed by Pagure's notification of a push: the push is not approved.
+        let body =
+            comment_added(&[("carol", "/ok-to-test", false), ("mallory", "**1 new commit added**", true)], HEAD.into());
+        let outcome = parse_webhook(&approving_project(), "pull-request.comment.added", &body, &rebuild_phrases());
+        assert!(matches!(outcome, Ok(WebhookOutcome::Ignore(_))), "{outcome:?}");
+        // An approval followed by another comment: that comment is the event.
+        let body = comment_added(&[("carol", "/ok-to-test", false), ("mallory", "thanks!", false)], HEAD.into());
+        let outcome = parse_webhook(&approving_project(), "pull-request.comment.added", &body, &rebuild_phrases());
+        assert!(matches!(outcome, Ok(WebhookOutcome::Ignore(ref why)) if why.contains("/ok-to-test")), "{outcome:?}");
+        // The phrase quoted inside a longer comment is not the phrase.
+        let body = comment_added(&[("carol", "do not /ok-to-test yet", false)], HEAD.into());
+        assert!(matches!(
+            parse_webhook(&approving_project(), "pull-request.comment.added", &body, &rebuild_phrases()),
+            Ok(WebhookOutcome::Ignore(_))
+        ));
+    }
+
+    #[test]
+    fn an_approval_without_a_head_or_an_author_is_refused() {
+        for commit_stop in [serde_json::Value::Null, "abc".into(), "main".into()] {
+            let body = comment_added(&[("carol", "/ok-to-test", false)], commit_stop.clone());
+            let error = parse_webhook(&approving_project(), "pull-request.comment.added", &body, &rebuild_phrases())
+                .expect_err("no head");
+            assert!(error.reason.contains("commit_stop"), "{commit_stop}: {}", error.reason);
+        }
+        let body = comment_added(&[(" ", "/ok-to-test", false)], HEAD.into());
+        let error = parse_webhook(&approving_project(), "pull-request.comment.added", &body, &rebuild_phrases())
+            .expect_err("no author");
+        assert!(error.reason.contains("user.name"), "{}", error.reason);
+    }
+
+    #[test]
+    fn json_and_jenkins_doors_cannot_approve() {
+        // The JSON trigger has no such field (unknown fields are refused) ...
+        let body = format!(
+            r#"{{"cause": 4, "repo": "r", "branch": "b", "branch_to": "main", "approval": {{"by": "carol", "commit": "{HEAD}"}}}}"#
+        );
+        assert_eq!(parse_json(body.as_bytes()).expect_err("approval field").code, "malformed_body");
+        // ... and Jenkins ignores parameters it does not declare.
+        let call =
+            parse_jenkins(&format!("cause=4&REPO=r&BRANCH=b&BRANCH_TO=main&approval={HEAD}&approved_by=carol"), b"")
+                .expect("parse");
+        let request = normalise(
+            &approving_project(),
+            RawTrigger { repo: "git://127.0.0.1:5602/demo.git".into(), ..call.trigger },
+            TriggerKind::Jenkins,
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .expect("request");
+        assert_eq!(request.approval, None);
     }
 
     #[test]

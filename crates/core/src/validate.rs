@@ -37,8 +37,12 @@ impl fmt::Display for Shown<'_> {
 /// Longest branch name accepted (bytes). Git has no limit; file systems and Pagure do.
 pub const MAX_BRANCH_LEN: usize = 255;
 
-/// Checks a branch name against `git check-ref-format` (as `refs/heads/<name>`, so one
-/// level is enough), and refuses names starting with `-` that a tool could take for an option.
+/// Checks a branch name as `git check-ref-format --branch` does (outside a repository, where
+/// `@{-1}` and `@` are not expanded): `refs/heads/<name>` must be a valid ref name
+/// (`check_refname_format` in git's `refs.c`), the name must not start with `-` (a tool
+/// could take it for an option) nor be `HEAD` (`check_branch_ref`). Stricter than git in two
+/// ways: `@` alone (git takes `refs/heads/@`, but `@` means `HEAD` to most commands) and
+/// names over [`MAX_BRANCH_LEN`] bytes are refused.
 pub fn check_branch(name: &str) -> Result<(), FieldError> {
     let fail = |why| Err(FieldError::Branch { name: name.to_owned(), why });
     if name.is_empty() {
@@ -52,6 +56,9 @@ pub fn check_branch(name: &str) -> Result<(), FieldError> {
     }
     if name == "@" {
         return fail("is '@'");
+    }
+    if name == "HEAD" {
+        return fail("is 'HEAD' (git check-ref-format --branch refuses it)");
     }
     if name.starts_with('/') || name.ends_with('/') || name.contains("//") {
         return fail("has an empty path component (leading, trailing or double '/')");
@@ -251,7 +258,26 @@ mod tests {
 
     #[test]
     fn branch_names_follow_check_ref_format() {
-        for good in ["main", "rawhide", "f41", "feature/x", "bob-fix", "a.b", "ü-branch", "v1.0", "x@y"] {
+        for good in [
+            "main",
+            "rawhide",
+            "f41",
+            "feature/x",
+            "bob-fix",
+            "a.b",
+            "ü-branch",
+            "v1.0",
+            "x@y",
+            "HEAD/x",
+            "x/HEAD",
+            "head",
+            "HEADS",
+            "a./b",
+            "@x",
+            "x@",
+            "a{b}",
+            "a@b{",
+        ] {
             assert_eq!(check_branch(good), Ok(()), "{good}");
         }
         for bad in [
@@ -278,6 +304,16 @@ mod tests {
             "a/b.lock/c",
             "tab\there",
             "nul\0",
+            "HEAD",
+            "del\u{7f}",
+            "a/.",
+            "a/..",
+            "..",
+            "a.lock/b",
+            "@{",
+            "a@{-1}",
+            "a/b.",
+            ".x",
         ] {
             assert!(check_branch(bad).is_err(), "{bad:?} accepted");
         }

@@ -20,13 +20,15 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bridge_core::archive::{
-    ArchiveError, ArchiveLimits, ArchiveOptions, ArchiveStats, ContentReader, Planned, write_entries,
+    ArchiveError, ArchiveLimits, ArchiveOptions, ArchiveStats, ContentReader, Planned, Replacements, add_replacements,
+    check_path_length, write_entries,
 };
 use bridge_core::auth::Secret;
+use bridge_core::gitpath::{Refusal, check_name, is_gitmodules};
 use bridge_core::model::{BuildRequest, Cause};
 use git2::{
     AutotagOption, CertificateCheckStatus, Cred, Direction, ErrorClass, FetchOptions, ObjectType, Oid, RemoteCallbacks,
-    RemoteRedirect, Repository, TreeWalkMode, TreeWalkResult, build::CheckoutBuilder,
+    RemoteRedirect, Repository, build::CheckoutBuilder,
 };
 
 /// Limits and choices for one fetch.
@@ -423,6 +425,12 @@ fn pack_error(oid: &Oid, e: std::io::Error) -> ArchiveError {
 /// zips a folder (same entries, modes, links and limits) but without a checkout. Blob
 /// sizes come from object headers, so limits are checked before anything is inflated.
 /// Submodule entries (commits) are skipped.
+///
+/// The tree objects are read raw and checked as git's fsck checks them
+/// ([`bridge_core::gitpath`]): a name git refuses (`..`, `a/b` in one name, `.git` or a
+/// look-alike), two entries of one name in a folder, or a mode git never writes refuses the
+/// whole tree, naming the path, also where an injected file displaces the entry. Then the
+/// injected files take their paths ([`bridge_core::archive::Replacements`]).
 pub fn archive_commit<W: std::io::Write + std::io::Seek>(
     repo_dir: &Path,
     commit: &str,
@@ -432,92 +440,441 @@ pub fn archive_commit<W: std::io::Write + std::io::Seek>(
 ) -> Result<ArchiveStats, ArchiveError> {
     let repo = Repository::open(repo_dir).map_err(odb_error)?;
     let odb = repo.odb().map_err(odb_error)?;
-    let tree = Oid::from_str(commit).and_then(|oid| repo.find_commit(oid)).and_then(|c| c.tree()).map_err(odb_error)?;
+    let root = Oid::from_str(commit).and_then(|oid| repo.find_commit(oid)).map(|c| c.tree_id()).map_err(odb_error)?;
+    let replacements = Replacements::new(options)?;
     let mut entries = std::collections::BTreeMap::new();
     let mut stats = ArchiveStats::default();
-    let mut failure = None;
-    tree.walk(TreeWalkMode::PreOrder, |root, entry| {
-        let Ok(name) = entry.name() else {
-            failure =
-                Some(ArchiveError::NonUtf8Name { lossy: String::from_utf8_lossy(entry.name_bytes()).into_owned() });
-            return TreeWalkResult::Abort;
+    // Folders still to read: (path with a trailing `/`, or empty for the top; tree id;
+    // displaced by an injected file, so only checked). A stack, not recursion: a tree
+    // 10,000 folders deep must not overflow the thread's stack.
+    let mut pending = vec![(String::new(), root, false)];
+    while let Some((folder, tree_id, displaced)) = pending.pop() {
+        let unsafe_path = |name: &[u8], why: String| ArchiveError::UnsafePath {
+            path: format!("{folder}{}", String::from_utf8_lossy(name)),
+            why,
         };
-        let path = format!("{root}{name}");
-        if let Err(e) = bridge_core::archive::check_path_length(&path) {
-            failure = Some(e);
-            return TreeWalkResult::Abort;
+        let object = odb.read(tree_id).map_err(odb_error)?;
+        if object.kind() != ObjectType::Tree {
+            return Err(unsafe_path(b"", format!("a folder whose object is a {}, not a tree", object.kind())));
         }
-        if bridge_core::archive::leaves_out(name, root.is_empty(), options.include_git) {
-            stats.skipped_special += 1;
-            return TreeWalkResult::Skip;
-        }
-        if options.replacements.iter().any(|(p, _)| *p == path) {
-            return TreeWalkResult::Skip;
-        }
-        let planned = match entry.filemode() {
-            0o040000 => {
-                stats.directories += 1;
-                Ok((format!("{path}/"), Planned::Directory { mode: 0o755 }))
+        let tree = parse_tree(object.data())
+            .map_err(|why| unsafe_path(b"", format!("the folder's tree is corrupt: {why}")))?;
+        let mut seen = std::collections::HashSet::with_capacity(tree.len());
+        for entry in tree {
+            let is_link = entry.mode == 0o120000;
+            check_name(entry.name, is_link).map_err(|why| unsafe_path(entry.name, why.to_string()))?;
+            if !seen.insert(entry.name) {
+                return Err(unsafe_path(
+                    entry.name,
+                    "its folder holds two entries of this name, which extractors resolve differently (git fsck: duplicateEntries)"
+                        .into(),
+                ));
             }
-            0o120000 => {
-                stats.symlinks += 1;
-                // Sized before it is read: a link's blob can be as large as any other.
-                match odb.read_header(entry.id()) {
-                    Ok((len, _)) if len > bridge_core::archive::MAX_PATH_BYTES => {
-                        Err(ArchiveError::LinkTooLong { path: path.clone() })
+            // Checked above: UTF-8, and no `/` inside it.
+            let name = std::str::from_utf8(entry.name).map_err(|e| unsafe_path(entry.name, e.to_string()))?;
+            let path = format!("{folder}{name}");
+            check_path_length(&path)?;
+            let is_dir = entry.mode == 0o040000;
+            let displaced = displaced || replacements.displaces(path.split('/'), is_dir);
+            // A `.gitmodules` folder also covers verify_path's rule against links below one.
+            if matches!(entry.mode, 0o040000 | 0o160000) && is_gitmodules(entry.name) {
+                return Err(unsafe_path(entry.name, Refusal::GitmodulesNotAFile.to_string()));
+            }
+            let planned = match entry.mode {
+                0o040000 => {
+                    pending.push((format!("{path}/"), entry.oid, displaced));
+                    if displaced {
+                        continue;
                     }
-                    Ok(_) => link_target(&repo, entry.id()).map(|target| (path, Planned::Symlink { target })),
-                    Err(e) => Err(odb_error(e)),
+                    stats.directories += 1;
+                    (format!("{path}/"), Planned::Directory { mode: 0o755 })
                 }
-            }
-            0o100644 | 0o100755 | 0o100664 => odb.read_header(entry.id()).map_err(odb_error).and_then(|(len, _)| {
-                stats.files += 1;
-                stats.bytes += len as u64;
-                if stats.bytes > limits.max_bytes {
-                    return Err(ArchiveError::TooLarge { limit: limits.max_bytes });
+                0o120000 | 0o100644 | 0o100664 | 0o100755 if displaced => {
+                    // Left out, but still a tree git refuses if the entry is no blob.
+                    blob_header(&odb, entry.oid, &path)?;
+                    continue;
                 }
-                let mode = if entry.filemode() == 0o100755 { 0o755 } else { 0o644 };
-                Ok((path, Planned::File { source: entry.id(), mode, len: len as u64 }))
-            }),
-            _ => {
-                // 0o160000: a submodule (a commit of another repository), not content.
-                stats.skipped_special += 1;
-                return TreeWalkResult::Skip;
-            }
-        };
-        match planned {
-            Ok((key, item)) => {
-                entries.insert(key, item);
-            }
-            Err(e) => {
-                failure = Some(e);
-                return TreeWalkResult::Abort;
+                0o120000 => {
+                    stats.symlinks += 1;
+                    // Sized before it is read: a link's blob can be as large as any other.
+                    let (len, _) = blob_header(&odb, entry.oid, &path)?;
+                    if len > bridge_core::archive::MAX_PATH_BYTES {
+                        return Err(ArchiveError::LinkTooLong { path });
+                    }
+                    let target = link_target(&repo, entry.oid, &path)?;
+                    (path, Planned::Symlink { target })
+                }
+                0o100644 | 0o100664 | 0o100755 => {
+                    let (len, _) = blob_header(&odb, entry.oid, &path)?;
+                    stats.files += 1;
+                    stats.bytes += len as u64;
+                    if stats.bytes > limits.max_bytes {
+                        return Err(ArchiveError::TooLarge { limit: limits.max_bytes });
+                    }
+                    let mode = if entry.mode == 0o100755 { 0o755 } else { 0o644 };
+                    (path, Planned::File { source: entry.oid, mode, len: len as u64 })
+                }
+                0o160000 => {
+                    // A submodule (a commit of another repository), not content.
+                    if !displaced {
+                        stats.skipped_special += 1;
+                    }
+                    continue;
+                }
+                mode => {
+                    return Err(ArchiveError::UnsafePath {
+                        path,
+                        why: format!("its mode {mode:o} is none that git writes (git fsck: badFilemode)"),
+                    });
+                }
+            };
+            entries.insert(planned.0, planned.1);
+            if entries.len() as u64 > limits.max_entries {
+                return Err(ArchiveError::TooManyEntries { limit: limits.max_entries });
             }
         }
-        if entries.len() as u64 > limits.max_entries {
-            failure = Some(ArchiveError::TooManyEntries { limit: limits.max_entries });
-            return TreeWalkResult::Abort;
-        }
-        TreeWalkResult::Ok
-    })
-    .map_err(|e| failure.take().unwrap_or_else(|| odb_error(e)))?;
-    if let Some(failure) = failure {
-        return Err(failure);
     }
-    for (path, content) in &options.replacements {
-        stats.files += 1;
-        stats.bytes += content.len() as u64;
-        entries.insert(path.clone(), Planned::Inline { content: content.clone() });
-    }
+    add_replacements(&mut entries, &mut stats, options);
     let open = || Repository::open(repo_dir).map(BlobReader).map_err(odb_error);
     let (_, copied) = write_entries(out, entries.into_iter().collect(), options, limits, open)?;
     stats.bytes = copied;
     Ok(stats)
 }
 
+/// A blob's size and kind from its header; an entry that names anything but a blob is
+/// refused with its path.
+fn blob_header(odb: &git2::Odb<'_>, oid: Oid, path: &str) -> Result<(usize, ObjectType), ArchiveError> {
+    let (len, kind) = odb.read_header(oid).map_err(odb_error)?;
+    if kind != ObjectType::Blob {
+        return Err(ArchiveError::UnsafePath {
+            path: path.to_owned(),
+            why: format!("a file or link whose object is a {kind}, not a blob"),
+        });
+    }
+    Ok((len, kind))
+}
+
+/// One entry of a raw tree object.
+#[derive(Debug)]
+struct RawEntry<'a> {
+    mode: u32,
+    name: &'a [u8],
+    oid: Oid,
+}
+
+/// Parses a tree object as git does (tree-walk.c `decode_tree_entry`): entries of
+/// `<octal mode> <name>\0<20-byte id>`. Names are returned as they are, to be checked.
+/// libgit2's own parser is not used: it hands out modes normalised (`100600` reads as
+/// `100644`) and walks recursively.
+fn parse_tree(data: &[u8]) -> Result<Vec<RawEntry<'_>>, &'static str> {
+    const ID: usize = 20;
+    let mut entries = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let space = rest.iter().position(|b| *b == b' ').ok_or("an entry has no mode")?;
+        if space == 0 {
+            return Err("an entry has an empty mode");
+        }
+        let mut mode = 0u32;
+        for digit in &rest[..space] {
+            if !(b'0'..=b'7').contains(digit) {
+                return Err("an entry's mode is not octal");
+            }
+            mode =
+                mode.checked_mul(8).and_then(|m| m.checked_add(u32::from(digit - b'0'))).ok_or("a mode overflows")?;
+        }
+        rest = &rest[space + 1..];
+        let nul = rest.iter().position(|b| *b == 0).ok_or("an entry's name is not terminated")?;
+        let name = &rest[..nul];
+        rest = &rest[nul + 1..];
+        let id = rest.get(..ID).ok_or("an entry's object id is cut short")?;
+        let oid = Oid::from_bytes(id).map_err(|_| "an entry's object id is invalid")?;
+        rest = &rest[ID..];
+        entries.push(RawEntry { mode, name, oid });
+    }
+    Ok(entries)
+}
+
 /// A symlink's target: its blob's content, which must be a UTF-8 path.
-fn link_target(repo: &Repository, oid: Oid) -> Result<String, ArchiveError> {
+/// An empty target, or one with a NUL, is refused: no system can make such a link (git's
+/// checkout fails on it), and extractors write it as a file instead (Info-ZIP `unzip`).
+fn link_target(repo: &Repository, oid: Oid, path: &str) -> Result<String, ArchiveError> {
     let blob = repo.find_blob(oid).map_err(odb_error)?;
+    if blob.content().is_empty() || blob.content().contains(&0) {
+        return Err(ArchiveError::UnsafePath {
+            path: path.to_owned(),
+            why: "a symbolic link whose target is empty or holds a NUL, which no system can create".into(),
+        });
+    }
     String::from_utf8(blob.content().to_vec())
         .map_err(|e| ArchiveError::NonUtf8Name { lossy: String::from_utf8_lossy(e.as_bytes()).into_owned() })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::io::{Cursor, Read};
+
+    use super::*;
+
+    type Entries = Vec<(&'static [u8], Node)>;
+
+    /// A tree entry written raw, so that names git's own tools refuse can be made.
+    enum Node {
+        File(&'static [u8]),
+        Link(&'static str),
+        Dir(Vec<(&'static [u8], Node)>),
+        Submodule,
+        /// A blob under a mode of one's choosing.
+        Mode(&'static str),
+        /// An empty tree under a mode of one's choosing.
+        TreeAs(&'static str),
+    }
+
+    fn write(odb: &git2::Odb<'_>, node: &Node) -> (&'static str, Oid) {
+        let blob = |content: &[u8]| odb.write(ObjectType::Blob, content).expect("blob");
+        match node {
+            Node::File(content) => ("100644", blob(content)),
+            Node::Link(target) => ("120000", blob(target.as_bytes())),
+            Node::Submodule => ("160000", Oid::from_str("0123456789abcdef0123456789abcdef01234567").expect("oid")),
+            Node::Mode(mode) => (mode, blob(b"odd")),
+            Node::TreeAs(mode) => (mode, odb.write(ObjectType::Tree, b"").expect("empty tree")),
+            Node::Dir(entries) => {
+                let mut raw = Vec::new();
+                for (name, node) in entries {
+                    let (mode, oid) = write(odb, node);
+                    raw.extend_from_slice(mode.as_bytes());
+                    raw.push(b' ');
+                    raw.extend_from_slice(name);
+                    raw.push(0);
+                    raw.extend_from_slice(oid.as_bytes());
+                }
+                ("40000", odb.write(ObjectType::Tree, &raw).expect("tree"))
+            }
+        }
+    }
+
+    /// A repository whose one commit holds `entries`; returns its folder and the commit.
+    fn repo_with(label: &str, entries: Entries) -> (std::path::PathBuf, String) {
+        let dir = std::env::temp_dir().join(format!("pcb-git-archive-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let repo = Repository::init_bare(&dir).expect("init");
+        let odb = repo.odb().expect("odb");
+        let (_, tree) = write(&odb, &Node::Dir(entries));
+        let commit = format!(
+            "tree {tree}\nauthor M <m@example.org> 1700000000 +0000\ncommitter M <m@example.org> 1700000000 +0000\n\nx\n"
+        );
+        let commit = odb.write(ObjectType::Commit, commit.as_bytes()).expect("commit");
+        (dir, commit.to_string())
+    }
+
+    const INJECTED: &[u8] = b"version: 0.2\n# injected\n";
+
+    fn archive(label: &str, entries: Entries, at: &str) -> Result<Vec<u8>, ArchiveError> {
+        let (dir, commit) = repo_with(label, entries);
+        let options = ArchiveOptions { replacements: vec![(at.into(), INJECTED.to_vec())], ..Default::default() };
+        let mut out = Cursor::new(Vec::new());
+        let result = archive_commit(&dir, &commit, &mut out, &options, ArchiveLimits::default());
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+        result.map(|_| out.into_inner())
+    }
+
+    /// Name → (is a link, content).
+    fn contents(zip: Vec<u8>) -> BTreeMap<String, (bool, Vec<u8>)> {
+        let mut zip = zip::ZipArchive::new(Cursor::new(zip)).expect("zip");
+        (0..zip.len())
+            .map(|i| {
+                let mut entry = zip.by_index(i).expect("entry");
+                let mut content = Vec::new();
+                entry.read_to_end(&mut content).expect("read");
+                (entry.name().expect("name").into_owned(), (entry.is_symlink(), content))
+            })
+            .collect()
+    }
+
+    fn spec() -> (&'static [u8], Node) {
+        (b"buildspec.yml", Node::File(b"from the PR"))
+    }
+
+    /// The issue's names and git's other look-alikes: each refuses the tree, naming the path
+    /// and the rule.
+    #[test]
+    fn names_git_refuses_refuse_the_tree_with_their_path() {
+        // (label, top entries, the path the refusal names, the rule it cites)
+        let cases: Vec<(&str, Entries, &str, &str)> = vec![
+            ("slash", vec![spec(), (b"zz/../buildspec.yml", Node::File(b"pr"))], "zz/../buildspec.yml", "fullPathname"),
+            ("dotdot-dir", vec![(b"..", Node::Dir(vec![spec()]))], "..", "hasDotdot"),
+            ("dot", vec![spec(), (b".", Node::File(b"x"))], ".", "hasDot"),
+            (
+                "nested-dotgit",
+                vec![
+                    spec(),
+                    (
+                        b"a",
+                        Node::Dir(vec![(
+                            b".git",
+                            Node::Dir(vec![
+                                (b"config", Node::File(b"[core]\n\tfsmonitor = evil\n")),
+                                (b"hooks", Node::Dir(vec![(b"post-checkout", Node::Mode("100755"))])),
+                            ]),
+                        )]),
+                    ),
+                ],
+                "a/.git",
+                "hasDotgit",
+            ),
+            ("absolute", vec![spec(), (b"/abs-path.txt", Node::File(b"x"))], "/abs-path.txt", "fullPathname"),
+            (
+                "top-dotgit",
+                vec![spec(), (b".git", Node::Dir(vec![(b"config", Node::File(b"x"))]))],
+                ".git",
+                "hasDotgit",
+            ),
+            ("case", vec![spec(), (b".GiT", Node::File(b"x"))], ".GiT", "hasDotgit"),
+            ("ntfs-dots", vec![spec(), (b".git. .", Node::File(b"x"))], ".git. .", "hasDotgit"),
+            (
+                "ntfs-short",
+                vec![spec(), (b"GIT~1", Node::Dir(vec![(b"config", Node::File(b"x"))]))],
+                "GIT~1",
+                "hasDotgit",
+            ),
+            (
+                "ntfs-stream",
+                vec![spec(), (b".git::$INDEX_ALLOCATION", Node::File(b"x"))],
+                ".git::$INDEX_ALLOCATION",
+                "hasDotgit",
+            ),
+            (
+                "hfs",
+                vec![spec(), (b"d", Node::Dir(vec![(".g\u{200c}it".as_bytes(), Node::File(b"x"))]))],
+                "d/.g\u{200c}it",
+                "hasDotgit",
+            ),
+            (
+                "gitmodules-link",
+                vec![spec(), (b".gitmodules", Node::Link("/etc/passwd"))],
+                ".gitmodules",
+                "gitmodulesSymlink",
+            ),
+            ("backslash", vec![spec(), (b"..\\buildspec.yml", Node::File(b"x"))], "..\\buildspec.yml", "separator"),
+            ("empty", vec![spec(), (b"", Node::File(b"x"))], "", "emptyName"),
+            ("non-utf8", vec![spec(), (b"caf\xe9", Node::File(b"x"))], "caf\u{fffd}", "not UTF-8"),
+            (
+                "duplicate",
+                vec![
+                    (b"buildspec.yml", Node::File(b"pr")),
+                    (b"buildspec.yml", Node::Dir(vec![(b"x", Node::File(b"x"))])),
+                ],
+                "buildspec.yml",
+                "duplicateEntries",
+            ),
+            ("mode", vec![spec(), (b"odd", Node::Mode("100600"))], "odd", "badFilemode"),
+            ("empty-link", vec![spec(), (b"l", Node::Link(""))], "l", "no system can create"),
+            ("mode-type", vec![spec(), (b"odd", Node::Mode("140000"))], "odd", "badFilemode"),
+            ("gitmodules-folder", vec![spec(), (b".gitmodules", Node::Dir(vec![]))], ".gitmodules", "gitmodulesBlob"),
+            ("gitmodules-submodule", vec![spec(), (b"GITMOD~1", Node::Submodule)], "GITMOD~1", "gitmodulesBlob"),
+            (
+                "displaced-not-a-blob",
+                vec![(b"buildspec.yml", Node::TreeAs("100644")), (b"ci", Node::Link("x"))],
+                "buildspec.yml",
+                "not a blob",
+            ),
+            (
+                "link-below-gitmodules",
+                vec![spec(), (b".GITMODULES", Node::Dir(vec![(b"x", Node::Link("y"))]))],
+                ".GITMODULES",
+                "gitmodulesBlob",
+            ),
+            // Inside what the injected file displaces: still a tree git refuses.
+            (
+                "displaced",
+                vec![(b"buildspec.yml", Node::Dir(vec![(b"..", Node::File(b"x"))]))],
+                "buildspec.yml/..",
+                "hasDotdot",
+            ),
+        ];
+        for (label, entries, path, rule) in cases {
+            match archive(label, entries, "buildspec.yml") {
+                Err(error @ ArchiveError::UnsafePath { .. }) => {
+                    let ArchiveError::UnsafePath { path: shown, why } = &error else { unreachable!() };
+                    assert_eq!(shown, path, "{label}");
+                    assert!(why.contains(rule), "{label}: {why}");
+                    assert!(error.to_string().contains(&format!("{path:?}")), "{label}: {error}");
+                }
+                other => panic!("{label}: refusal expected, got {:?}", other.map(contents)),
+            }
+        }
+    }
+
+    /// Whatever stands at or on the way to the injected path, the archive holds the injected
+    /// file there and nothing from the tree that could replace or redirect it.
+    #[test]
+    fn the_injected_file_always_takes_its_path() {
+        let check = |label: &str, entries, at: &str| {
+            let entries = contents(archive(label, entries, at).expect(label));
+            assert_eq!(entries.get(at), Some(&(false, INJECTED.to_vec())), "{label}: {entries:?}");
+            assert!(!entries.keys().any(|n| n.starts_with(&format!("{at}/"))), "{label}: {entries:?}");
+            entries
+        };
+        let entries = check(
+            "folder-at-path",
+            vec![
+                (b"buildspec.yml", Node::Dir(vec![(b"inner", Node::Dir(vec![(b"x", Node::File(b"x"))]))])),
+                (b"keep", Node::File(b"k")),
+            ],
+            "buildspec.yml",
+        );
+        assert!(entries.contains_key("keep"));
+        check("link-at-path", vec![(b"buildspec.yml", Node::Link("/etc/passwd"))], "buildspec.yml");
+        check("submodule-at-path", vec![(b"buildspec.yml", Node::Submodule)], "buildspec.yml");
+        let entries = check(
+            "link-on-the-way",
+            vec![(b"ci", Node::Link("elsewhere")), (b"elsewhere", Node::Dir(vec![spec()]))],
+            "ci/buildspec.yml",
+        );
+        assert!(!entries.contains_key("ci"), "{entries:?}");
+        assert_eq!(entries["elsewhere/buildspec.yml"].1, b"from the PR", "other paths stay as they are");
+        let entries = check("file-on-the-way", vec![(b"ci", Node::File(b"x")), spec()], "ci/buildspec.yml");
+        assert!(!entries.contains_key("ci"), "{entries:?}");
+        assert_eq!(entries["buildspec.yml"].1, b"from the PR", "the root file is not the one CodeBuild reads here");
+        let entries = check(
+            "folder-on-the-way",
+            vec![(
+                b"ci",
+                Node::Dir(vec![
+                    (b"buildspec.yml", Node::Link("../../etc/passwd")),
+                    (b"other.yml", Node::File(b"o")),
+                    (b"sub", Node::Dir(vec![(b"buildspec.yml", Node::File(b"deeper"))])),
+                ]),
+            )],
+            "ci/buildspec.yml",
+        );
+        assert!(entries.contains_key("ci/") && entries.contains_key("ci/other.yml"), "{entries:?}");
+        assert_eq!(entries["ci/sub/buildspec.yml"].1, b"deeper", "only the exact path is replaced");
+        let entries = check("absent", vec![(b"README", Node::File(b"r"))], "ci/buildspec.yml");
+        assert_eq!(entries.keys().collect::<Vec<_>>(), ["README", "ci/buildspec.yml"]);
+    }
+
+    #[test]
+    fn raw_trees_parse_as_git_reads_them() {
+        let id = [7u8; 20];
+        let mut raw = b"100644 a\0".to_vec();
+        raw.extend_from_slice(&id);
+        raw.extend_from_slice(b"040000 b/c\0");
+        raw.extend_from_slice(&id);
+        let entries = parse_tree(&raw).expect("parsed");
+        let seen: Vec<(u32, &[u8])> = entries.iter().map(|e| (e.mode, e.name)).collect();
+        assert_eq!(seen, [(0o100644, &b"a"[..]), (0o040000, &b"b/c"[..])]);
+        for (bad, why) in [
+            (&b"100644 a\0short"[..], "cut short"),
+            (b"100644 a", "not terminated"),
+            (b" a\0", "empty mode"),
+            (b"10064x a\0", "not octal"),
+            (b"1006440000000000000 a\0", "overflows"),
+            (b"100644", "no mode"),
+        ] {
+            let error = parse_tree(bad).expect_err("refused");
+            assert!(error.contains(why), "{bad:?}: {error}");
+        }
+    }
 }

@@ -4,104 +4,34 @@
 //! straight from the file. Deltas, loose objects and anything unexpected return `None`, and
 //! the caller reads through libgit2 as before.
 //!
-//! Formats: `Documentation/gitformat-pack.txt` in git (pack index version 2, pack entries).
+//! The parsing (index lookup, entry header, zlib stream, each checked as git checks it) is
+//! [`bridge_core::pack`], over `Read + Seek`, where the `pack_stream` fuzz target reaches it
+//! without libgit2; this module finds and opens the files.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use bridge_core::pack::{find_offset, whole_blob};
 use git2::Oid;
-
-/// Object type 3 in a pack entry header: a blob stored whole.
-const PACK_BLOB: u8 = 3;
 
 /// Where `oid` is stored whole in one of the packs under `objects_dir/pack`, as a reader of
 /// its content and the content's size; `None` if it is not (a delta, a loose object).
 pub fn blob_stream(objects_dir: &Path, oid: Oid) -> io::Result<Option<(impl Read + use<>, u64)>> {
     let Ok(listing) = std::fs::read_dir(objects_dir.join("pack")) else { return Ok(None) };
+    let Ok(name) = <&[u8; bridge_core::pack::OID_LEN]>::try_from(oid.as_bytes()) else { return Ok(None) };
     let mut indexes: Vec<PathBuf> = listing
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "idx"))
         .collect();
     indexes.sort();
     for index in indexes {
-        let Some(offset) = find_offset(&index, oid)? else { continue };
-        let mut pack = BufReader::with_capacity(64 << 10, File::open(index.with_extension("pack"))?);
-        pack.seek(SeekFrom::Start(offset))?;
-        let (kind, size) = entry_header(&mut pack)?;
-        if kind != PACK_BLOB {
-            return Ok(None);
-        }
-        let content = flate2::bufread::ZlibDecoder::new(pack).take(size);
-        return Ok(Some((content, size)));
+        // Unbuffered: the binary search reads 20 bytes here and there.
+        let Some(offset) = find_offset(&mut File::open(&index)?, name)? else { continue };
+        let pack = BufReader::with_capacity(64 << 10, File::open(index.with_extension("pack"))?);
+        return whole_blob(pack, offset);
     }
     Ok(None)
-}
-
-fn invalid(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("pack index: {what}"))
-}
-
-/// Looks `oid` up in a version 2 pack index; returns its offset in the pack.
-fn find_offset(index: &Path, oid: Oid) -> io::Result<Option<u64>> {
-    let mut file = File::open(index)?;
-    let mut header = [0u8; 8 + 256 * 4];
-    file.read_exact(&mut header)?;
-    if header[..8] != [0xff, b't', b'O', b'c', 0, 0, 0, 2] {
-        return Err(invalid("not a version 2 index"));
-    }
-    let fanout = |i: usize| u32::from_be_bytes(header[8 + i * 4..12 + i * 4].try_into().expect("4 bytes")) as u64;
-    let first = oid.as_bytes()[0] as usize;
-    let total = fanout(255);
-    let (mut low, mut high) = (if first == 0 { 0 } else { fanout(first - 1) }, fanout(first));
-    let names_at = header.len() as u64;
-    let mut name = [0u8; 20];
-    // Binary search among the names that start with the same byte.
-    while low < high {
-        let middle = (low + high) / 2;
-        file.seek(SeekFrom::Start(names_at + middle * 20))?;
-        file.read_exact(&mut name)?;
-        match name.as_slice().cmp(oid.as_bytes()) {
-            std::cmp::Ordering::Less => low = middle + 1,
-            std::cmp::Ordering::Greater => high = middle,
-            std::cmp::Ordering::Equal => {
-                // Names, then CRC-32s, then 4-byte offsets (the top bit points into a table of
-                // 8-byte offsets for packs over 2 GiB).
-                let offsets_at = names_at + total * 24;
-                let mut small = [0u8; 4];
-                file.seek(SeekFrom::Start(offsets_at + middle * 4))?;
-                file.read_exact(&mut small)?;
-                let small = u32::from_be_bytes(small);
-                if small & 0x8000_0000 == 0 {
-                    return Ok(Some(u64::from(small)));
-                }
-                let mut large = [0u8; 8];
-                file.seek(SeekFrom::Start(offsets_at + total * 4 + u64::from(small & 0x7fff_ffff) * 8))?;
-                file.read_exact(&mut large)?;
-                return Ok(Some(u64::from_be_bytes(large)));
-            }
-        }
-    }
-    Ok(None)
-}
-
-/// A pack entry's header: type in bits 4–6 of the first byte, size in its low 4 bits and 7
-/// more per following byte while the top bit is set.
-fn entry_header(pack: &mut impl Read) -> io::Result<(u8, u64)> {
-    let mut byte = [0u8; 1];
-    pack.read_exact(&mut byte)?;
-    let kind = (byte[0] >> 4) & 7;
-    let mut size = u64::from(byte[0] & 0x0f);
-    let mut shift = 4;
-    while byte[0] & 0x80 != 0 {
-        if shift > 57 {
-            return Err(invalid("entry size too long"));
-        }
-        pack.read_exact(&mut byte)?;
-        size |= u64::from(byte[0] & 0x7f) << shift;
-        shift += 7;
-    }
-    Ok((kind, size))
 }
 
 #[cfg(test)]

@@ -46,11 +46,15 @@ pub enum EventError {
     Malformed(&'static str, String),
 }
 
-/// Reads an EventBridge event; `None` for a kind the bridge does not report.
+/// Reads an EventBridge event; `None` for a kind the bridge does not report. An event is a
+/// JSON object, and so is every struct in it: anything else is refused, not ignored.
 pub fn parse_event(event: serde_json::Value) -> Result<Option<BuildEvent>, EventError> {
+    if !event.is_object() {
+        return Err(EventError::Malformed("EventBridge", "an event is a JSON object".into()));
+    }
     match event.get("detail-type").and_then(|t| t.as_str()) {
         Some(CODEBUILD_STATE_CHANGE) => {
-            let event: CodeBuildEvent = serde_json::from_value(event)
+            let event: CodeBuildEvent = bridge_core::json::from_value(event)
                 .map_err(|e| EventError::Malformed(CODEBUILD_STATE_CHANGE, e.to_string()))?;
             Ok(Some(BuildEvent::CodeBuild(codebuild_change(event))))
         }
@@ -62,7 +66,7 @@ pub fn parse_event(event: serde_json::Value) -> Result<Option<BuildEvent>, Event
             {
                 *version = serde_json::json!(float as i64);
             }
-            let event: CodePipelineCloudWatchEvent = serde_json::from_value(event)
+            let event: CodePipelineCloudWatchEvent = bridge_core::json::from_value(event)
                 .map_err(|e| EventError::Malformed(PIPELINE_STATE_CHANGE, e.to_string()))?;
             Ok(Some(BuildEvent::Pipeline(pipeline_change(event))))
         }
@@ -152,5 +156,34 @@ pub async fn handle<R: StatusSink, L: PipelineLookup>(
             tracing::error!(event_id = %id, error = %e, transient = e.transient, "flag not posted");
             Err(e.into())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codebuild_event() -> serde_json::Value {
+        let path =
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/events/codebuild-build-state-change.json");
+        serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("json")
+    }
+
+    #[test]
+    fn the_fixture_is_read() {
+        assert!(matches!(parse_event(codebuild_event()), Ok(Some(BuildEvent::CodeBuild(_)))));
+    }
+
+    /// serde reads a struct from an array too; an event (or any struct in it) spelled as an
+    /// array is refused with the reason.
+    #[test]
+    fn arrays_where_objects_belong_are_refused() {
+        let error = parse_event(serde_json::json!([CODEBUILD_STATE_CHANGE])).expect_err("top level");
+        assert!(error.to_string().contains("JSON object"), "{error}");
+        let mut event = codebuild_event();
+        let detail = event["detail"].as_object().expect("detail").clone();
+        event["detail"] = serde_json::Value::Array(detail.into_iter().map(|(_, v)| v).collect());
+        let error = parse_event(event).expect_err("detail as an array");
+        assert!(error.to_string().contains("invalid type: sequence"), "{error}");
     }
 }

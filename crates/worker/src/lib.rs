@@ -9,8 +9,14 @@
 //! Failures are terminal (reported as an `error` flag, not retried) or transient (retried
 //! by the queue; reported when the last attempt fails too).
 //!
+//! Trust: each request is classified before it builds ([`trust`]): trusted requests (pushes
+//! to the project itself, pull requests whose author may commit to the target branch, and
+//! approved heads) start the project's `pipeline`; untrusted ones its `untrusted_pipeline`,
+//! or wait for a committer's approval comment, or are refused with the settings to change.
+//!
 //! Flags: `pending` "Queued for AWS CodePipeline" once the pipeline is started, linking to
-//! the execution; `error` with the reason when the request cannot be built. This is the
+//! the execution; `pending` with what is awaited for an untrusted pull request waiting for
+//! an approval; `error` with the reason when the request cannot be built. This is the
 //! first moment a flag can be right: before the fetch, a PR's head commit is unknown, and
 //! the accept Lambda cannot call Pagure after answering (its sandbox is frozen).
 
@@ -20,20 +26,20 @@ use bridge_core::archive::{ArchiveError, ArchiveLimits, ArchiveOptions};
 use bridge_core::buildspec::{PIPELINE_VARIABLES, inject, trigger_variables};
 use bridge_core::config::{AcceptConfig, ProjectConfig};
 use bridge_core::dedupe;
-use bridge_core::model::{BuildRequest, Cause};
+use bridge_core::model::{BuildRequest, Cause, TrustClass};
 use bridge_core::pagure::FlagStatus;
 use bridge_core::ports::{ArtifactMetadata, ArtifactStore, PipelineStarter, Secrets, StartError};
 use bridge_core::report::{FlagSubject, StatusSink};
 use bridge_git::{FetchSettings, Fetched, GitCredentials};
+
+pub mod trust;
+use trust::{Route, TrustFacts};
 
 /// Limits and places for the work stage.
 #[derive(Debug, Clone)]
 pub struct WorkSettings {
     pub fetch: FetchSettings,
     pub archive: ArchiveLimits,
-    /// Keep a top-level `.git` entry of the tree in the archive (the repository's own
-    /// `.git` folder is never part of it: archives are made from the object database).
-    pub include_git: bool,
     /// Where fetched repositories and archives are made (`/tmp` in Lambda); each request gets its own
     /// folder, removed afterwards.
     pub scratch_dir: PathBuf,
@@ -43,6 +49,8 @@ pub struct WorkSettings {
     pub dedupe_window: std::time::Duration,
     /// See [`bridge_core::config::WorkConfig::compression_level`].
     pub compression_level: u8,
+    /// See [`bridge_core::config::WorkConfig::codebuild_buildspec`].
+    pub codebuild_buildspec: String,
 }
 
 impl WorkSettings {
@@ -57,6 +65,7 @@ impl WorkSettings {
             archive: ArchiveLimits { max_entries: work.max_archive_entries, max_bytes: work.max_archive_bytes },
             dedupe_window: work.dedupe_window,
             compression_level: work.compression_level,
+            codebuild_buildspec: work.codebuild_buildspec.clone(),
             ..WorkSettings::default()
         }
     }
@@ -67,11 +76,11 @@ impl Default for WorkSettings {
         WorkSettings {
             fetch: FetchSettings::default(),
             archive: ArchiveLimits::default(),
-            include_git: false,
             scratch_dir: std::env::temp_dir(),
             key_prefix: "sources".into(),
             dedupe_window: std::time::Duration::from_secs(bridge_core::config::DEFAULT_DEDUPE_WINDOW_SECONDS),
             compression_level: bridge_core::archive::DEFAULT_COMPRESSION_LEVEL,
+            codebuild_buildspec: bridge_core::config::DEFAULT_CODEBUILD_BUILDSPEC.to_owned(),
         }
     }
 }
@@ -82,20 +91,20 @@ pub enum WorkOutcome {
         key: String,
         commit: String,
         execution_id: String,
+        /// The pipeline started: the project's `pipeline` or its `untrusted_pipeline`.
+        pipeline: String,
+        trust: TrustClass,
     },
+    /// An untrusted pull request waiting for a committer's approval of its head `commit`;
+    /// `comment` says what is awaited.
+    Awaiting { commit: String, comment: String },
     /// A redelivery of a request whose pipeline already started.
-    AlreadyStarted {
-        execution_id: String,
-    },
+    AlreadyStarted { execution_id: String },
     /// Another request for the same build (same event, same commit) came first, within the
     /// dedupe window: that one builds, this one starts nothing.
-    Duplicate {
-        of: String,
-    },
+    Duplicate { of: String },
     /// A pull request that Pagure says is no longer open.
-    Ignored {
-        reason: String,
-    },
+    Ignored { reason: String },
 }
 
 /// What is known of a request while it is processed, for the flag and clean-up of a failure.
@@ -136,6 +145,9 @@ pub enum Ending {
     Duplicate { of: String },
     /// Nothing to build, and why (a pull request closed before its turn).
     Ignored { reason: String },
+    /// Nothing built yet: an untrusted pull request waits for a committer's approval, which
+    /// the `pending` flag (posted when `flagged`) asks for.
+    Awaiting { comment: String, flagged: bool },
     /// Cannot be built; the reason went to Pagure as an `error` flag (`flagged`), or, when
     /// Pagure refused the flag, to the log only.
     Failed { reason: String, flagged: bool },
@@ -166,6 +178,9 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
         let gives_up = match &outcome {
             Err(WorkError::Terminal(_)) => true,
             Err(WorkError::Transient(_)) => last_attempt,
+            // Nothing was built: a later request for the same head (after an approval, or a
+            // change of the author's access) is decided afresh, not merged into this one.
+            Ok(WorkOutcome::Awaiting { .. }) => true,
             Ok(_) => false,
         };
         if let (true, Some(claim)) = (gives_up, &progress.claim) {
@@ -177,10 +192,12 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
         }
         let commit = progress.commit;
         match outcome {
-            Ok(WorkOutcome::Started { key, commit, execution_id }) => {
-                tracing::info!(request_id = %request.request_id, %key, %commit, %execution_id, "pipeline started");
-                let pipeline = self.config.projects.get(&request.project.key).map(|p| p.pipeline.as_str());
-                let url = self.pipelines.execution_url(pipeline.unwrap_or_default(), &execution_id);
+            Ok(WorkOutcome::Started { key, commit, execution_id, pipeline, trust }) => {
+                tracing::info!(
+                    request_id = %request.request_id, %key, %commit, %execution_id, %pipeline, trust = trust.as_str(),
+                    "pipeline started"
+                );
+                let url = self.pipelines.execution_url(&pipeline, &execution_id);
                 let update = subject.with_commit(&commit).update(FlagStatus::Pending, QUEUED_COMMENT, url, None);
                 // The build runs whatever happens here, and its next state updates the flag.
                 if let Err(e) = self.status.report(&update).await {
@@ -199,6 +216,24 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
             Ok(WorkOutcome::Ignored { reason }) => {
                 tracing::info!(request_id = %request.request_id, %reason, "nothing to build");
                 Disposition::Done(Ending::Ignored { reason })
+            }
+            Ok(WorkOutcome::Awaiting { commit, comment }) => {
+                tracing::info!(request_id = %request.request_id, %commit, trust = TrustClass::Untrusted.as_str(), awaiting = %comment, "not built: awaiting an approval");
+                // The flag sits on the head that waits, and links to the pull request, where
+                // the approval is given.
+                let link = match self.config.projects.get(&request.project.key) {
+                    Some(project) => subject.pagure_page(&project.pagure_url),
+                    None => request.repo_url.clone(),
+                };
+                let update = subject.with_commit(&commit).update(FlagStatus::Pending, &comment, link, None);
+                let flagged = match self.status.report(&update).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(request_id = %request.request_id, error = %e, "awaiting flag not posted");
+                        false
+                    }
+                };
+                Disposition::Done(Ending::Awaiting { comment, flagged })
             }
             Err(WorkError::Terminal(reason)) => {
                 tracing::warn!(request_id = %request.request_id, %reason, "build request failed for good");
@@ -264,15 +299,13 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
         if let Some(of) = self.claim(request, project, None, progress).await? {
             return Ok(WorkOutcome::Duplicate { of });
         }
-        if let Cause::PullRequest { id } = request.cause {
-            // Pagure keeps `refs/pull/<id>/head` after a PR is closed or merged: only its API
-            // tells. Unknown (Pagure unreachable) builds as usual.
-            let path = request.project.target_fullname();
-            if let Some(status) = self.status.pull_request_status(&project.key, &path, id).await
-                && status != "Open"
-            {
-                return Ok(WorkOutcome::Ignored { reason: format!("pull request #{id} is {status}") });
-            }
+        let facts = self.trust_facts(request, project).await;
+        if let (Some(pr), Cause::PullRequest { id }) = (&facts.pull_request, &request.cause)
+            && pr.status != "Open"
+        {
+            // Pagure keeps `refs/pull/<id>/head` after a PR is closed or merged: only its
+            // API tells.
+            return Ok(WorkOutcome::Ignored { reason: format!("pull request #{id} is {}", pr.status) });
         }
         let scratch = Scratch::new(&self.settings.scratch_dir, &request.request_id)?;
         let fetched = self.fetch(request, project, &scratch.repo()).await?;
@@ -282,6 +315,22 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
         {
             return Ok(WorkOutcome::Duplicate { of });
         }
+        // Decided on the fetched head: an approval covers exactly that commit.
+        let classification = trust::classify(request, &facts, &fetched.commit);
+        let trust = classification.class();
+        let route = trust::route(
+            &classification,
+            &project.key,
+            &project.pipeline,
+            project.untrusted_pipeline.as_deref(),
+            project.approval_phrase.as_deref(),
+        );
+        tracing::info!(request_id = %request.request_id, trust = trust.as_str(), classification = ?classification, route = ?route, "request classified");
+        let pipeline = match route {
+            Route::Build { pipeline } => pipeline,
+            Route::Await { comment } => return Ok(WorkOutcome::Awaiting { commit: fetched.commit, comment }),
+            Route::Refuse { reason } => return Err(WorkError::Terminal(reason)),
+        };
         let variables = trigger_variables(request, &fetched.commit);
         // Checked before the tree was fetched (`check_buildspec`); this repeats it with the
         // real values.
@@ -294,8 +343,10 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
         }
         let zip_path = scratch.zip();
         let options = ArchiveOptions {
-            include_git: self.settings.include_git,
-            replacements: vec![(fetched.buildspec_path.clone(), injected.text.into_bytes())],
+            // Where CodeBuild reads it, not where the default branch keeps it: the tree's own
+            // file at that path (a PR's `buildspec.yml` beside the default branch's
+            // `buildspec.yaml`) must never be the one that runs.
+            replacements: vec![(self.settings.codebuild_buildspec.clone(), injected.text.into_bytes())],
             compression_level: self.settings.compression_level,
             ..ArchiveOptions::default()
         };
@@ -315,18 +366,44 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
         let key = format!("{base}.zip");
         let stored = self
             .store
-            .put_archive(&key, &zip_path, &metadata(request, &fetched))
+            .put_archive(&key, &zip_path, &metadata(request, &fetched, trust))
             .await
             .map_err(|e| WorkError::Transient(e.to_string()))?;
         let pipeline_variables: Vec<_> =
             variables.into_iter().filter(|(name, v)| PIPELINE_VARIABLES.contains(name) && !v.is_empty()).collect();
         let execution_id =
-            self.pipelines.start(&project.pipeline, &stored, &pipeline_variables).await.map_err(|e| match e {
+            self.pipelines.start(&pipeline, &stored, &pipeline_variables).await.map_err(|e| match e {
                 StartError::Transient(m) => WorkError::Transient(m),
-                StartError::Terminal(m) => WorkError::Terminal(format!("pipeline `{}`: {m}", project.pipeline)),
+                StartError::Terminal(m) => WorkError::Terminal(format!("pipeline `{pipeline}`: {m}")),
             })?;
         self.store.put_marker(&started_key, &execution_id).await.map_err(|e| WorkError::Transient(e.to_string()))?;
-        Ok(WorkOutcome::Started { key, commit: fetched.commit, execution_id })
+        Ok(WorkOutcome::Started { key, commit: fetched.commit, execution_id, pipeline, trust })
+    }
+
+    /// What Pagure says about a pull request and its people; nothing for pushes (a push's
+    /// trust follows from the repository alone). `None`s where Pagure did not answer.
+    async fn trust_facts(&self, request: &BuildRequest, project: &ProjectConfig) -> TrustFacts {
+        let mut facts = TrustFacts::default();
+        let Cause::PullRequest { id } = request.cause else {
+            return facts;
+        };
+        let path = request.project.target_fullname();
+        facts.pull_request = self.status.pull_request(&project.key, &path, id).await;
+        let Some(pr) = &facts.pull_request else {
+            return facts;
+        };
+        if pr.status != "Open" {
+            return facts;
+        }
+        // The target branch as Pagure has it: a trigger's `branch_to` is the caller's word.
+        facts.author_has_commit = self.status.has_commit(&project.key, &path, &pr.author, &pr.target_branch).await;
+        if facts.author_has_commit != Some(true)
+            && let Some(approval) = trust::usable_approval(request)
+        {
+            facts.approver_has_commit =
+                self.status.has_commit(&project.key, &path, &approval.by, &pr.target_branch).await;
+        }
+        facts
     }
 
     /// Claims the build for this request when its key is known (see [`bridge_core::dedupe`]):
@@ -389,7 +466,7 @@ fn check_buildspec(bytes: &[u8]) -> Result<(), String> {
 }
 
 /// Object metadata and the one-line revision summary CodePipeline shows.
-pub fn metadata(request: &BuildRequest, fetched: &Fetched) -> ArtifactMetadata {
+pub fn metadata(request: &BuildRequest, fetched: &Fetched, trust: TrustClass) -> ArtifactMetadata {
     let short = &fetched.commit[..fetched.commit.len().min(12)];
     let what = match request.cause {
         Cause::PullRequest { id } => {
@@ -413,6 +490,7 @@ pub fn metadata(request: &BuildRequest, fetched: &Fetched) -> ArtifactMetadata {
             ("pagure-commit".into(), fetched.commit.clone()),
             ("pagure-request-id".into(), request.request_id.clone()),
             ("pagure-trigger".into(), request.trigger.as_str().into()),
+            ("pagure-trust".into(), trust.as_str().into()),
         ],
         revision_summary,
     }

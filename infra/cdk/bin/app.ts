@@ -16,6 +16,8 @@ new PagureCiBridgeStack(app, 'PagureCiBridge', {
   projectFullName: context('projectFullName', 'pagure'),
   flagUsername: context('flagUsername', 'AWS CodeBuild'),
   sourceCidrs: context('sourceCidrs', ''),
+  buildSpecPath: context('buildSpecPath', 'buildspec.yml'),
+  approvalPhrase: context('approvalPhrase', ''),
   skipBundling,
 });
 // Every AwsSolutions finding is an error unless suppressed, with a reason, in the stack.

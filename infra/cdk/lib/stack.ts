@@ -1,7 +1,9 @@
 // The same resources as infra/sam/template.yaml: the accept, work and report functions, the
 // build queue and its dead-letter queue, the artifact buckets, the tokens' secret, alarms, and
-// a first project's CodePipeline (V2, S3 source with key override, parallel runs) and
-// CodeBuild project. IAM is written out per function, naming only its own resources.
+// a first project's two CodePipelines (V2, S3 source with key override, parallel runs) and
+// CodeBuild projects: the trusted one, and the untrusted one for pull requests of authors who
+// may not commit (its build role can write its logs and read its own source, nothing else).
+// IAM is written out per function, naming only its own resources.
 import * as path from 'path';
 import * as cdk from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -26,6 +28,13 @@ export interface PagureCiBridgeProps extends cdk.StackProps {
   readonly projectFullName: string;
   readonly flagUsername: string;
   readonly sourceCidrs: string;
+  /**
+   * The default of the `BuildSpecPath` parameter: where every CodeBuild project reads its
+   * buildspec, and where the bridge writes the injected one (PCB_CODEBUILD_BUILDSPEC).
+   */
+  readonly buildSpecPath: string;
+  /** The first project's `approval_phrase` (a committer's comment that builds a PR head in the trusted pipeline); empty: off. */
+  readonly approvalPhrase: string;
   /** Synthesize without building the Rust functions (CI's offline checks). */
   readonly skipBundling: boolean;
 }
@@ -42,6 +51,11 @@ const PIPELINE_VARIABLES = [
   'PAGURE_COMMIT',
   'PAGURE_BRANCH',
 ];
+
+/** A relative .yml/.yaml path whose components never start with a dot (no `.`, `..`, `.git`). */
+export const BUILDSPEC_PATH_PATTERN = '^([A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}/){0,7}[A-Za-z0-9_-][A-Za-z0-9_.-]{0,94}[.]ya?ml$';
+/** Empty, or a phrase without quotes, backslashes or control characters (it becomes a TOML string). */
+export const APPROVAL_PHRASE_PATTERN = '^([A-Za-z0-9/@_.:!?+-]([A-Za-z0-9 /@_.:!?+-]{0,62}[A-Za-z0-9/@_.:!?+-])?)?$';
 
 /** Acknowledges a cdk-nag finding on a construct and its children, with the reason. */
 function acknowledge(scope: Construct, id: string, reason: string): void {
@@ -70,6 +84,23 @@ export class PagureCiBridgeStack extends cdk.Stack {
     super(scope, id, props);
     const workspace = path.join(__dirname, '..', '..', '..', '..');
     const pipelineName = `${this.stackName}-${props.projectKey}`;
+    const untrustedName = `${pipelineName}-untrusted`;
+    for (const [what, value, pattern] of [
+      ['buildSpecPath', props.buildSpecPath, BUILDSPEC_PATH_PATTERN],
+      ['approvalPhrase', props.approvalPhrase, APPROVAL_PHRASE_PATTERN],
+    ]) {
+      if (!new RegExp(pattern).test(value)) {
+        throw new Error(`context ${what} = ${JSON.stringify(value)} does not match ${pattern}`);
+      }
+    }
+    // One setting for the path every CodeBuild project reads and the path the bridge writes
+    // the injected buildspec at (a deploy-time parameter; the context value is its default).
+    const buildSpecPath = new cdk.CfnParameter(this, 'BuildSpecPath', {
+      type: 'String',
+      default: props.buildSpecPath,
+      allowedPattern: BUILDSPEC_PATH_PATTERN,
+      description: 'Where every CodeBuild project reads its buildspec in the source archive; the bridge writes the injected buildspec at exactly this path (PCB_CODEBUILD_BUILDSPEC).',
+    }).valueAsString;
     const pipelineArns = `arn:${this.partition}:codepipeline:${this.region}:${this.account}:${this.stackName}-*`;
 
     const secret = new secretsmanager.Secret(this, 'BridgeSecret', {
@@ -101,11 +132,11 @@ export class PagureCiBridgeStack extends cdk.Stack {
       checkovSkip(q, [SQS_SKIP]);
     }
 
-    const bucket = (id: string) => {
+    const bucket = (id: string, encryption = s3.BucketEncryption.KMS_MANAGED) => {
       const b = new s3.Bucket(this, id, {
         versioned: true,
-        encryption: s3.BucketEncryption.KMS_MANAGED,
-        bucketKeyEnabled: true,
+        encryption,
+        ...(encryption === s3.BucketEncryption.KMS_MANAGED ? { bucketKeyEnabled: true } : {}),
         blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
         enforceSSL: true,
         objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
@@ -121,6 +152,8 @@ export class PagureCiBridgeStack extends cdk.Stack {
     };
     const artifacts = bucket('ArtifactBucket');
     const stageArtifacts = bucket('StageArtifactBucket');
+    // The untrusted pipeline's artifact store: SSE-S3, so its build role needs no KMS grant.
+    const untrustedArtifacts = bucket('UntrustedArtifactBucket', s3.BucketEncryption.S3_MANAGED);
 
     const environment: Record<string, string> = {
       RUST_LOG: 'info',
@@ -132,6 +165,8 @@ export class PagureCiBridgeStack extends cdk.Stack {
         `git_url = "${props.gitUrl}"`,
         `project = "${props.projectFullName}"`,
         `pipeline = "${pipelineName}"`,
+        `untrusted_pipeline = "${untrustedName}"`,
+        ...(props.approvalPhrase ? [`approval_phrase = "${props.approvalPhrase}"`] : []),
       ].join('\n'),
     };
 
@@ -194,6 +229,8 @@ export class PagureCiBridgeStack extends cdk.Stack {
         PCB_SOURCE_ACTION: 'Source',
         PCB_MAX_RECEIVE_COUNT: String(MAX_RECEIVE_COUNT),
         PCB_FETCH_TIMEOUT_SECONDS: '240',
+        // The path every CodeBuild project reads (source.buildSpec): the same parameter.
+        PCB_CODEBUILD_BUILDSPEC: buildSpecPath,
       },
     });
     work.addEventSource(new SqsEventSource(queue, { batchSize: 5, reportBatchItemFailures: true }));
@@ -250,7 +287,8 @@ export class PagureCiBridgeStack extends cdk.Stack {
       name: pipelineName,
       description: `Builds ${props.projectFullName} for pagure-ci-bridge`,
       serviceRole: buildRole.roleArn,
-      source: { type: 'CODEPIPELINE', buildSpec: 'buildspec.yml' },
+      // The bridge writes the injected buildspec at exactly this path (PCB_CODEBUILD_BUILDSPEC).
+      source: { type: 'CODEPIPELINE', buildSpec: buildSpecPath },
       artifacts: { type: 'CODEPIPELINE' },
       environment: {
         type: 'ARM_CONTAINER',
@@ -285,48 +323,122 @@ export class PagureCiBridgeStack extends cdk.Stack {
       ...PIPELINE_VARIABLES.map((name) => ({ name, value: `#{variables.${name}}`, type: 'PLAINTEXT' })),
       { name: 'PAGURE_PIPELINE_EXECUTION_ID', value: '#{codepipeline.PipelineExecutionId}', type: 'PLAINTEXT' },
     ];
-    const pipeline = new codepipeline.CfnPipeline(this, 'Pipeline', {
-      name: pipelineName,
-      pipelineType: 'V2',
-      // Each run names its own archive (a key per request): runs never race on one object.
-      executionMode: 'PARALLEL',
-      roleArn: pipelineRole.roleArn,
-      artifactStore: { type: 'S3', location: stageArtifacts.bucketName },
-      // A run started by hand carries these defaults (bridge_core::buildspec::MANUAL_RUN): ignored by report.
-      variables: PIPELINE_VARIABLES.map((name) => ({ name, defaultValue: 'manual' })),
-      stages: [
-        {
-          name: 'Source',
-          actions: [{
+    // Both pipelines: the bridge's source bucket and key scheme (the work function overrides
+    // S3_OBJECT_KEY on the action named `Source`), then one CodeBuild action without output
+    // artifacts, given PLAINTEXT variables only.
+    const newPipeline = (id: string, name: string, role: iam.Role, store: s3.Bucket, project: codebuild.CfnProject) =>
+      new codepipeline.CfnPipeline(this, id, {
+        name,
+        pipelineType: 'V2',
+        // Each run names its own archive (a key per request): runs never race on one object.
+        executionMode: 'PARALLEL',
+        roleArn: role.roleArn,
+        artifactStore: { type: 'S3', location: store.bucketName },
+        // A run started by hand carries these defaults (bridge_core::buildspec::MANUAL_RUN): ignored by report.
+        variables: PIPELINE_VARIABLES.map((name) => ({ name, defaultValue: 'manual' })),
+        stages: [
+          {
             name: 'Source',
-            actionTypeId: { category: 'Source', owner: 'AWS', provider: 'S3', version: '1' },
-            configuration: {
-              S3Bucket: artifacts.bucketName,
-              S3ObjectKey: `sources/${props.projectKey}/latest.zip`,
-              PollForSourceChanges: false,
-              AllowOverrideForS3ObjectKey: true,
-            },
-            outputArtifacts: [{ name: 'Source' }],
-          }],
-        },
-        {
-          name: 'Build',
-          actions: [{
+            actions: [{
+              name: 'Source',
+              actionTypeId: { category: 'Source', owner: 'AWS', provider: 'S3', version: '1' },
+              configuration: {
+                S3Bucket: artifacts.bucketName,
+                S3ObjectKey: `sources/${props.projectKey}/latest.zip`,
+                PollForSourceChanges: false,
+                AllowOverrideForS3ObjectKey: true,
+              },
+              outputArtifacts: [{ name: 'Source' }],
+            }],
+          },
+          {
             name: 'Build',
-            actionTypeId: { category: 'Build', owner: 'AWS', provider: 'CodeBuild', version: '1' },
-            inputArtifacts: [{ name: 'Source' }],
-            configuration: { ProjectName: buildProject.ref, EnvironmentVariables: JSON.stringify(actionVariables) },
-          }],
-        },
-      ],
+            actions: [{
+              name: 'Build',
+              actionTypeId: { category: 'Build', owner: 'AWS', provider: 'CodeBuild', version: '1' },
+              inputArtifacts: [{ name: 'Source' }],
+              configuration: { ProjectName: project.ref, EnvironmentVariables: JSON.stringify(actionVariables) },
+            }],
+          },
+        ],
+      });
+    const pipeline = newPipeline('Pipeline', pipelineName, pipelineRole, stageArtifacts, buildProject);
+
+    // The first project's untrusted pipeline: pull requests whose author may not commit to the
+    // target branch. Its build role can write its own logs and read its own artifact bucket's
+    // objects (the source zip), nothing else: no secret, no parameter, no KMS key, no other
+    // bucket; the project has no environment variables, no VPC, and is not privileged.
+    const untrustedLogs = new logs.LogGroup(this, 'UntrustedBuildLogs', {
+      retention: logs.RetentionDays.ONE_MONTH,
+      removalPolicy: cdk.RemovalPolicy.DESTROY,
     });
+    checkovSkip(untrustedLogs, [LOGS_SKIP]);
+    const untrustedBuildRole = new iam.Role(this, 'UntrustedBuildRole', {
+      assumedBy: new iam.ServicePrincipal('codebuild.amazonaws.com'),
+      description: 'pagure-ci-bridge untrusted builds: own logs, own source; infra/tests/check_templates.py refuses any other grant.',
+    });
+    untrustedBuildRole.addToPolicy(new iam.PolicyStatement({
+      actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+      resources: [untrustedLogs.logGroupArn],
+    }));
+    // The source zip CodePipeline hands the build; there is no output artifact to write.
+    untrustedBuildRole.addToPolicy(new iam.PolicyStatement({
+      actions: ['s3:GetObject', 's3:GetObjectVersion'],
+      resources: [untrustedArtifacts.arnForObjects('*')],
+    }));
+    // The bucket itself, no object: AWS's minimal CodeBuild service role has these.
+    untrustedBuildRole.addToPolicy(new iam.PolicyStatement({
+      actions: ['s3:GetBucketAcl', 's3:GetBucketLocation'],
+      resources: [untrustedArtifacts.bucketArn],
+    }));
+    const untrustedProject = new codebuild.CfnProject(this, 'UntrustedBuildProject', {
+      name: untrustedName,
+      description: `Builds pull requests of ${props.projectFullName} from authors without commit access: no secrets, logs and source only`,
+      serviceRole: untrustedBuildRole.roleArn,
+      // The same parameter as the trusted project and the bridge's PCB_CODEBUILD_BUILDSPEC.
+      source: { type: 'CODEPIPELINE', buildSpec: buildSpecPath },
+      artifacts: { type: 'CODEPIPELINE' },
+      environment: {
+        type: 'ARM_CONTAINER',
+        image: 'aws/codebuild/amazonlinux-aarch64-standard:3.0',
+        computeType: 'BUILD_GENERAL1_SMALL',
+        privilegedMode: false,
+      },
+      timeoutInMinutes: 60,
+      encryptionKey: `arn:${this.partition}:kms:${this.region}:${this.account}:alias/aws/s3`,
+      logsConfig: { cloudWatchLogs: { status: 'ENABLED', groupName: untrustedLogs.logGroupName } },
+    });
+    const untrustedPipelineRole = new iam.Role(this, 'UntrustedPipelineRole', {
+      assumedBy: new iam.ServicePrincipal('codepipeline.amazonaws.com'),
+    });
+    untrustedPipelineRole.addToPolicy(new iam.PolicyStatement({
+      actions: ['s3:GetObject', 's3:GetObjectVersion', 's3:GetBucketVersioning'],
+      resources: [artifacts.bucketArn, artifacts.arnForObjects('sources/*')],
+    }));
+    untrustedPipelineRole.addToPolicy(new iam.PolicyStatement({
+      actions: ['s3:GetObject', 's3:GetObjectVersion', 's3:PutObject'],
+      resources: [untrustedArtifacts.arnForObjects('*')],
+    }));
+    untrustedPipelineRole.addToPolicy(new iam.PolicyStatement({
+      actions: ['s3:GetBucketVersioning', 's3:GetBucketAcl', 's3:GetBucketLocation'],
+      resources: [untrustedArtifacts.bucketArn],
+    }));
+    untrustedPipelineRole.addToPolicy(new iam.PolicyStatement({
+      actions: ['codebuild:StartBuild', 'codebuild:BatchGetBuilds'],
+      resources: [untrustedProject.attrArn],
+    }));
+    const untrustedObjects = `${arnOf(untrustedArtifacts)}/*`;
+    iam5(untrustedBuildRole, untrustedObjects, 'Objects of the untrusted pipeline\'s own artifact bucket: the source zip of the build (CodePipeline names them).');
+    iam5(untrustedPipelineRole, untrustedObjects, 'Objects of the untrusted pipeline\'s own artifact bucket (CodePipeline names them).');
+    iam5(untrustedPipelineRole, sources, 'The source archives it reads: objects under sources/ of the bridge\'s bucket.');
+    const untrustedPipeline = newPipeline('UntrustedPipeline', untrustedName, untrustedPipelineRole, untrustedArtifacts, untrustedProject);
 
     const ruleTarget = new targets.LambdaFunction(report, { deadLetterQueue: reportDeadLetters, retryAttempts: 10 });
     new events.Rule(this, 'BuildStates', {
       eventPattern: {
         source: ['aws.codebuild'],
         detailType: ['CodeBuild Build State Change'],
-        detail: { 'project-name': [buildProject.ref] },
+        detail: { 'project-name': [buildProject.ref, untrustedProject.ref] },
       },
       targets: [ruleTarget],
     });
@@ -334,7 +446,7 @@ export class PagureCiBridgeStack extends cdk.Stack {
       eventPattern: {
         source: ['aws.codepipeline'],
         detailType: ['CodePipeline Pipeline Execution State Change'],
-        detail: { pipeline: [pipeline.ref], state: ['SUCCEEDED', 'FAILED', 'STOPPED', 'SUPERSEDED', 'CANCELED'] },
+        detail: { pipeline: [pipeline.ref, untrustedPipeline.ref], state: ['SUCCEEDED', 'FAILED', 'STOPPED', 'SUPERSEDED', 'CANCELED'] },
       },
       targets: [ruleTarget],
     });
@@ -360,6 +472,13 @@ export class PagureCiBridgeStack extends cdk.Stack {
     new cdk.CfnOutput(this, 'WebhookUrl', { value: `${url.url}webhook/${props.projectKey}` });
     new cdk.CfnOutput(this, 'SecretName', { value: secret.secretName });
     new cdk.CfnOutput(this, 'ArtifactBucketName', { value: artifacts.bucketName });
-    new cdk.CfnOutput(this, 'PipelineName', { value: pipeline.ref });
+    new cdk.CfnOutput(this, 'PipelineName', {
+      description: 'Trusted builds (pushes, and pull requests whose author may commit to the target branch).',
+      value: pipeline.ref,
+    });
+    new cdk.CfnOutput(this, 'UntrustedPipelineName', {
+      description: 'Every other pull request builds here, without secrets (the first project\'s untrusted_pipeline).',
+      value: untrustedPipeline.ref,
+    });
   }
 }

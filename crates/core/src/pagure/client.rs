@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use url::Url;
 
-use super::{Flag, FlagPosted, FlagTarget, ListedFlag, PagureError, RetryPolicy, answers};
+use super::{Flag, FlagPosted, FlagTarget, ListedFlag, PagureError, PullRequestFacts, RetryPolicy, answers};
 use crate::auth::Secret;
 
 /// A client for Pagure's flag endpoints. Cheap to clone; build it once per process.
@@ -104,34 +104,84 @@ impl PagureClient {
         .await
     }
 
-    /// A pull request's `status` as Pagure's API has it (`Open`, `Merged`, `Closed`): one
-    /// attempt, as the answer is only advice. `project_path` is `[ns/]name` of the target.
-    pub async fn pull_request_status(
+    /// A pull request as Pagure's API has it (status, author, target branch, head).
+    /// `project_path` is `[ns/]name` of the target; `token` is sent when given (private
+    /// projects answer only with one). Retried like a flag call: whether it builds, and
+    /// where, depends on the answer.
+    pub async fn pull_request(
         &self,
         pagure_url: &Url,
         project_path: &str,
         id: u64,
         token: Option<&Secret>,
-    ) -> Result<String, PagureError> {
+    ) -> Result<PullRequestFacts, PagureError> {
         let url = pagure_url
             .join(&format!("api/0/{project_path}/pull-request/{id}"))
             .map_err(|e| PagureError::Invalid(format!("pull-request URL under {pagure_url}: {e}")))?;
-        let mut call = self.http.get(url);
-        if let Some(token) = token {
-            // Private projects answer only with a token.
-            call = call.header(reqwest::header::AUTHORIZATION, token_header(token)?);
+        self.read(url, token, &format!("pull request #{id} of {project_path}"), answers::pull_request).await
+    }
+
+    /// Whether `user` may commit to `branch` of `project_path` (`GET …/hascommit`, which
+    /// follows the project's users, groups and per-branch ACLs; no token needed for a public
+    /// project). Both values go in the query, encoded.
+    pub async fn has_commit(
+        &self,
+        pagure_url: &Url,
+        project_path: &str,
+        user: &str,
+        branch: &str,
+        token: Option<&Secret>,
+    ) -> Result<bool, PagureError> {
+        let mut url = pagure_url
+            .join(&format!("api/0/{project_path}/hascommit"))
+            .map_err(|e| PagureError::Invalid(format!("hascommit URL under {pagure_url}: {e}")))?;
+        url.query_pairs_mut().append_pair("user", user).append_pair("branch", branch);
+        let what = format!("whether `{user}` may commit to `{branch}` of {project_path}");
+        self.read(url, token, &what, answers::has_commit).await
+    }
+
+    /// A GET of one of Pagure's read endpoints, with the flag calls' retries on 5xx, 429,
+    /// timeouts and connection failures; a 4xx or an answer `parse` refuses is final.
+    async fn read<T>(
+        &self,
+        url: Url,
+        token: Option<&Secret>,
+        what: &str,
+        parse: impl Fn(&[u8]) -> Result<T, String>,
+    ) -> Result<T, PagureError> {
+        let authorization = token.map(token_header).transpose()?;
+        let mut last = String::new();
+        for n in 1..=self.retry.attempts {
+            if n > 1 {
+                tokio::time::sleep(self.retry.delay(n - 1)).await;
+            }
+            let mut call = self.http.get(url.clone());
+            if let Some(authorization) = &authorization {
+                call = call.header(reqwest::header::AUTHORIZATION, authorization.clone());
+            }
+            let why = match call.send().await {
+                Err(e) => describe(&e),
+                Ok(response) => {
+                    let status = response.status();
+                    match response.bytes().await {
+                        Err(e) => format!("reading the answer: {}", describe(&e)),
+                        Ok(bytes) if status.is_success() => {
+                            return parse(&bytes).map_err(|e| PagureError::Invalid(format!("{what}: {e}")));
+                        }
+                        Ok(_) if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS => {
+                            format!("HTTP {}", status.as_u16())
+                        }
+                        Ok(bytes) => {
+                            let detail = answers::error_text(&bytes).map(|e| format!(" {e}")).unwrap_or_default();
+                            return Err(PagureError::Invalid(format!("{what}: HTTP {}{detail}", status.as_u16())));
+                        }
+                    }
+                }
+            };
+            tracing::warn!(what, attempt = n, of = self.retry.attempts, reason = %why, "Pagure read failed");
+            last = why;
         }
-        let response = call.send().await.map_err(|e| PagureError::Invalid(describe(&e)))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(PagureError::Invalid(format!(
-                "pull request #{id} of {project_path}: HTTP {}",
-                status.as_u16()
-            )));
-        }
-        let bytes = response.bytes().await.map_err(|e| PagureError::Invalid(describe(&e)))?;
-        answers::pull_request_status(&bytes)
-            .map_err(|e| PagureError::Invalid(format!("pull request #{id} of {project_path}: {e}")))
+        Err(PagureError::Unavailable { target: what.to_owned(), attempts: self.retry.attempts, last })
     }
 
     async fn with_retries<T, F, Fut>(&self, target: &FlagTarget, attempt: F) -> Result<T, PagureError>

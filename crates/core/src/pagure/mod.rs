@@ -179,6 +179,20 @@ pub struct FlagPosted {
     pub updated: bool,
 }
 
+/// What Pagure's API says of a pull request (`GET /api/0/<repo>/pull-request/<id>`,
+/// `CONTRACT.md` (e)): what the work stage needs to decide whether to build it, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequestFacts {
+    /// `Open`, `Merged` or `Closed`.
+    pub status: String,
+    /// `user.name`: who opened it.
+    pub author: String,
+    /// `branch`: the target branch (Pagure's, not what a trigger claims).
+    pub target_branch: String,
+    /// `commit_stop`: its head when Pagure last looked (`null` for a PR without commits).
+    pub head: Option<String>,
+}
+
 /// A flag as Pagure lists it (no `uid`: Pagure does not show it).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ListedFlag {

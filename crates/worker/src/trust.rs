@@ -1,0 +1,377 @@
+//! How far a build request is trusted, decided from what Pagure said, with no IO of its own
+//! (the worker gathers the facts; [`classify`] decides; [`route`] picks what to do).
+//!
+//! - Trusted: a push to the project's own repository (`fork_user` is `None`), or a pull
+//!   request whose author may commit to the PR's target branch *as Pagure reports it* (the
+//!   PR's `branch`, never the trigger's `branch_to`, which a JSON caller chooses).
+//! - Approved: an untrusted pull request with an approval (a web-hook comment equal to the
+//!   project's `approval_phrase`) whose author may commit to the target branch and whose
+//!   approved commit is the head that was fetched.
+//! - Untrusted: everything else, including pushes to forks and every case where Pagure could
+//!   not be asked or did not answer.
+
+use bridge_core::model::{Approval, BuildRequest, Cause, TriggerKind, TrustClass};
+use bridge_core::pagure::PullRequestFacts;
+
+/// What Pagure said about a request; `None` wherever it was not asked or did not answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustFacts {
+    /// The pull request's own JSON.
+    pub pull_request: Option<PullRequestFacts>,
+    /// `hascommit` of the PR's author on the PR's target branch.
+    pub author_has_commit: Option<bool>,
+    /// `hascommit` of the approval's author on the PR's target branch.
+    pub approver_has_commit: Option<bool>,
+}
+
+/// Why a request is not trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Untrusted {
+    /// A push to a fork (pagure-ci of a fork, or a JSON call naming a fork's commit).
+    ForkPush { user: String },
+    /// Pagure did not say who opened the pull request.
+    PullRequestUnknown { id: u64 },
+    /// The author may not commit to the target branch (`known`: Pagure said so; otherwise
+    /// it could not be asked).
+    Author { author: String, branch: String, known: bool },
+}
+
+/// Why an approval did not make an untrusted pull request buildable in the trusted pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApprovalRefused {
+    /// The approver may not commit to the target branch (or Pagure could not tell).
+    NotCommitter { by: String, known: bool },
+    /// The head moved after the approval: the approval covered another commit.
+    HeadMoved { by: String, approved: String, head: String },
+}
+
+/// The decision, with its reasons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Classification {
+    Trusted,
+    Approved { by: String },
+    Untrusted { why: Untrusted, approval: Option<ApprovalRefused> },
+}
+
+impl Classification {
+    pub fn class(&self) -> TrustClass {
+        match self {
+            Classification::Trusted => TrustClass::Trusted,
+            Classification::Approved { .. } => TrustClass::Approved,
+            Classification::Untrusted { .. } => TrustClass::Untrusted,
+        }
+    }
+}
+
+/// The approval a request may use: only one that came through the signed web-hook door, for
+/// a pull request. A queue message from any other door that carries one is not believed.
+pub fn usable_approval(request: &BuildRequest) -> Option<&Approval> {
+    match (&request.cause, request.trigger) {
+        (Cause::PullRequest { .. }, TriggerKind::Webhook) => request.approval.as_ref(),
+        _ => None,
+    }
+}
+
+/// Classifies `request`, whose fetched head is `head`, from `facts`. Pure: no IO.
+pub fn classify(request: &BuildRequest, facts: &TrustFacts, head: &str) -> Classification {
+    let id = match (&request.cause, &request.project.fork_user) {
+        (Cause::Commit { .. }, None) => return Classification::Trusted,
+        (Cause::Commit { .. }, Some(user)) => {
+            return Classification::Untrusted { why: Untrusted::ForkPush { user: user.clone() }, approval: None };
+        }
+        (Cause::PullRequest { id }, _) => *id,
+    };
+    let Some(pr) = &facts.pull_request else {
+        return Classification::Untrusted { why: Untrusted::PullRequestUnknown { id }, approval: None };
+    };
+    if facts.author_has_commit == Some(true) {
+        return Classification::Trusted;
+    }
+    let why = Untrusted::Author {
+        author: pr.author.clone(),
+        branch: pr.target_branch.clone(),
+        known: facts.author_has_commit.is_some(),
+    };
+    let Some(approval) = usable_approval(request) else {
+        return Classification::Untrusted { why, approval: None };
+    };
+    let refused = if facts.approver_has_commit != Some(true) {
+        ApprovalRefused::NotCommitter { by: approval.by.clone(), known: facts.approver_has_commit.is_some() }
+    } else if !approval.commit.eq_ignore_ascii_case(head) {
+        ApprovalRefused::HeadMoved { by: approval.by.clone(), approved: approval.commit.clone(), head: head.to_owned() }
+    } else {
+        return Classification::Approved { by: approval.by.clone() };
+    };
+    Classification::Untrusted { why, approval: Some(refused) }
+}
+
+/// What the work stage does with a classified request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Build in this pipeline.
+    Build { pipeline: String },
+    /// Build nothing yet: a `pending` flag says what is awaited.
+    Await { comment: String },
+    /// Build nothing: an `error` flag says why and what to configure (terminal).
+    Refuse { reason: String },
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+impl Untrusted {
+    /// "untrusted pull request from alice", as the flags say it.
+    pub fn describe(&self) -> String {
+        match self {
+            Untrusted::ForkPush { user } => format!("untrusted push to the fork of {user}"),
+            Untrusted::PullRequestUnknown { id } => {
+                format!("untrusted pull request #{id}: Pagure did not say who opened it")
+            }
+            Untrusted::Author { author, known: true, .. } => format!("untrusted pull request from {author}"),
+            Untrusted::Author { author, branch, known: false } => format!(
+                "untrusted pull request from {author}: Pagure did not say whether they may commit to `{branch}`"
+            ),
+        }
+    }
+}
+
+/// Where a request of `classification` goes for a project with `pipeline`, `untrusted_pipeline`
+/// and `approval_phrase`.
+pub fn route(
+    classification: &Classification,
+    project_key: &str,
+    pipeline: &str,
+    untrusted_pipeline: Option<&str>,
+    approval_phrase: Option<&str>,
+) -> Route {
+    let Classification::Untrusted { why, approval } = classification else {
+        return Route::Build { pipeline: pipeline.to_owned() };
+    };
+    if let Some(untrusted) = untrusted_pipeline {
+        return Route::Build { pipeline: untrusted.to_owned() };
+    }
+    let what = why.describe();
+    match (approval_phrase, why) {
+        // A push has no pull request to comment on: approvals cannot help it.
+        (Some(phrase), Untrusted::PullRequestUnknown { .. } | Untrusted::Author { .. }) => {
+            let comment = match approval {
+                None => format!("Waiting for a committer to comment `{phrase}` ({what})"),
+                Some(ApprovalRefused::NotCommitter { by, known: true }) => format!(
+                    "Waiting for a committer to comment `{phrase}`: {by} may not commit to the target branch ({what})"
+                ),
+                Some(ApprovalRefused::NotCommitter { by, known: false }) => format!(
+                    "Waiting for a committer to comment `{phrase}`: Pagure did not say whether {by} may commit to the target branch ({what})"
+                ),
+                Some(ApprovalRefused::HeadMoved { by, approved, head }) => format!(
+                    "Waiting for a committer to comment `{phrase}` again: the head moved to {} after {by} approved {} ({what})",
+                    short(head),
+                    short(approved)
+                ),
+            };
+            Route::Await { comment }
+        }
+        (Some(_), Untrusted::ForkPush { .. }) => Route::Refuse {
+            reason: format!(
+                "not built: {what}, and project `{project_key}` has no untrusted_pipeline (approvals are for pull requests; set untrusted_pipeline to build untrusted pushes)"
+            ),
+        },
+        (None, _) => Route::Refuse {
+            reason: format!(
+                "not built: {what}, and project `{project_key}` has neither untrusted_pipeline (a pipeline without the trusted build's secrets, to build it there) nor approval_phrase (to build it in `{pipeline}` once a committer approves its head)"
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bridge_core::model::{BuildTarget, ProjectRef};
+
+    const HEAD: &str = "05bab967134e26fd2a307065b49ce0bc2a2063ed";
+    const OLD: &str = "d2085936e8b068ce55bd07cbf3cf794b8fe7a996";
+
+    fn request(cause: Cause, fork_user: Option<&str>, trigger: TriggerKind) -> BuildRequest {
+        let branch_to = matches!(cause, Cause::PullRequest { .. }).then(|| "main".to_owned());
+        BuildRequest::new(
+            BuildTarget {
+                project: ProjectRef {
+                    key: "demo".into(),
+                    namespace: None,
+                    name: "demo".into(),
+                    fork_user: fork_user.map(String::from),
+                },
+                repo_url: "https://pagure.example.org/demo.git".into(),
+                cause,
+                branch: "fix".into(),
+                branch_to,
+            },
+            trigger,
+            time::OffsetDateTime::UNIX_EPOCH,
+        )
+    }
+
+    fn pr(fork_user: Option<&str>) -> BuildRequest {
+        request(Cause::PullRequest { id: 7 }, fork_user, TriggerKind::Webhook)
+    }
+
+    fn approved(by: &str, commit: &str) -> BuildRequest {
+        pr(Some("alice")).approved(Approval { by: by.into(), commit: commit.into() })
+    }
+
+    fn facts(author: Option<bool>, approver: Option<bool>) -> TrustFacts {
+        TrustFacts {
+            pull_request: Some(PullRequestFacts {
+                status: "Open".into(),
+                author: "alice".into(),
+                target_branch: "main".into(),
+                head: Some(HEAD.into()),
+            }),
+            author_has_commit: author,
+            approver_has_commit: approver,
+        }
+    }
+
+    fn alice(known: bool) -> Untrusted {
+        Untrusted::Author { author: "alice".into(), branch: "main".into(), known }
+    }
+
+    #[test]
+    fn pushes_are_trusted_only_in_the_project_itself() {
+        let own = request(Cause::Commit { sha: HEAD.into() }, None, TriggerKind::Json);
+        assert_eq!(classify(&own, &TrustFacts::default(), HEAD), Classification::Trusted);
+        let fork = request(Cause::Commit { sha: HEAD.into() }, Some("bob"), TriggerKind::Jenkins);
+        assert_eq!(
+            classify(&fork, &facts(Some(true), Some(true)), HEAD),
+            Classification::Untrusted { why: Untrusted::ForkPush { user: "bob".into() }, approval: None },
+            "whatever Pagure says of anyone"
+        );
+    }
+
+    #[test]
+    fn pull_requests_are_trusted_by_their_authors_commit_access() {
+        for fork in [None, Some("alice")] {
+            assert_eq!(classify(&pr(fork), &facts(Some(true), None), HEAD), Classification::Trusted);
+            assert_eq!(
+                classify(&pr(fork), &facts(Some(false), None), HEAD),
+                Classification::Untrusted { why: alice(true), approval: None }
+            );
+            assert_eq!(
+                classify(&pr(fork), &facts(None, None), HEAD),
+                Classification::Untrusted { why: alice(false), approval: None },
+                "unknown is untrusted"
+            );
+            assert_eq!(
+                classify(&pr(fork), &TrustFacts::default(), HEAD),
+                Classification::Untrusted { why: Untrusted::PullRequestUnknown { id: 7 }, approval: None }
+            );
+        }
+    }
+
+    #[test]
+    fn approvals_need_a_committer_and_the_same_head() {
+        assert_eq!(
+            classify(&approved("carol", HEAD), &facts(Some(false), Some(true)), HEAD),
+            Classification::Approved { by: "carol".into() }
+        );
+        assert_eq!(
+            classify(&approved("carol", &HEAD.to_uppercase()), &facts(Some(false), Some(true)), HEAD),
+            Classification::Approved { by: "carol".into() }
+        );
+        assert_eq!(
+            classify(&approved("mallory", HEAD), &facts(Some(false), Some(false)), HEAD),
+            Classification::Untrusted {
+                why: alice(true),
+                approval: Some(ApprovalRefused::NotCommitter { by: "mallory".into(), known: true })
+            }
+        );
+        assert_eq!(
+            classify(&approved("carol", HEAD), &facts(Some(false), None), HEAD),
+            Classification::Untrusted {
+                why: alice(true),
+                approval: Some(ApprovalRefused::NotCommitter { by: "carol".into(), known: false })
+            }
+        );
+        assert_eq!(
+            classify(&approved("carol", OLD), &facts(Some(false), Some(true)), HEAD),
+            Classification::Untrusted {
+                why: alice(true),
+                approval: Some(ApprovalRefused::HeadMoved {
+                    by: "carol".into(),
+                    approved: OLD.into(),
+                    head: HEAD.into()
+                })
+            }
+        );
+        // Pagure unknown: no approval can make up for it.
+        assert_eq!(classify(&approved("carol", HEAD), &TrustFacts::default(), HEAD).class(), TrustClass::Untrusted);
+        // A trusted author needs no approval, and a useless one changes nothing.
+        assert_eq!(classify(&approved("mallory", OLD), &facts(Some(true), Some(false)), HEAD), Classification::Trusted);
+    }
+
+    #[test]
+    fn approvals_count_only_from_the_web_hook_door() {
+        for trigger in [TriggerKind::Json, TriggerKind::Jenkins] {
+            let mut forged = request(Cause::PullRequest { id: 7 }, Some("alice"), trigger);
+            forged.approval = Some(Approval { by: "carol".into(), commit: HEAD.into() });
+            assert_eq!(usable_approval(&forged), None);
+            assert_eq!(
+                classify(&forged, &facts(Some(false), Some(true)), HEAD),
+                Classification::Untrusted { why: alice(true), approval: None },
+                "{trigger:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn routes_follow_the_project_settings() {
+        let untrusted = Classification::Untrusted { why: alice(true), approval: None };
+        let build = |p: &str| Route::Build { pipeline: p.into() };
+        for c in [Classification::Trusted, Classification::Approved { by: "carol".into() }] {
+            assert_eq!(route(&c, "demo", "demo-ci", Some("demo-untrusted"), Some("/ok-to-test")), build("demo-ci"));
+            assert_eq!(route(&c, "demo", "demo-ci", None, None), build("demo-ci"));
+        }
+        assert_eq!(
+            route(&untrusted, "demo", "demo-ci", Some("demo-untrusted"), Some("/ok-to-test")),
+            build("demo-untrusted")
+        );
+        assert_eq!(
+            route(&untrusted, "demo", "demo-ci", None, Some("/ok-to-test")),
+            Route::Await {
+                comment: "Waiting for a committer to comment `/ok-to-test` (untrusted pull request from alice)".into()
+            }
+        );
+        let Route::Refuse { reason } = route(&untrusted, "demo", "demo-ci", None, None) else { panic!() };
+        assert!(
+            reason.starts_with(
+                "not built: untrusted pull request from alice, and project `demo` has neither untrusted_pipeline"
+            ) && reason.contains("approval_phrase"),
+            "{reason}"
+        );
+        let moved = Classification::Untrusted {
+            why: alice(true),
+            approval: Some(ApprovalRefused::HeadMoved { by: "carol".into(), approved: OLD.into(), head: HEAD.into() }),
+        };
+        assert_eq!(
+            route(&moved, "demo", "demo-ci", None, Some("/ok-to-test")),
+            Route::Await {
+                comment: "Waiting for a committer to comment `/ok-to-test` again: the head moved to 05bab967134e after carol approved d2085936e8b0 (untrusted pull request from alice)".into()
+            }
+        );
+        let stranger = Classification::Untrusted {
+            why: alice(true),
+            approval: Some(ApprovalRefused::NotCommitter { by: "mallory".into(), known: true }),
+        };
+        let Route::Await { comment } = route(&stranger, "demo", "demo-ci", None, Some("/ok-to-test")) else { panic!() };
+        assert!(comment.contains("mallory may not commit"), "{comment}");
+        let fork_push = Classification::Untrusted { why: Untrusted::ForkPush { user: "bob".into() }, approval: None };
+        let Route::Refuse { reason } = route(&fork_push, "demo", "demo-ci", None, Some("/ok-to-test")) else {
+            panic!()
+        };
+        assert!(
+            reason.contains("untrusted push to the fork of bob") && reason.contains("untrusted_pipeline"),
+            "{reason}"
+        );
+    }
+}
