@@ -1,6 +1,7 @@
 //! A fake Pagure for tests, built from `CONTRACT.md` sections (a) and (e): the commit and
 //! pull-request flag endpoints (POST and GET) for plain, namespaced and forked projects,
-//! a pull request's own JSON (`status`, `user`, `branch`, `commit_stop`), and `hascommit`
+//! a pull request's own JSON (`status`, `user`, `branch`, `commit_stop`, `repo_from`,
+//! `remote_git`), and `hascommit`
 //! (project committers and per-branch collaborators),
 //! with Pagure's token header parsing, ACLs, project-scoped tokens, form validation, uid
 //! create/update semantics and its exact error bodies. Faults can be scripted per request.
@@ -17,6 +18,17 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+
+/// Where a pull request's head comes from (its JSON's `repo_from` and `remote_git`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullSource {
+    /// A branch of the target project itself (`repo_from` is the project).
+    Project,
+    /// A branch of `<user>`'s fork (`repo_from.fullname` is `forks/<user>/[ns/]name`).
+    Fork(String),
+    /// A remote pull request: `repo_from` null, the head pulled from this git URL.
+    Remote(String),
+}
 
 /// A token Pagure knows.
 #[derive(Debug, Clone)]
@@ -77,6 +89,9 @@ struct State {
     /// (target project, PR id) → (author, target branch); [`DEFAULT_AUTHOR`] and
     /// [`DEFAULT_BRANCH`] when absent.
     pull_author: HashMap<(String, u64), (String, String)>,
+    /// (target project, PR id) → where its head comes from; [`PullSource::Project`] when
+    /// absent.
+    pull_source: HashMap<(String, u64), PullSource>,
     /// (project, user) → the branches they may commit to; `None`: every branch (a committer
     /// or admin of the project), else a collaborator's branch list.
     committers: HashMap<(String, String), Option<Vec<String>>>,
@@ -136,6 +151,11 @@ impl FakePagure {
     /// Who opened PR `id` of `project`, and which branch it targets.
     pub fn set_pull_author(&self, project: &str, id: u64, author: &str, branch: &str) {
         self.with(|s| s.pull_author.insert((project.to_owned(), id), (author.to_owned(), branch.to_owned())));
+    }
+
+    /// Where the head of PR `id` of `project` comes from.
+    pub fn set_pull_source(&self, project: &str, id: u64, source: PullSource) {
+        self.with(|s| s.pull_source.insert((project.to_owned(), id), source));
     }
 
     /// `user` may commit to every branch of `project` (`branches` `None`: a committer or
@@ -234,6 +254,24 @@ fn route(path: &str) -> Option<Route> {
 pub const DEFAULT_AUTHOR: &str = "contributor";
 /// The target branch of a PR whose author was not set.
 pub const DEFAULT_BRANCH: &str = "main";
+
+/// `Project.to_json` (pagure/lib/model.py), its naming fields, of `path` (`[ns/]name`), or
+/// of `fork_of`'s fork of it: `fullname` is `forks/<user>/[ns/]name` then, `url_path`
+/// `fork/<user>/[ns/]name` (Pagure's samples: `"fullname": "forks/bob/demo"`).
+fn project_json(path: &str, fork_of: Option<&str>) -> Value {
+    let (namespace, name) = match path.rsplit_once('/') {
+        Some((ns, name)) => (Some(ns), name),
+        None => (None, path),
+    };
+    let (fullname, url_path, owner) = match fork_of {
+        Some(user) => (format!("forks/{user}/{path}"), format!("fork/{user}/{path}"), user),
+        None => (path.to_owned(), path.to_owned(), "pingou"),
+    };
+    json!({
+        "name": name, "namespace": namespace, "fullname": fullname, "url_path": url_path,
+        "parent": null, "user": {"name": owner, "fullname": owner, "url_path": format!("user/{owner}")}
+    })
+}
 
 /// `/api/0/<project>/hascommit`.
 fn hascommit_path(path: &str) -> Option<String> {
@@ -344,13 +382,25 @@ async fn answer(
             .get(&(project.clone(), id))
             .cloned()
             .unwrap_or_else(|| (DEFAULT_AUTHOR.into(), DEFAULT_BRANCH.into()));
+        let source = s.pull_source.get(&(project.clone(), id)).cloned().unwrap_or(PullSource::Project);
+        // `Project.fullname` of the target: `[ns/]name` (PRs are disabled on forks).
+        let target = project_json(&project, None);
+        let (repo_from, remote_git) = match source {
+            PullSource::Project => (target.clone(), Value::Null),
+            PullSource::Fork(user) => {
+                let mut fork = project_json(&project, Some(&user));
+                fork["parent"] = target.clone();
+                (fork, Value::Null)
+            }
+            PullSource::Remote(url) => (Value::Null, json!(url)),
+        };
         // `PullRequest.to_json` (pagure/lib/model.py), the fields the bridge may read.
         return Ok(respond(
             200,
             json!({
                 "id": id, "status": status, "branch": branch, "commit_stop": head,
                 "user": {"name": author, "fullname": author, "url_path": format!("user/{author}")},
-                "project": {"fullname": project}, "comments": []
+                "project": target, "repo_from": repo_from, "remote_git": remote_git, "comments": []
             }),
         ));
     }

@@ -20,6 +20,10 @@ CDK app's synthesized template (run by scripts/check-infra):
   own artifact bucket; the project is not privileged, has no VPC, no secret variables (in the
   project or in the pipeline's action), no cache or file system, no customer KMS key; its
   artifact bucket is SSE-S3, versioned like the others, public access blocked, TLS only;
+- both pipelines declare exactly the bridge's PIPELINE_VARIABLES (read from
+  crates/core/src/buildspec.rs) and their build actions pass exactly those, as
+  `#{variables.NAME}`, plus PAGURE_PIPELINE_EXECUTION_ID: no branch name or other value the
+  PR author chooses is pasted into the action's JSON text;
 - every CodeBuild role trusts codebuild.amazonaws.com alone;
 - the report rules feed the report function both projects' and both pipelines' events, and
   the work and report functions' pipeline grants cover both pipelines.
@@ -359,6 +363,30 @@ def check_buildspec_path(template, work_env, errors):
         errors.append(f"resources spell buildspec file names of their own: {sorted(set(spelled))}")
 
 
+def bridge_pipeline_variables():
+    """bridge_core::buildspec::PIPELINE_VARIABLES, as the work function starts runs with."""
+    import os
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "crates", "core", "src", "buildspec.rs")
+    found = re.search(r"pub const PIPELINE_VARIABLES: \[&str; \d+\] =\s*\[([^\]]*)\]", open(source).read())
+    if found is None:
+        sys.exit(f"{source}: no PIPELINE_VARIABLES")
+    return re.findall(r'"([A-Z_]+)"', found.group(1))
+
+
+def check_pipeline_variables(label, pipeline, action, render, errors):
+    wanted = bridge_pipeline_variables()
+    declared = [v.get("Name") for v in pipeline["Properties"].get("Variables", [])]
+    if sorted(declared) != sorted(wanted):
+        errors.append(f"the {label} pipeline declares variables {declared}, the bridge starts it with {wanted}")
+    passed = json.loads(render(action["Configuration"].get("EnvironmentVariables", "[]")))
+    expected = {name: f"#{{variables.{name}}}" for name in wanted}
+    expected["PAGURE_PIPELINE_EXECUTION_ID"] = "#{codepipeline.PipelineExecutionId}"
+    got = {v.get("name"): v.get("value") for v in passed}
+    if got != expected or len(passed) != len(expected):
+        errors.append(f"the {label} pipeline's build action passes {sorted(got)}, not exactly the bridge's "
+                      f"{sorted(expected)} (values the PR author chooses must not be pasted into its JSON text)")
+
+
 def check_untrusted(template, kind, by_role, errors, approval=None):
     resources = template["Resources"]
     renderer = Renderer(template)
@@ -419,6 +447,7 @@ def check_untrusted(template, kind, by_role, errors, approval=None):
             errors.append(f"the {label} pipeline's build action runs {project!r}, not a CodeBuild project of the template")
             return
         props = resources[project]["Properties"]
+        check_pipeline_variables(label, pipeline, builds[0], render, errors)
         side[label] = {
             "pipeline": pipeline,
             "project": project,
@@ -655,6 +684,13 @@ CDK_MUTANTS = {
     "the work function told another buildspec path": lambda t: _work_env(t).update(PCB_CODEBUILD_BUILDSPEC="ci/buildspec.yml"),
     "no untrusted_pipeline in PCB_PROJECTS": lambda t: _work_env(t).update(
         PCB_PROJECTS=re.sub(r"\nuntrusted_pipeline = .*", "", _work_env(t)["PCB_PROJECTS"])),
+    "the branch name passed to both builds again": lambda t: [
+        (r["Properties"]["Variables"].append({"Name": "PAGURE_BRANCH", "DefaultValue": "manual"}),
+         a["Configuration"].update(EnvironmentVariables=json.dumps(
+             json.loads(a["Configuration"]["EnvironmentVariables"])
+             + [{"name": "PAGURE_BRANCH", "value": "#{variables.PAGURE_BRANCH}", "type": "PLAINTEXT"}])))
+        for r in t["Resources"].values() if r["Type"] == "AWS::CodePipeline::Pipeline"
+        for a in actions_of(r, "Build")],
     "the report rule deaf to the untrusted project": lambda t: t["Resources"][logical(t, "BuildStates", "AWS::Events::Rule")][
         "Properties"]["EventPattern"]["detail"]["project-name"].pop(),
 }

@@ -134,6 +134,17 @@ fn deep(depth: usize) -> Node {
     node
 }
 
+/// Below the top folder `d…` (200 bytes): 18 more such folders, one of 200 `e`s, and a file
+/// `.gitZZZ…`, 4096 bytes in all (19 × 201 + 200 + 1 + 76).
+fn long_path() -> Node {
+    let mut node = Node::Dir(vec![(format!(".git{}", "Z".repeat(72)).into_bytes(), Node::Blob(PR_SPEC.to_vec()))]);
+    node = Node::Dir(vec![(name("e").repeat(200), node)]);
+    for _ in 1..19 {
+        node = Node::Dir(vec![(name("d").repeat(200), node)]);
+    }
+    node
+}
+
 struct Case {
     name: &'static str,
     entries: Entries,
@@ -225,6 +236,15 @@ fn cases() -> Vec<Case> {
         ("backslash-name", vec![(name("..\\buildspec.yml"), evil())]),
         ("drive-letter", vec![(name("c:buildspec.yml"), evil())]),
         ("control-character", vec![(name("buildspec.yml\u{7}"), evil())]),
+        // Info-ZIP unzip cuts `;` and digits from a name's end (a VMS version).
+        ("vms-version", vec![(name("buildspec.yml;1"), evil())]),
+        ("vms-dotgit", vec![(name(".git;"), repository(vec![git_config(), hook()]))]),
+        ("vms-dotgit-upper", vec![(name(".GIT;1"), Node::Blob(b"gitdir: /etc\n".to_vec()))]),
+        ("vms-in-folder", vec![(name("ci"), Node::Dir(vec![(name("buildspec.yml;7"), evil())]))]),
+        ("vms-bare", vec![(name(";"), evil())]),
+        ("long-name", vec![("n".repeat(256).into_bytes(), evil())]),
+        // The attacker's path: 4096 bytes, which unzip cuts at PATH_MAX to a file `.git`.
+        ("long-path", vec![(name("d").repeat(200), long_path())]),
     ];
     cases.extend(named.into_iter().map(|(name, entries)| Case { name, entries: with_buildspec(entries) }));
     cases
@@ -249,6 +269,11 @@ const REFUSED_NAMES: &[(&str, &str, &str)] = &[
     ("backslash-name", "..\\buildspec.yml", "separator"),
     ("drive-letter", "c:buildspec.yml", "drive letter"),
     ("control-character", "buildspec.yml\u{7}", "control character"),
+    ("vms-version", "buildspec.yml;1", "VMS version"),
+    ("vms-dotgit", ".git;", "VMS version"),
+    ("vms-dotgit-upper", ".GIT;1", "VMS version"),
+    ("vms-in-folder", "ci/buildspec.yml;7", "VMS version"),
+    ("vms-bare", ";", "VMS version"),
 ];
 
 fn config(git: &str, artifacts: &Path) -> LocalConfig {
@@ -343,9 +368,23 @@ async fn hostile_repositories_end_safely_with_a_clear_outcome() {
                 reason.clone()
             }
             ("deep-10000", Disposition::Done(Ending::Failed { reason, .. })) => {
-                assert!(reason.contains("longer than 4096 bytes"), "{reason}");
+                assert!(reason.contains("a path of 1025 bytes is longer than 1024 bytes"), "{reason}");
                 format!(
-                    "{reason} (10,000 nested folders; the walk stops at the first path over the limit, about 2,048 levels down)"
+                    "{reason} (10,000 nested folders; the walk stops at the first path over the limit, 513 levels down)"
+                )
+            }
+            ("long-name", Disposition::Done(Ending::Failed { reason, .. })) => {
+                let path = "n".repeat(256);
+                assert!(reason.contains(&format!("the tree entry {path:?} is refused")), "{reason}");
+                assert!(reason.contains("NAME_MAX"), "{reason}");
+                reason.replace(&path, "n…n (256 bytes)")
+            }
+            ("long-path", Disposition::Done(Ending::Failed { reason, .. })) => {
+                assert!(reason.contains("a path of 1205 bytes is longer than 1024 bytes"), "{reason}");
+                assert!(reason.contains(&format!("{}…", "d".repeat(60))), "names the path's start: {reason}");
+                format!(
+                    "{} (a 4096-byte path ending in `e…e/.gitZ…`, which unzip cuts to a file `.git`)",
+                    reason.replace(&"d".repeat(60), "d…d")
                 )
             }
             ("huge-zero-file", Disposition::Done(Ending::Failed { reason, .. })) => {

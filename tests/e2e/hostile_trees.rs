@@ -6,6 +6,8 @@
 //! Each tree is either refused with a reason, or archived so that:
 //!
 //! - no entry name is absolute, holds a `.`, `..` or empty component, or a `\`;
+//! - no component ends in `;` and digits (a VMS version `unzip` cuts) or is over 255 bytes,
+//!   and no path is over `MAX_PATH_BYTES` (1024);
 //! - no component is `.git` or a look-alike (checked here by a rule written apart from
 //!   `bridge_core::gitpath`, so that one mistake is not made twice);
 //! - no entry lies under a link entry, and no name is there twice;
@@ -16,7 +18,8 @@
 //! generated ones here, the built ones of `hostile_repos`) are unpacked by Info-ZIP `unzip`,
 //! Python's `zipfile`, `bsdtar` (libarchive) and, where a JDK is installed, `jar`; on disk,
 //! nothing is written outside the folder or through a link, no `.git` exists, and the
-//! CodeBuild path is a regular file holding the injected bytes.
+//! CodeBuild path is a regular file holding the injected bytes. The folder is 3000 bytes
+//! deep, so that a path an extractor cuts at Linux's PATH_MAX would show.
 //!
 //! `cargo test -p e2e-tests --test e2e hostile -- --nocapture` prints the tables.
 
@@ -40,8 +43,8 @@ const INJECTED: &[u8] = b"version: 0.2\n# injected by the bridge\nphases:\n  bui
 static IGNORABLE: [char; 6] = ['\u{200c}', '\u{200d}', '\u{200e}', '\u{202e}', '\u{206a}', '\u{feff}'];
 
 /// Names to start from: git's special names and their NTFS short forms, the buildspec
-/// paths, and ordinary names.
-static SEEDS: [&str; 13] = [
+/// paths, names Info-ZIP `unzip` cuts a VMS version (`;` and digits) from, and ordinary names.
+static SEEDS: [&str; 17] = [
     ".git",
     "git~1",
     ".gitmodules",
@@ -55,10 +58,15 @@ static SEEDS: [&str; 13] = [
     ".",
     "src",
     "a",
+    ";",
+    ";1",
+    ".git;",
+    "buildspec.yml;1",
 ];
 
-/// Endings that file systems drop or read as a stream (`.git. `, `.git::$INDEX_ALLOCATION`).
-static TAILS: [&str; 9] = ["", "", ".", " ", ". .", ":", "::$INDEX_ALLOCATION", ":$DATA", "~1"];
+/// Endings that file systems drop or read as a stream (`.git. `, `.git::$INDEX_ALLOCATION`),
+/// and VMS versions, which `unzip` drops (`.git;1`).
+static TAILS: [&str; 12] = ["", "", "", ".", " ", ". .", ":", "::$INDEX_ALLOCATION", ":$DATA", "~1", ";1", ";01"];
 
 /// A seed in random case, with an ignorable code point somewhere and a tail.
 fn look_alike() -> impl Strategy<Value = Vec<u8>> {
@@ -104,8 +112,11 @@ fn name() -> impl Strategy<Value = Vec<u8>> {
             "C:ci",
             "buildspec.yml\u{7}",
             "\u{1b}ci",
+            "ci/buildspec.yml;7",
         ])
         .prop_map(|s| s.as_bytes().to_vec()),
+        // Names at and over Linux's NAME_MAX (255 bytes).
+        1 => prop::sample::select(vec![255usize, 256, 300]).prop_map(|len| vec![b'n'; len]),
         1 => prop::collection::vec(any::<u8>(), 0..8),
     ]
 }
@@ -169,12 +180,18 @@ fn calm_entries() -> impl Strategy<Value = Entries> {
 /// buildspec, a folder, a link or a file on the way, and some duplicate names.
 fn tree() -> impl Strategy<Value = Entries> {
     let at_the_path = prop_oneof![
-        Just(None),
-        Just(Some((b"buildspec.yml".to_vec(), Node::Blob(b"phases: {build: {commands: [curl evil]}}".to_vec())))),
-        Just(Some((b"ci".to_vec(), raw("120000", Node::Blob(b"/etc".to_vec()))))),
-        Just(Some((b"ci".to_vec(), Node::Blob(b"a file on the way".to_vec())))),
-        node().prop_map(|n| Some((b"ci".to_vec(), Node::Dir(vec![(b"buildspec.yml".to_vec(), n)])))),
-        node().prop_map(|n| Some((b"buildspec.yml".to_vec(), n))),
+        4 => Just(None),
+        4 => Just(Some((b"buildspec.yml".to_vec(), Node::Blob(b"phases: {build: {commands: [curl evil]}}".to_vec())))),
+        4 => Just(Some((b"ci".to_vec(), raw("120000", Node::Blob(b"/etc".to_vec()))))),
+        4 => Just(Some((b"ci".to_vec(), Node::Blob(b"a file on the way".to_vec())))),
+        4 => node().prop_map(|n| Some((b"ci".to_vec(), Node::Dir(vec![(b"buildspec.yml".to_vec(), n)])))),
+        4 => node().prop_map(|n| Some((b"buildspec.yml".to_vec(), n))),
+        // What `unzip` would write over the injected file.
+        1 => Just(Some((b"buildspec.yml;1".to_vec(), Node::Blob(b"pr".to_vec())))),
+        1 => Just(Some((b"ci".to_vec(), Node::Dir(vec![(b"buildspec.yml;7".to_vec(), Node::Blob(b"pr".to_vec()))])))),
+        // A chain of long folder names, its path from about 600 to 2,100 bytes: within the
+        // archive's limit or over it, ending in a name that a cut could make `.git`.
+        3 => (5..9usize, 150..=255usize).prop_map(|(depth, len)| Some((b"long".to_vec(), long_chain(depth, len)))),
     ];
     // Half the trees are hostile all through; the other half only around the CodeBuild
     // path, so that many reach the archive and its checks.
@@ -189,6 +206,17 @@ fn tree() -> impl Strategy<Value = Entries> {
             entries
         },
     )
+}
+
+/// `depth` folders of names `len` bytes long, one in the other, the last holding `.gitZZZZ`.
+fn long_chain(depth: usize, len: usize) -> Node {
+    let mut node = Node::Dir(vec![(b".gitZZZZ".to_vec(), Node::Blob(b"x".to_vec()))]);
+    for level in 1..depth {
+        let mut name = vec![b'd'; len];
+        name[0] = b'0' + (level % 10) as u8;
+        node = Node::Dir(vec![(name, node)]);
+    }
+    node
 }
 
 /// Where CodeBuild reads the buildspec: the root file, or one in a folder.
@@ -236,10 +264,16 @@ fn check_archive(entries: &Listing, at: &str, injected: &[u8]) {
         assert!(!path.chars().any(|c| c < ' ' || c == '\u{7f}'), "{name:?}");
         let drive = |c: &str| c.len() >= 2 && c.as_bytes()[0].is_ascii_alphabetic() && c.as_bytes()[1] == b':';
         assert!(!path.split('/').any(drive), "{name:?}");
+        // Info-ZIP `unzip` cuts `;` and digits from a name's end; a name or a path too long
+        // for Linux is cut or fails, depending on the extractor.
+        assert!(path.len() <= bridge_core::archive::MAX_PATH_BYTES, "{} bytes: {name:?}", path.len());
         let components: Vec<&str> = path.split('/').collect();
         for component in &components {
             assert!(!matches!(*component, "" | "." | ".."), "{name:?} has a {component:?} component");
             assert!(!looks_like_dotgit(component), "{name:?} has a `.git` component");
+            let version = component.rsplit_once(';').is_some_and(|(_, v)| v.bytes().all(|b| b.is_ascii_digit()));
+            assert!(!version, "{name:?}: {component:?} ends in a VMS version");
+            assert!(component.len() <= 255, "{name:?}: a name of {} bytes", component.len());
         }
         for depth in 1..components.len() {
             let above = components[..depth].join("/");
@@ -334,6 +368,7 @@ fn hostile_generated_trees_are_refused_or_archived_safely() {
                             error,
                             ArchiveError::UnsafePath { .. }
                                 | ArchiveError::NonUtf8Name { .. }
+                                | ArchiveError::PathTooLong { .. }
                                 | ArchiveError::Read { .. }
                         ),
                         "{reason}"
@@ -368,7 +403,8 @@ fn hostile_generated_trees_are_refused_or_archived_safely() {
 /// components, links below `.gitmodules`) go through `git update-index --index-info`, whose
 /// `verify_path` (with `core.protectNTFS` and `core.protectHFS` on) drops those it refuses.
 /// Every path git refuses is refused here; every path refused here that git accepts is
-/// refused for a rule beyond git's (a backslash, a control character, a drive letter).
+/// refused for a rule beyond git's (a backslash, a control character, a drive letter, a VMS
+/// version, a name over 255 bytes).
 #[test]
 fn hostile_names_are_refused_wherever_git_refuses_them() {
     use bridge_core::gitpath::{Refusal, check_path};
@@ -424,7 +460,14 @@ fn hostile_names_are_refused_wherever_git_refuses_them() {
                     by_git.set(by_git.get() + 1);
                 } else if let Err(refused) = ours {
                     prop_assert!(
-                        matches!(refused.why, Refusal::Backslash | Refusal::Control | Refusal::DriveLetter),
+                        matches!(
+                            refused.why,
+                            Refusal::Backslash
+                                | Refusal::Control
+                                | Refusal::DriveLetter
+                                | Refusal::VersionSuffix
+                                | Refusal::TooLong
+                        ),
                         "gitpath refuses {path:?} (link: {link}) for {}, git accepts it",
                         refused.why
                     );
@@ -469,8 +512,10 @@ pub(crate) fn extractors() -> Vec<Extractor> {
             name: "unzip",
             makes_links: true,
             command: |zip, dest| {
+                // `-o`: an entry that lands on an earlier one's path replaces it, unasked,
+                // as in a build's `unzip -o`; what is on disk then shows it.
                 let mut c = Command::new("unzip");
-                c.arg("-q").arg(zip).arg("-d").arg(dest);
+                c.arg("-q").arg("-o").arg(zip).arg("-d").arg(dest);
                 c
             },
         },
@@ -529,12 +574,35 @@ fn on_disk(root: &Path) -> BTreeMap<String, (bool, bool)> {
     found
 }
 
+/// How long the destination folder's path is: deep, so that a path an extractor cuts short
+/// at Linux's PATH_MAX (Info-ZIP `unzip` does, and still writes the file) would show here.
+/// The longest path an archive may hold ([`bridge_core::archive::MAX_PATH_BYTES`]) fits
+/// below it; a limit raised far enough for the cut to happen would not.
+pub(crate) const DEEP_DESTINATION_BYTES: usize = 3000;
+
+/// A folder `DEEP_DESTINATION_BYTES` long (as an absolute path) under `work`, made one folder
+/// at a time; returns it and the folders on the way, from `work` down.
+fn deep_destination(work: &Path) -> (std::path::PathBuf, Vec<std::path::PathBuf>) {
+    let mut dest = work.join("x");
+    let mut on_the_way = vec![work.to_path_buf()];
+    loop {
+        std::fs::create_dir(&dest).expect("destination folder");
+        let len = dest.as_os_str().len();
+        if len >= DEEP_DESTINATION_BYTES {
+            assert_eq!(len, DEEP_DESTINATION_BYTES);
+            return (dest, on_the_way);
+        }
+        let name = "p".repeat((DEEP_DESTINATION_BYTES - len - 1).min(250));
+        on_the_way.push(dest.clone());
+        dest.push(name);
+    }
+}
+
 /// Unpacks `zip` with `extractor` and checks what it wrote; returns a short note.
 pub(crate) fn extract_and_check(extractor: &Extractor, zip: &Path, at: &str, injected: &[u8]) -> String {
     let entries = listing(&std::fs::read(zip).expect("zip"));
     let work = temp_dir("extract");
-    let dest = work.join("x");
-    std::fs::create_dir(&dest).expect("dest");
+    let (dest, on_the_way) = deep_destination(&work);
     let zip = zip.canonicalize().expect("absolute zip path");
     let output = (extractor.command)(&zip, &dest).output().expect("extractor runs");
     // Which extractor, on which archive, for every message below.
@@ -545,8 +613,12 @@ pub(crate) fn extract_and_check(extractor: &Extractor, zip: &Path, at: &str, inj
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let beside: Vec<_> = std::fs::read_dir(&work).expect("work").map(|e| e.expect("entry").file_name()).collect();
-    assert_eq!(beside, ["x"], "{}: nothing is written beside the destination", on);
+    // Each folder on the way holds the next one only: nothing is written beside the
+    // destination, at any level.
+    for (folder, next) in on_the_way.iter().zip(on_the_way.iter().skip(1).chain([&dest])) {
+        let beside: Vec<_> = std::fs::read_dir(folder).expect("read_dir").map(|e| e.expect("entry").path()).collect();
+        assert_eq!(&beside, std::slice::from_ref(next), "{}: nothing is written beside the destination", on);
+    }
     let disk = on_disk(&dest);
     // Everything on disk is an entry of the archive or a folder above one.
     let mut expected: BTreeSet<String> = BTreeSet::new();
@@ -647,6 +719,9 @@ fn fixed_cases() -> Vec<(&'static str, &'static str, Entries)> {
                 ]),
             )],
         ),
+        // The longest path the archive holds, unpacked below a deep destination: whole, where
+        // a longer one would be cut by `unzip`.
+        ("longest-path", "buildspec.yml", vec![longest_path()]),
         (
             "odd-legal-names",
             "buildspec.yml",
@@ -658,6 +733,29 @@ fn fixed_cases() -> Vec<(&'static str, &'static str, Entries)> {
             ],
         ),
     ]
+}
+
+/// A chain of folders of 200-byte names ending in a file, its path exactly
+/// [`bridge_core::archive::MAX_PATH_BYTES`] long; its last name ends in `;1x`, which `unzip`
+/// keeps.
+fn longest_path() -> (Vec<u8>, Node) {
+    let mut names = Vec::new();
+    let mut left = bridge_core::archive::MAX_PATH_BYTES;
+    while left > 255 {
+        names.push(format!("{}{}", names.len(), "d".repeat(199)));
+        left -= 201;
+    }
+    let mut node = Node::Blob(b"at the end of the longest path".to_vec());
+    let mut last = "f".repeat(left - 3);
+    last.push_str(";1x");
+    names.push(last);
+    let total: usize = names.iter().map(String::len).sum::<usize>() + names.len() - 1;
+    assert_eq!(total, bridge_core::archive::MAX_PATH_BYTES);
+    let top = names.remove(0);
+    for name in names.into_iter().rev() {
+        node = Node::Dir(vec![(name.into_bytes(), node)]);
+    }
+    (top.into_bytes(), node)
 }
 
 /// The first generated trees (from a fixed seed) that archive without refusal.

@@ -57,14 +57,15 @@ impl StatusSink for Recorded {
         Ok(())
     }
 
-    /// Every PR is open and by a committer: these tests are about the build path (trust.rs
-    /// is about trust).
-    async fn pull_request(&self, _project_key: &str, _project_path: &str, _id: u64) -> Option<PullRequestFacts> {
+    /// Every PR is open, by a committer, from the project itself: these tests are about the
+    /// build path (trust.rs is about trust).
+    async fn pull_request(&self, _project_key: &str, project_path: &str, _id: u64) -> Option<PullRequestFacts> {
         Some(PullRequestFacts {
             status: "Open".into(),
             author: "pingou".into(),
             target_branch: "rawhide".into(),
             head: None,
+            source: Some(project_path.to_owned()),
         })
     }
 

@@ -12,7 +12,9 @@
 //!
 //! People: `pingou` commits to every branch, `carol` too, `alice` only to `sandbox`;
 //! `mallory` and `eve` to nothing. PR 1 (same project, head `f4`) is pingou's; PR 2 (from
-//! bob's fork, head `bob`) is mallory's; both target `rawhide`.
+//! bob's fork, head `bob`) is mallory's; both target `rawhide`. PRs 3 to 5 are pingou's, to
+//! `rawhide`, from sources he does or does not control (see
+//! `a_committers_access_vouches_only_for_sources_they_control`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,7 +25,7 @@ use bridge_core::config::LocalConfig;
 use bridge_core::model::{Approval, BuildRequest, TriggerKind};
 use bridge_core::report::flag_uid;
 use bridge_worker::{Disposition, Ending};
-use e2e_tests::fake_pagure::{FakePagure, StoredFlag, Token};
+use e2e_tests::fake_pagure::{FakePagure, PullSource, StoredFlag, Token};
 use e2e_tests::git_server::{DemoRepos, demo_repos, git};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -68,6 +70,7 @@ impl Rig {
         pagure.set_pull_author("demo", 1, "pingou", "rawhide");
         pagure.set_pull("demo", 2, &repos.shas["bob"]);
         pagure.set_pull_author("demo", 2, "mallory", "rawhide");
+        pagure.set_pull_source("demo", 2, PullSource::Fork("bob".into()));
         pagure.add_committer("demo", "pingou", None);
         pagure.add_committer("demo", "carol", None);
         pagure.add_committer("demo", "alice", Some(&["sandbox"]));
@@ -460,4 +463,64 @@ async fn only_the_signed_web_hook_door_can_approve() {
         .expect("web-hook");
     assert_eq!(response.status(), 401);
     assert!(rig.queue.try_recv().is_err(), "nothing queued");
+}
+
+/// A committer's access vouches for heads they control: a PR from the project itself or
+/// from their own fork. A remote PR (any git URL) or one from someone else's fork is
+/// untrusted whoever opened it: every later head of that source is its owner's choice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committers_access_vouches_only_for_sources_they_control() {
+    let mut rig = Rig::start().await;
+    let target = rig.repos.server.root.join("demo.git");
+    let (f4, bob) = (rig.sha("f4"), rig.sha("bob"));
+    let sources = [
+        (3, &bob, PullSource::Remote("https://git.example.org/mallory/demo.git".into())),
+        (4, &bob, PullSource::Fork("bob".into())),
+        (5, &f4, PullSource::Fork("pingou".into())),
+    ];
+    for (id, head, source) in sources {
+        git(&target, &["update-ref", &format!("refs/pull/{id}/head"), head]);
+        rig.pagure.set_pull("demo", id, head);
+        rig.pagure.set_pull_author("demo", id, "pingou", "rawhide");
+        rig.pagure.set_pull_source("demo", id, source);
+    }
+
+    // Same-project branch PR by a committer (PR 1): trusted.
+    let pr = rig.json("open", pr_json(&rig, 1, "demo.git", "feature", "rawhide")).await;
+    started_in(&rig.work(pr).await, "open-ci", "trusted");
+    // From his own fork: trusted.
+    let pr = rig.json("open", pr_json(&rig, 5, "forks/pingou/demo.git", "fix", "rawhide")).await;
+    started_in(&rig.work(pr).await, "open-ci", "trusted");
+    assert_eq!(rig.hascommit_queries(), ["user=pingou&branch=rawhide", "user=pingou&branch=rawhide"]);
+
+    // His remote PR: untrusted, though he may commit.
+    let pr = rig.json("open", pr_json(&rig, 3, "demo.git", "remote-fix", "rawhide")).await;
+    started_in(&rig.work(pr).await, "open-untrusted", "untrusted");
+    let pr = rig.json("gated", pr_json(&rig, 3, "demo.git", "remote-fix", "rawhide")).await;
+    let outcome = rig.work(pr).await;
+    assert!(matches!(&outcome.ending, Ending::Awaiting { flagged: true, .. }), "{outcome:?}");
+    flagged_only(
+        &outcome,
+        &bob,
+        "pending",
+        &[
+            "`/ok-to-test`",
+            "untrusted: a remote pull request from pingou; its source is not the project or the author's fork",
+        ],
+    );
+
+    // His PR from bob's fork: untrusted too.
+    let pr = rig.json("open", pr_json(&rig, 4, "forks/bob/demo.git", "bob-fix", "rawhide")).await;
+    started_in(&rig.work(pr).await, "open-untrusted", "untrusted");
+    let pr = rig.json("closed", pr_json(&rig, 4, "forks/bob/demo.git", "bob-fix", "rawhide")).await;
+    let outcome = rig.work(pr).await;
+    assert!(matches!(&outcome.ending, Ending::Failed { flagged: true, .. }), "{outcome:?}");
+    flagged_only(
+        &outcome,
+        &bob,
+        "error",
+        &["a pull request from pingou out of `forks/bob/demo`; its source is not the project or the author's fork"],
+    );
+    let queries = rig.hascommit_queries();
+    assert!(queries.len() == 6 && queries.iter().all(|q| q == "user=pingou&branch=rawhide"), "{queries:?}");
 }

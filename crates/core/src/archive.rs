@@ -55,9 +55,11 @@ pub struct ArchiveStats {
 pub enum ArchiveError {
     #[error("the tree has more than {limit} entries")]
     TooManyEntries { limit: u64 },
-    #[error("a path is longer than {MAX_PATH_BYTES} bytes and could not be unpacked: {start}…")]
-    PathTooLong { start: String },
-    #[error("the link `{path}` has a target longer than {MAX_PATH_BYTES} bytes, which no system can create")]
+    #[error(
+        "a path of {len} bytes is longer than {MAX_PATH_BYTES} bytes, too long to unpack safely below CodeBuild's folder: {start}…"
+    )]
+    PathTooLong { start: String, len: usize },
+    #[error("the link `{path}` has a target longer than {MAX_LINK_TARGET_BYTES} bytes, which no system can create")]
     LinkTooLong { path: String },
     #[error("the tree holds more than {limit} bytes of files")]
     TooLarge { limit: u64 },
@@ -75,9 +77,16 @@ pub enum ArchiveError {
     Io(#[from] io::Error),
 }
 
-/// Longest path in an archive: Linux's `PATH_MAX`. CodeBuild unpacks on Linux, where a
-/// longer one cannot be created.
-pub const MAX_PATH_BYTES: usize = 4096;
+/// Longest path in an archive, well below Linux's `PATH_MAX` (4096 bytes, the folder it is
+/// unpacked in included). Info-ZIP `unzip` cuts a path that reaches `PATH_MAX` with a
+/// warning and still writes the file (unix/unix.c `checkdir`, `APPEND_NAME`): a 4096-byte
+/// entry `d…/…/e…/.gitZZZ` unpacks as a file `.git`, or as a path that is no entry of the
+/// archive. With 1024 bytes, the destination folder may be about 3000 bytes deep before that
+/// can happen; CodeBuild's (`/codebuild/output/src…/src`) is under 100.
+pub const MAX_PATH_BYTES: usize = 1024;
+
+/// Longest link target: Linux's `PATH_MAX`, the longest `symlink` accepts.
+pub const MAX_LINK_TARGET_BYTES: usize = 4096;
 
 /// The injected files' paths, component by component, and what they displace.
 ///
@@ -101,6 +110,7 @@ impl<'a> Replacements<'a> {
                 path: path.clone(),
                 why: format!("the injected file's path, component {}: {}", refused.component + 1, refused.why),
             })?;
+            check_path_length(path)?;
             let components: Vec<&str> = path.split('/').collect();
             if let Some(other) = paths.iter().find(|p| p.starts_with(&components) || components.starts_with(p)) {
                 return Err(ArchiveError::UnsafePath {
@@ -132,13 +142,14 @@ impl<'a> Replacements<'a> {
     }
 }
 
-/// Refuses a path the build's machine could not create.
+/// Refuses a path longer than [`MAX_PATH_BYTES`], which an extractor could cut short. Each
+/// of its names is at most 255 bytes already ([`crate::gitpath::check_name`]).
 pub fn check_path_length(path: &str) -> Result<(), ArchiveError> {
     if path.len() <= MAX_PATH_BYTES {
         return Ok(());
     }
     let start: String = path.chars().take(60).collect();
-    Err(ArchiveError::PathTooLong { start })
+    Err(ArchiveError::PathTooLong { start, len: path.len() })
 }
 
 /// One archive entry, before its content is read. `S` names a file's content for a
@@ -736,20 +747,61 @@ mod tests {
         fs::remove_dir_all(root).expect("cleanup");
     }
 
+    /// A folder is walked with the same limits as a git tree: no name that `unzip` rewrites,
+    /// no path an extractor could cut short (a name over 255 bytes cannot be made on Linux, so
+    /// only the git walker meets one).
     #[test]
-    fn deep_trees_do_not_overflow_the_stack() {
-        let root = temp_tree("deep");
-        let mut dir = root.clone();
-        // Deep enough to overflow a recursive walk's stack in a debug build; shallow enough
-        // for PATH_MAX via relative creation.
-        for _ in 0..1500 {
-            dir.push("d");
+    fn names_unzip_rewrites_and_long_paths_in_a_folder_are_refused() {
+        for (made, why) in
+            [("buildspec.yml;1", "VMS version"), ("ci/buildspec.yml;7", "VMS version"), ("x/.git;", "VMS version")]
+        {
+            let root = temp_tree("vms");
+            let path = root.join(made);
+            fs::create_dir_all(path.parent().expect("parent")).expect("dirs");
+            fs::write(&path, "pr").expect("file");
+            let options = ArchiveOptions {
+                replacements: vec![("buildspec.yml".into(), b"injected".to_vec())],
+                ..Default::default()
+            };
+            let (shown, reason) = refusal(&root, &options);
+            assert_eq!((shown.as_str(), reason.contains(why)), (made, true), "{reason}");
+            fs::remove_dir_all(root).expect("cleanup");
         }
-        fs::create_dir_all(&dir).expect("deep dirs");
-        let stats = write_tree(&root, Cursor::new(Vec::new()), &ArchiveOptions::default(), ArchiveLimits::default())
-            .expect("archive");
-        assert_eq!(stats.directories, 1500);
+        let root = temp_tree("long-path");
+        // Six names of 200 bytes: 1205 bytes in all, each name well within NAME_MAX.
+        let deep: PathBuf = (0..6).map(|i| format!("{i}{}", "d".repeat(199))).collect();
+        fs::create_dir_all(root.join(&deep)).expect("deep dirs");
+        match write_tree(&root, Cursor::new(Vec::new()), &ArchiveOptions::default(), ArchiveLimits::default()) {
+            Err(error @ ArchiveError::PathTooLong { .. }) => {
+                let text = error.to_string();
+                assert!(text.contains("a path of 1205 bytes is longer than 1024 bytes"), "{text}");
+                assert!(text.contains(&format!("0{}", "d".repeat(59))), "names the path's start: {text}");
+            }
+            other => panic!("PathTooLong expected: {other:?}"),
+        }
         fs::remove_dir_all(root).expect("cleanup");
+        // An injected path over the limit is refused before anything is walked.
+        let injected = format!("{}/b.yml", vec!["c".repeat(200); 6].join("/"));
+        let options = ArchiveOptions { replacements: vec![(injected, Vec::new())], ..Default::default() };
+        assert!(matches!(Replacements::new(&options), Err(ArchiveError::PathTooLong { len: 1211, .. })));
+    }
+
+    /// The walk is a loop, not recursion; it ends at the first path over [`MAX_PATH_BYTES`],
+    /// 513 folders down a chain of one-letter names.
+    #[test]
+    fn deep_trees_end_at_the_path_limit() {
+        let tree_of = |depth: usize| {
+            let root = temp_tree(&format!("deep-{depth}"));
+            let chain: PathBuf = std::iter::repeat_n("d", depth).collect();
+            fs::create_dir_all(root.join(chain)).expect("deep dirs");
+            let result =
+                write_tree(&root, Cursor::new(Vec::new()), &ArchiveOptions::default(), ArchiveLimits::default());
+            fs::remove_dir_all(root).expect("cleanup");
+            result
+        };
+        // `d/d/…/d`, 512 names: 1023 bytes.
+        assert_eq!(tree_of(512).expect("within the limit").directories, 512);
+        assert!(matches!(tree_of(1500), Err(ArchiveError::PathTooLong { len: 1025, .. })));
     }
 
     /// A tree of many small files around one large one, so both the threaded and the

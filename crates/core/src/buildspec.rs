@@ -68,9 +68,13 @@ pub enum BuildspecError {
 /// The variables the pipeline is started with (never empty, so the pipeline declares them
 /// all, and its CodeBuild action passes them on): enough for the report stage to find the
 /// build request and the commit. `PAGURE_PR_ID` and `PAGURE_BRANCH_TO` stay in the buildspec
-/// only, where they may be empty; the cause tells a PR number from a commit.
-pub const PIPELINE_VARIABLES: [&str; 6] =
-    ["PAGURE_REQUEST_ID", "PAGURE_PROJECT", "PAGURE_REPO", "PAGURE_CAUSE", "PAGURE_COMMIT", "PAGURE_BRANCH"];
+/// only, where they may be empty; the cause tells a PR number from a commit. `PAGURE_BRANCH`
+/// too: the report stage does not need it, and a branch name is the PR author's choice
+/// (`"`, `,`, `{` are allowed by git), which the templates would paste into the CodeBuild
+/// action's JSON text. The work stage refuses any value these carry outside a character set
+/// that needs no JSON escaping (`bridge_worker::check_pipeline_variables`).
+pub const PIPELINE_VARIABLES: [&str; 5] =
+    ["PAGURE_REQUEST_ID", "PAGURE_PROJECT", "PAGURE_REPO", "PAGURE_CAUSE", "PAGURE_COMMIT"];
 
 /// The default value the pipelines declare for each of [`PIPELINE_VARIABLES`]: a run started
 /// by hand ("Release change") carries it, and the report stage ignores that run.

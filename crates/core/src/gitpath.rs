@@ -31,8 +31,17 @@
 //! test, `tests/e2e/hostile_trees.rs`). So is a name that starts with a drive letter
 //! (`c:x`; git's `has_dos_drive_prefix`, which git for Windows refuses): `bsdtar` strips it
 //! from a path, so that `c:buildspec.yml` lands on `buildspec.yml` (seen by the same test);
-//! refused at any depth, as git for Windows refuses `:` in any name. And a name must be UTF-8,
-//! which zip names are.
+//! refused at any depth, as git for Windows refuses `:` in any name. So is a name that ends in
+//! `;` and digits (`buildspec.yml;1`, `.git;`): Info-ZIP `unzip` on Unix takes that for a VMS
+//! version and strips it unless given `-V` (unix/unix.c `mapname`: the last `;` of the last
+//! component, followed by nothing but digits), so that `buildspec.yml;1` lands on the injected
+//! `buildspec.yml` and `.git;` becomes `.git`; refused at any depth, so that no other
+//! extractor's reading of a folder name matters. A name longer than 255 bytes (Linux's
+//! `NAME_MAX`) is refused too: no Linux file system can create it, and an extractor that
+//! shortens it decides what it becomes. (The rest of `mapname`'s rewrites are refused above:
+//! a leading `/`, empty, `.` and `..` components, control characters; a whole path too long
+//! to unpack is refused by `crate::archive::check_path_length`, since `unzip` truncates
+//! one and still writes the file.) And a name must be UTF-8, which zip names are.
 //!
 //! Every check looks at one name (one path component) as bytes: a path is never checked as
 //! a joined string, where `a/.git` and `a/.git/b` would need a second parser to agree with
@@ -59,6 +68,10 @@ pub enum Refusal {
     Control,
     /// A drive letter (`c:...`), which extractors strip.
     DriveLetter,
+    /// Ends in `;` and digits, a VMS version Info-ZIP `unzip` strips.
+    VersionSuffix,
+    /// Longer than [`MAX_NAME_BYTES`].
+    TooLong,
     /// Zip names are UTF-8.
     NotUtf8,
     /// fsck `hasDotgit`, `verify_path`: `.git` or one of its HFS+ / NTFS synonyms.
@@ -86,6 +99,10 @@ impl fmt::Display for Refusal {
             Refusal::Control => {
                 "the name holds a control character, which extractors drop (Info-ZIP unzip would write \"buildspec.yml\\u{7}\" over \"buildspec.yml\")"
             }
+            Refusal::VersionSuffix => {
+                "the name ends in `;` and digits, a VMS version suffix that Info-ZIP unzip strips (it would write \"buildspec.yml;1\" over \"buildspec.yml\", and \".git;\" as \".git\")"
+            }
+            Refusal::TooLong => "the name is longer than 255 bytes, Linux's NAME_MAX: no Linux file system can create it",
             Refusal::NotUtf8 => "the name is not UTF-8 (zip names must be)",
             Refusal::DotGit => {
                 "the name is `.git` or a look-alike that a file system may read as `.git` (git fsck: hasDotgit)"
@@ -101,6 +118,16 @@ impl fmt::Display for Refusal {
             }
         })
     }
+}
+
+/// Longest name (one path component): Linux's `NAME_MAX`.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Whether `name` ends in `;` and zero or more ASCII digits: what Info-ZIP `unzip` strips as
+/// a VMS version (unix/unix.c `mapname`, unless `-V`).
+pub fn has_version_suffix(name: &[u8]) -> bool {
+    let digits = name.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    name.len() > digits && name[name.len() - digits - 1] == b';'
 }
 
 /// Checks one tree entry's name, as fsck and `verify_path` do; `is_link` for an entry of mode
@@ -145,6 +172,12 @@ pub fn check_name(name: &[u8], is_link: bool) -> Result<(), Refusal> {
     }
     if name.len() >= 2 && name[0].is_ascii_alphabetic() && name[1] == b':' {
         return Err(Refusal::DriveLetter);
+    }
+    if has_version_suffix(name) {
+        return Err(Refusal::VersionSuffix);
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(Refusal::TooLong);
     }
     if std::str::from_utf8(name).is_err() {
         return Err(Refusal::NotUtf8);
@@ -482,6 +515,43 @@ mod tests {
         for (name, why) in cases {
             assert_eq!(check_name(name, false), Err(why), "{:?}", String::from_utf8_lossy(name));
         }
+    }
+
+    /// Info-ZIP `unzip` strips `;` and the digits after it from the end of the last
+    /// component (unix/unix.c `mapname`): `unzip -o` of a zip holding `buildspec.yml` and then
+    /// `buildspec.yml;1` writes the second over the first.
+    #[test]
+    fn names_unzip_takes_for_vms_versions_are_refused() {
+        for name in [";", ";1", ";01", "buildspec.yml;1", "buildspec.yml;", ".git;", ".GIT;1", "a;1;2", "x;;", "é;9"] {
+            assert_eq!(check_name(name.as_bytes(), false), Err(Refusal::VersionSuffix), "{name:?}");
+            assert_eq!(check_name(name.as_bytes(), true), Err(Refusal::VersionSuffix), "{name:?} as a link");
+        }
+        // Anything but digits after the last `;` is kept by unzip, and here.
+        for name in ["a;b", ";x", "a;1b", "a;1 ", "a;\u{661}", "semi;colon.txt", "1", "a1"] {
+            assert_eq!(check_name(name.as_bytes(), false), Ok(()), "{name:?}");
+        }
+        assert_eq!(
+            check_path("ci/buildspec.yml;7", false),
+            Err(PathRefusal { component: 1, why: Refusal::VersionSuffix })
+        );
+        // At any depth: a folder's name is refused too.
+        assert_eq!(check_path("d;1/x", false), Err(PathRefusal { component: 0, why: Refusal::VersionSuffix }));
+        assert!(Refusal::VersionSuffix.to_string().contains("Info-ZIP unzip strips"));
+    }
+
+    #[test]
+    fn names_longer_than_name_max_are_refused() {
+        let longest = "n".repeat(MAX_NAME_BYTES);
+        assert_eq!(check_name(longest.as_bytes(), false), Ok(()));
+        let over = "n".repeat(MAX_NAME_BYTES + 1);
+        assert_eq!(check_name(over.as_bytes(), false), Err(Refusal::TooLong));
+        // Counted in bytes: 128 two-byte characters are 256 bytes.
+        assert_eq!(check_name("é".repeat(128).as_bytes(), false), Err(Refusal::TooLong));
+        assert_eq!(check_name("é".repeat(127).as_bytes(), false), Ok(()));
+        assert_eq!(check_path(&format!("a/{over}/b"), false), Err(PathRefusal { component: 1, why: Refusal::TooLong }));
+        // A `.git` look-alike, however long, is refused as one.
+        let dotgit = format!(".git{}", " ".repeat(300));
+        assert_eq!(check_name(dotgit.as_bytes(), false), Err(Refusal::DotGit));
     }
 
     #[test]

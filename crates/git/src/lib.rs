@@ -498,7 +498,7 @@ pub fn archive_commit<W: std::io::Write + std::io::Seek>(
                     stats.symlinks += 1;
                     // Sized before it is read: a link's blob can be as large as any other.
                     let (len, _) = blob_header(&odb, entry.oid, &path)?;
-                    if len > bridge_core::archive::MAX_PATH_BYTES {
+                    if len > bridge_core::archive::MAX_LINK_TARGET_BYTES {
                         return Err(ArchiveError::LinkTooLong { path });
                     }
                     let target = link_target(&repo, entry.oid, &path)?;
@@ -785,6 +785,27 @@ mod tests {
                 ".GITMODULES",
                 "gitmodulesBlob",
             ),
+            // Info-ZIP unzip strips a trailing `;` and digits: `buildspec.yml;1` would land on
+            // the injected file, `.git;` would be `.git`.
+            ("vms-version", vec![spec(), (b"buildspec.yml;1", Node::File(b"pr"))], "buildspec.yml;1", "VMS version"),
+            (
+                "vms-dotgit",
+                vec![spec(), (b".GIT;1", Node::Dir(vec![(b"config", Node::File(b"x"))]))],
+                ".GIT;1",
+                "VMS version",
+            ),
+            (
+                "vms-nested",
+                vec![(b"ci", Node::Dir(vec![(b"buildspec.yml;7", Node::File(b"pr"))]))],
+                "ci/buildspec.yml;7",
+                "VMS version",
+            ),
+            (
+                "long-name",
+                vec![spec(), (String::leak("n".repeat(256)).as_bytes(), Node::File(b"x"))],
+                String::leak("n".repeat(256)),
+                "NAME_MAX",
+            ),
             // Inside what the injected file displaces: still a tree git refuses.
             (
                 "displaced",
@@ -803,6 +824,20 @@ mod tests {
                 }
                 other => panic!("{label}: refusal expected, got {:?}", other.map(contents)),
             }
+        }
+        // A path an extractor could cut short: `unzip` truncates one that reaches PATH_MAX
+        // and still writes the file, `…/e…/.gitZ` as `…/e…/.git`. The walk stops at the
+        // first folder over the limit, before the rest is read.
+        let mut chain = Node::Dir(vec![(b".gitZZZZ", Node::File(b"x"))]);
+        for _ in 0..19 {
+            chain = Node::Dir(vec![(String::leak("d".repeat(200)).as_bytes(), chain)]);
+        }
+        match archive("long-path", vec![spec(), (b"top", chain)], "buildspec.yml") {
+            Err(error @ ArchiveError::PathTooLong { len, .. }) => {
+                assert_eq!(len, 3 + 6 * 201, "top/ and six folders: {error}");
+                assert!(error.to_string().contains("top/ddd"), "names the path's start: {error}");
+            }
+            other => panic!("long-path: PathTooLong expected, got {:?}", other.map(contents)),
         }
     }
 

@@ -10,9 +10,9 @@
 //! by the queue; reported when the last attempt fails too).
 //!
 //! Trust: each request is classified before it builds ([`trust`]): trusted requests (pushes
-//! to the project itself, pull requests whose author may commit to the target branch, and
-//! approved heads) start the project's `pipeline`; untrusted ones its `untrusted_pipeline`,
-//! or wait for a committer's approval comment, or are refused with the settings to change.
+//! to the project itself, pull requests from the project itself or their author's own fork
+//! whose author may commit to the target branch, and approved heads) start the project's
+//! `pipeline`; untrusted ones its `untrusted_pipeline`, or wait for a committer's approval comment, or are refused with the settings to change.
 //!
 //! Flags: `pending` "Queued for AWS CodePipeline" once the pipeline is started, linking to
 //! the execution; `pending` with what is awaited for an untrusted pull request waiting for
@@ -332,6 +332,10 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
             Route::Refuse { reason } => return Err(WorkError::Terminal(reason)),
         };
         let variables = trigger_variables(request, &fetched.commit);
+        let pipeline_variables: Vec<_> =
+            variables.iter().filter(|(name, v)| PIPELINE_VARIABLES.contains(name) && !v.is_empty()).cloned().collect();
+        check_pipeline_variables(&pipeline_variables)
+            .map_err(|e| WorkError::Terminal(format!("pipeline `{pipeline}` not started: {e}")))?;
         // Checked before the tree was fetched (`check_buildspec`); this repeats it with the
         // real values.
         let injected = std::str::from_utf8(&fetched.buildspec)
@@ -369,8 +373,6 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
             .put_archive(&key, &zip_path, &metadata(request, &fetched, trust))
             .await
             .map_err(|e| WorkError::Transient(e.to_string()))?;
-        let pipeline_variables: Vec<_> =
-            variables.into_iter().filter(|(name, v)| PIPELINE_VARIABLES.contains(name) && !v.is_empty()).collect();
         let execution_id =
             self.pipelines.start(&pipeline, &stored, &pipeline_variables).await.map_err(|e| match e {
                 StartError::Transient(m) => WorkError::Transient(m),
@@ -397,7 +399,9 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
         }
         // The target branch as Pagure has it: a trigger's `branch_to` is the caller's word.
         facts.author_has_commit = self.status.has_commit(&project.key, &path, &pr.author, &pr.target_branch).await;
-        if facts.author_has_commit != Some(true)
+        // A committer's PR from a source they do not control (a remote PR, someone else's
+        // fork) needs an approval as anyone's does.
+        if (facts.author_has_commit != Some(true) || !trust::source_is_authors(pr, &path))
             && let Some(approval) = trust::usable_approval(request)
         {
             facts.approver_has_commit =
@@ -456,6 +460,32 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
             if e.is_terminal() { WorkError::Terminal(e.to_string()) } else { WorkError::Transient(e.to_string()) }
         })
     }
+}
+
+/// The characters a pipeline variable's value may have. The templates' CodeBuild actions
+/// pass the variables on as `#{variables.NAME}` inside their `EnvironmentVariables` JSON
+/// text, and nothing says CodePipeline escapes what it substitutes there: a `"` or `\`
+/// would end the string or add entries. These need no JSON escaping and are no variable
+/// syntax (`#`, `{`, `}`, `$` are out), and they cover every value the bridge sends: request
+/// ids (hex), project full names (`[ns/]name`, Pagure's `[A-Za-z0-9_.+-]`), causes (a PR
+/// number or a full commit id), commits, and canonical repository URLs (scheme, host, port,
+/// `[…]` around an IPv6 host, the configured base path with its `~` or `%`-escapes, Pagure
+/// names).
+pub fn pipeline_value_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '/' | '@' | '+' | '~' | '=' | '-' | '%' | '[' | ']')
+}
+
+/// Refuses a pipeline variable whose value has a character outside [`pipeline_value_char`],
+/// naming the variable and the character (never repeating the value, which may be hostile).
+pub fn check_pipeline_variables(variables: &[(&'static str, String)]) -> Result<(), String> {
+    for (name, value) in variables {
+        if let Some(c) = value.chars().find(|c| !pipeline_value_char(*c)) {
+            return Err(format!(
+                "{name} has the character {c:?}, outside what a pipeline variable may hold ([A-Za-z0-9._:/@+~=%[]-]: the pipeline pastes it into JSON unescaped)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A buildspec the trigger can be injected into: UTF-8 YAML, a mapping, `version: 0.2`,
@@ -520,5 +550,55 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bridge_core::model::{BuildTarget, TriggerKind};
+    use bridge_core::validate::RepoPolicy;
+
+    const SHA: &str = "05bab967134e26fd2a307065b49ce0bc2a2063ed";
+
+    /// The values a real request sends, through the same functions the work stage uses.
+    fn sent(git_url: &str, fullname: &str, repo: &str, cause: Cause) -> Vec<(&'static str, String)> {
+        let policy = RepoPolicy::new(git_url, fullname, true).expect("policy");
+        let (repo_url, project) = policy.check("demo", repo).expect("allowed");
+        let request = BuildRequest::new(
+            BuildTarget { project, repo_url, cause, branch: "fix\"x,{y}".into(), branch_to: Some("main".into()) },
+            TriggerKind::Json,
+            time::OffsetDateTime::UNIX_EPOCH,
+        );
+        trigger_variables(&request, SHA)
+            .into_iter()
+            .filter(|(name, v)| PIPELINE_VARIABLES.contains(name) && !v.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn every_value_the_bridge_sends_is_a_safe_pipeline_variable() {
+        for (git_url, fullname, repo) in [
+            ("https://pagure.io", "demo", "https://pagure.io/demo.git"),
+            ("https://pagure.io", "rpms/python3.12-c++_x", "https://pagure.io/forks/bob-2.x/rpms/python3.12-c++_x.git"),
+            ("http://127.0.0.1:5600/", "ns/demo", "http://127.0.0.1:5600/ns/demo.git"),
+            ("http://[::1]:8080/~git/", "demo", "http://[::1]:8080/~git/forks/a.b/demo"),
+        ] {
+            for cause in [Cause::PullRequest { id: 4_294_967_295 }, Cause::Commit { sha: SHA.into() }] {
+                let variables = sent(git_url, fullname, repo, cause);
+                assert_eq!(variables.len(), PIPELINE_VARIABLES.len(), "{variables:?}");
+                assert_eq!(check_pipeline_variables(&variables), Ok(()), "{variables:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_value_that_json_or_codepipeline_would_read_is_refused() {
+        for bad in ["a\"b", "a\\b", "a,\"x\":\"y", "#{variables.X}", "a{b}", "a b", "a\nb", "$(id)", "é", "a\u{0}"] {
+            let error = check_pipeline_variables(&[("PAGURE_REPO", bad.into())]).expect_err(bad);
+            assert!(error.starts_with("PAGURE_REPO has the character"), "{error}");
+        }
+        assert_eq!(check_pipeline_variables(&[("PAGURE_REPO", "https://h/x.git".into())]), Ok(()));
+        assert!(!PIPELINE_VARIABLES.contains(&"PAGURE_BRANCH"), "a branch name is the PR author's choice");
     }
 }

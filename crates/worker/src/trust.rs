@@ -3,7 +3,11 @@
 //!
 //! - Trusted: a push to the project's own repository (`fork_user` is `None`), or a pull
 //!   request whose author may commit to the PR's target branch *as Pagure reports it* (the
-//!   PR's `branch`, never the trigger's `branch_to`, which a JSON caller chooses).
+//!   PR's `branch`, never the trigger's `branch_to`, which a JSON caller chooses) and whose
+//!   source is one the author controls: the project itself or the author's own fork
+//!   (`repo_from.fullname` is `[ns/]name` or `forks/<author>/[ns/]name`). A committer's
+//!   access vouches for what they push, not for a remote PR (any git URL, `repo_from` null)
+//!   or someone else's fork, whose later heads its owner chooses.
 //! - Approved: an untrusted pull request with an approval (a web-hook comment equal to the
 //!   project's `approval_phrase`) whose author may commit to the target branch and whose
 //!   approved commit is the head that was fetched.
@@ -34,6 +38,9 @@ pub enum Untrusted {
     /// The author may not commit to the target branch (`known`: Pagure said so; otherwise
     /// it could not be asked).
     Author { author: String, branch: String, known: bool },
+    /// The author may commit, but the head comes from somewhere they do not control
+    /// (`source` `None`: a remote pull request), so their access vouches for nothing.
+    Source { author: String, source: Option<String> },
 }
 
 /// Why an approval did not make an untrusted pull request buildable in the trusted pipeline.
@@ -72,6 +79,16 @@ pub fn usable_approval(request: &BuildRequest) -> Option<&Approval> {
     }
 }
 
+/// Whether the author's commit access may vouch for `pr`: its source is the target project
+/// `target` (`[ns/]name`) itself or the author's own fork of it. Compared exactly, as Pagure
+/// spells `fullname`: anything else is someone else's.
+pub fn source_is_authors(pr: &PullRequestFacts, target: &str) -> bool {
+    match &pr.source {
+        Some(source) => *source == target || *source == format!("forks/{}/{target}", pr.author),
+        None => false,
+    }
+}
+
 /// Classifies `request`, whose fetched head is `head`, from `facts`. Pure: no IO.
 pub fn classify(request: &BuildRequest, facts: &TrustFacts, head: &str) -> Classification {
     let id = match (&request.cause, &request.project.fork_user) {
@@ -84,13 +101,18 @@ pub fn classify(request: &BuildRequest, facts: &TrustFacts, head: &str) -> Class
     let Some(pr) = &facts.pull_request else {
         return Classification::Untrusted { why: Untrusted::PullRequestUnknown { id }, approval: None };
     };
-    if facts.author_has_commit == Some(true) {
+    // An author who may not commit is the reason whatever the source; a committer's PR
+    // is untrusted only for its source.
+    let why = if facts.author_has_commit != Some(true) {
+        Untrusted::Author {
+            author: pr.author.clone(),
+            branch: pr.target_branch.clone(),
+            known: facts.author_has_commit.is_some(),
+        }
+    } else if source_is_authors(pr, &request.project.target_fullname()) {
         return Classification::Trusted;
-    }
-    let why = Untrusted::Author {
-        author: pr.author.clone(),
-        branch: pr.target_branch.clone(),
-        known: facts.author_has_commit.is_some(),
+    } else {
+        Untrusted::Source { author: pr.author.clone(), source: pr.source.clone() }
     };
     let Some(approval) = usable_approval(request) else {
         return Classification::Untrusted { why, approval: None };
@@ -132,6 +154,12 @@ impl Untrusted {
             Untrusted::Author { author, branch, known: false } => format!(
                 "untrusted pull request from {author}: Pagure did not say whether they may commit to `{branch}`"
             ),
+            Untrusted::Source { author, source: None } => format!(
+                "untrusted: a remote pull request from {author}; its source is not the project or the author's fork"
+            ),
+            Untrusted::Source { author, source: Some(source) } => format!(
+                "untrusted: a pull request from {author} out of `{source}`; its source is not the project or the author's fork"
+            ),
         }
     }
 }
@@ -154,7 +182,7 @@ pub fn route(
     let what = why.describe();
     match (approval_phrase, why) {
         // A push has no pull request to comment on: approvals cannot help it.
-        (Some(phrase), Untrusted::PullRequestUnknown { .. } | Untrusted::Author { .. }) => {
+        (Some(phrase), Untrusted::PullRequestUnknown { .. } | Untrusted::Author { .. } | Untrusted::Source { .. }) => {
             let comment = match approval {
                 None => format!("Waiting for a committer to comment `{phrase}` ({what})"),
                 Some(ApprovalRefused::NotCommitter { by, known: true }) => format!(
@@ -220,13 +248,20 @@ mod tests {
         pr(Some("alice")).approved(Approval { by: by.into(), commit: commit.into() })
     }
 
+    /// alice's PR from her own fork of `demo`.
     fn facts(author: Option<bool>, approver: Option<bool>) -> TrustFacts {
+        from("forks/alice/demo", author, approver)
+    }
+
+    /// alice's PR whose `repo_from.fullname` is `source` (`""`: a remote PR, null).
+    fn from(source: &str, author: Option<bool>, approver: Option<bool>) -> TrustFacts {
         TrustFacts {
             pull_request: Some(PullRequestFacts {
                 status: "Open".into(),
                 author: "alice".into(),
                 target_branch: "main".into(),
                 head: Some(HEAD.into()),
+                source: (!source.is_empty()).then(|| source.to_owned()),
             }),
             author_has_commit: author,
             approver_has_commit: approver,
@@ -267,6 +302,71 @@ mod tests {
                 Classification::Untrusted { why: Untrusted::PullRequestUnknown { id: 7 }, approval: None }
             );
         }
+    }
+
+    #[test]
+    fn a_committers_access_vouches_only_for_sources_they_control() {
+        for own in ["demo", "forks/alice/demo"] {
+            assert_eq!(classify(&pr(None), &from(own, Some(true), None), HEAD), Classification::Trusted, "{own}");
+        }
+        // A non-committer's PR: the author is the reason, whatever the source.
+        assert_eq!(
+            classify(&pr(None), &from("", Some(false), None), HEAD),
+            Classification::Untrusted { why: alice(true), approval: None }
+        );
+        for (source, shown) in [
+            ("", None),
+            ("forks/bob/demo", Some("forks/bob/demo")),
+            ("forks/alice/other", Some("forks/alice/other")),
+            ("other", Some("other")),
+            ("forks/Alice/demo", Some("forks/Alice/demo")),
+            ("forks/alice/demo/x", Some("forks/alice/demo/x")),
+            ("Demo", Some("Demo")),
+        ] {
+            let why = Untrusted::Source { author: "alice".into(), source: shown.map(String::from) };
+            assert_eq!(
+                classify(&pr(Some("alice")), &from(source, Some(true), None), HEAD),
+                Classification::Untrusted { why: why.clone(), approval: None },
+                "{source:?}"
+            );
+            // The existing approval path, bound to one head, still applies.
+            assert_eq!(
+                classify(&approved("carol", HEAD), &from(source, Some(true), Some(true)), HEAD),
+                Classification::Approved { by: "carol".into() },
+                "{source:?}"
+            );
+            assert_eq!(
+                classify(&approved("carol", OLD), &from(source, Some(true), Some(true)), HEAD).class(),
+                TrustClass::Untrusted,
+                "{source:?}"
+            );
+        }
+        // In a namespace, the fork's fullname carries the namespace too.
+        let mut namespaced = pr(None);
+        namespaced.project.namespace = Some("rpms".into());
+        for own in ["rpms/demo", "forks/alice/rpms/demo"] {
+            assert_eq!(classify(&namespaced, &from(own, Some(true), None), HEAD), Classification::Trusted, "{own}");
+        }
+        for other in ["demo", "forks/alice/demo", "forks/bob/rpms/demo"] {
+            assert_eq!(classify(&namespaced, &from(other, Some(true), None), HEAD).class(), TrustClass::Untrusted);
+        }
+        assert_eq!(
+            Untrusted::Source { author: "alice".into(), source: None }.describe(),
+            "untrusted: a remote pull request from alice; its source is not the project or the author's fork"
+        );
+        assert_eq!(
+            Untrusted::Source { author: "alice".into(), source: Some("forks/bob/demo".into()) }.describe(),
+            "untrusted: a pull request from alice out of `forks/bob/demo`; its source is not the project or the author's fork"
+        );
+        let remote = Classification::Untrusted {
+            why: Untrusted::Source { author: "alice".into(), source: None },
+            approval: None,
+        };
+        let Route::Await { comment } = route(&remote, "demo", "demo-ci", None, Some("/ok-to-test")) else { panic!() };
+        assert!(
+            comment.starts_with("Waiting for a committer to comment `/ok-to-test` (untrusted: a remote"),
+            "{comment}"
+        );
     }
 
     #[test]

@@ -42,14 +42,18 @@ export interface PagureCiBridgeProps extends cdk.StackProps {
 /** The work function's timeout; the queue's visibility timeout is 6 × this. */
 const WORK_TIMEOUT = cdk.Duration.seconds(300);
 const MAX_RECEIVE_COUNT = 5;
-/** The PAGURE_* values each pipeline run is started with (bridge_core::buildspec::PIPELINE_VARIABLES). */
+/**
+ * The PAGURE_* values each pipeline run is started with (bridge_core::buildspec::PIPELINE_VARIABLES).
+ * The build action pastes them into its EnvironmentVariables JSON text: the work function
+ * refuses any value with a character JSON would escape, and sends nothing the PR author
+ * chooses (no branch name).
+ */
 const PIPELINE_VARIABLES = [
   'PAGURE_REQUEST_ID',
   'PAGURE_PROJECT',
   'PAGURE_REPO',
   'PAGURE_CAUSE',
   'PAGURE_COMMIT',
-  'PAGURE_BRANCH',
 ];
 
 /** A relative .yml/.yaml path whose components never start with a dot (no `.`, `..`, `.git`). */

@@ -81,11 +81,19 @@ struct PullRequestJson {
     branch: String,
     #[serde(default)]
     commit_stop: Option<String>,
+    /// `Project.to_json` of the source; `null` (or absent) for a remote pull request.
+    #[serde(default)]
+    repo_from: Option<ProjectJson>,
 }
 
 #[derive(Deserialize)]
 struct UserJson {
     name: String,
+}
+
+#[derive(Deserialize)]
+struct ProjectJson {
+    fullname: String,
 }
 
 #[derive(Deserialize)]
@@ -105,11 +113,19 @@ pub fn pull_request(body: &[u8]) -> Result<PullRequestFacts, String> {
     if name.is_empty() || pr.branch.is_empty() {
         return Err("the pull-request JSON has an empty `user.name` or `branch`".into());
     }
+    let source = match pr.repo_from {
+        Some(project) if project.fullname.is_empty() => {
+            return Err("the pull-request JSON has an empty `repo_from.fullname`".into());
+        }
+        Some(project) => Some(project.fullname),
+        None => None,
+    };
     Ok(PullRequestFacts {
         status: pr.status,
         author: name.to_owned(),
         target_branch: pr.branch,
         head: pr.commit_stop.filter(|c| !c.is_empty()),
+        source,
     })
 }
 
@@ -215,16 +231,29 @@ mod tests {
                 author: "alice".into(),
                 target_branch: "main".into(),
                 head: Some("05bab967134e26fd2a307065b49ce0bc2a2063ed".into()),
+                source: Some("forks/alice/demo".into()),
             })
         );
         let no_head = br#"{"status": "Open", "branch": "main", "commit_stop": null, "user": {"name": "alice"}}"#;
         assert_eq!(pull_request(no_head).map(|p| p.head), Ok(None));
+        // A remote PR (Pagure's own sample, pull-request.new): no source project.
+        let remote = br#"{"status": "Open", "branch": "main", "user": {"name": "bob"},
+            "remote_git": "https://git.example.org/carol/remote.git", "repo_from": null}"#;
+        assert_eq!(pull_request(remote).map(|p| p.source), Ok(None));
+        assert_eq!(pull_request(no_head).map(|p| p.source), Ok(None), "absent is as null: never trusted");
+        let same = br#"{"status": "Open", "branch": "main", "user": {"name": "alice"},
+            "repo_from": {"fullname": "ns/demo", "name": "demo", "namespace": "ns", "parent": null, "user": {"name": "pingou"}}}"#;
+        assert_eq!(pull_request(same).map(|p| p.source), Ok(Some("ns/demo".into())));
         for bad in [
             &br#"["Open", {"name": "alice"}, "main"]"#[..],
             br#"{"status": "Open", "branch": "main", "user": ["alice"]}"#,
             br#"{"status": "Open", "branch": "main"}"#,
             br#"{"status": "Open", "branch": "main", "user": {"name": " "}}"#,
             br#"{"status": "Open", "branch": "", "user": {"name": "alice"}}"#,
+            br#"{"status": "Open", "branch": "main", "user": {"name": "alice"}, "repo_from": ["forks/alice/demo"]}"#,
+            br#"{"status": "Open", "branch": "main", "user": {"name": "alice"}, "repo_from": "forks/alice/demo"}"#,
+            br#"{"status": "Open", "branch": "main", "user": {"name": "alice"}, "repo_from": {"name": "demo"}}"#,
+            br#"{"status": "Open", "branch": "main", "user": {"name": "alice"}, "repo_from": {"fullname": ""}}"#,
             b"<html>",
         ] {
             assert!(pull_request(bad).is_err(), "{}", String::from_utf8_lossy(bad));

@@ -191,6 +191,10 @@ pub struct PullRequestFacts {
     pub target_branch: String,
     /// `commit_stop`: its head when Pagure last looked (`null` for a PR without commits).
     pub head: Option<String>,
+    /// `repo_from.fullname`: the project its head comes from (`demo`, `ns/demo`,
+    /// `forks/alice/ns/demo`); `None` for a remote pull request (`repo_from` null, the head
+    /// pulled from `remote_git`, a URL anyone may give).
+    pub source: Option<String>,
 }
 
 /// A flag as Pagure lists it (no `uid`: Pagure does not show it).
