@@ -26,7 +26,16 @@ CDK app's synthesized template (run by scripts/check-infra):
   PR author chooses is pasted into the action's JSON text;
 - every CodeBuild role trusts codebuild.amazonaws.com alone;
 - the report rules feed the report function both projects' and both pipelines' events, and
-  the work and report functions' pipeline grants cover both pipelines.
+  the work and report functions' pipeline grants cover both pipelines;
+- the work function may s3:ListBucket its source bucket (PCB_BUCKET) without any Condition,
+  and no other bucket: S3 answers a GetObject of a missing key with 404 only to a caller that
+  may ListBucket, and a GetObject request carries no s3:prefix key (issue 13);
+- both pipeline roles have s3:GetBucketVersioning, GetBucketAcl and GetBucketLocation on their
+  artifact store, unconditionally (AWS's minimal CodePipeline service role);
+- every role trust statement for a service in CONFUSED_DEPUTY_SERVICES carries
+  aws:SourceAccount = the stack's account, and for CodeBuild and CodePipeline aws:SourceArn =
+  exactly the ARN of a project or pipeline that runs with that role (Lambda execution roles
+  are left plain: lambda.amazonaws.com is not held to those keys here).
 
 Usage: check_templates.py sam TEMPLATE | check_templates.py cdk TEMPLATE [APPROVAL_PHRASE]
        (APPROVAL_PHRASE: the first project's approval_phrase the CDK app was synthesized
@@ -146,6 +155,13 @@ BUILDSPEC_PATHS_BAD = [
     "ci/.git/buildspec.yml", ".GIT/x.yml", "ci//buildspec.yml", "ci\\buildspec.yml", "buildspec.yml\n",
     "buildspec.yml/", "buildspec.json", "build spec.yml", "ci/.hidden.yml", "version: 0.2\nphases: {}",
 ]
+
+# Service principals whose role trust statements must name the stack's account (and, where
+# the service has one, the assuming resource's ARN): the confused-deputy guard.
+CONFUSED_DEPUTY_SERVICES = {
+    "codebuild.amazonaws.com", "codepipeline.amazonaws.com", "events.amazonaws.com", "scheduler.amazonaws.com",
+}
+PIPELINE_BUCKET_ACTIONS = {"s3:getbucketversioning", "s3:getbucketacl", "s3:getbucketlocation"}
 
 APPROVAL_PHRASES_OK = ["", "/ok-to-test", "@ci-bot ok to test", "+1"]
 APPROVAL_PHRASES_BAD = ['ok" x = "1', "a\\b", "ok\nx = 1", " /ok", "/ok ", "\t", "x" * 65]
@@ -461,6 +477,8 @@ def check_untrusted(template, kind, by_role, errors, approval=None):
         t, u = side["trusted"][what], side["untrusted"][what]
         if u is None or t == u:
             errors.append(f"the untrusted pipeline's {what.replace('_', ' ')} is {u!r}, not its own (the trusted one's is {t!r})")
+    for label in ("trusted", "untrusted"):
+        check_pipeline_bucket_grants(template, label, side[label], errors)
     u = side["untrusted"]
     if None in (u["build_role"], u["bucket"], u["log_group"]):
         return
@@ -559,6 +577,83 @@ def check_untrusted(template, kind, by_role, errors, approval=None):
     return u
 
 
+def granted(statement, action):
+    """Whether an Allow statement's Action (wildcards included) covers `action`."""
+    return statement.get("Effect") == "Allow" and "NotAction" not in statement and any(
+        fnmatch.fnmatchcase(action.lower(), str(a).lower()) for a in as_list(statement.get("Action", [])))
+
+
+def check_work_list_bucket(template, kind, by_role, errors):
+    """The work function may ListBucket its own source bucket, unconditionally, and no other."""
+    render = Renderer(template).render
+    work = by_role["work"][1]
+    bucket = target_of(function_environment(template, kind, work).get("PCB_BUCKET"))
+    arn = f"<{bucket}.Arn>"
+    listing = [s for s in function_statements(template, kind, work) if granted(s, "s3:ListBucket")]
+    if not any(arn in {render(r) for r in as_list(s.get("Resource", []))} and not s.get("Condition") for s in listing):
+        errors.append(f"the work function may not s3:ListBucket its source bucket {bucket} without a Condition "
+                      "(a missing key would read as 403, not 404)")
+    for statement in listing:
+        others = {render(r) for r in as_list(statement.get("Resource", []))} - {arn}
+        if others:
+            errors.append(f"the work function may s3:ListBucket {sorted(others)}, not only its source bucket {bucket}")
+
+
+def check_pipeline_bucket_grants(template, label, side, errors):
+    """The pipeline role has AWS's minimal service-role bucket reads on its artifact store."""
+    role, bucket = side["pipeline_role"], side["bucket"]
+    if role not in template["Resources"] or bucket is None:
+        return
+    render = Renderer(template).render
+    arn = f"<{bucket}.Arn>"
+    statements = [s for s in role_statements(template, role, []) if not s.get("Condition")
+                  and arn in {render(r) for r in as_list(s.get("Resource", []))}]
+    missing = sorted(a for a in PIPELINE_BUCKET_ACTIONS if not any(granted(s, a) for s in statements))
+    if missing:
+        errors.append(f"the {label} pipeline role {role} lacks {missing} on its artifact store {bucket} "
+                      "(AWS's minimal CodePipeline service role has them)")
+
+
+def check_trust_conditions(template, errors):
+    """Every trust statement for a CONFUSED_DEPUTY_SERVICES principal names the stack's account,
+    and for CodeBuild/CodePipeline exactly the ARN of a project/pipeline that uses the role."""
+    resources = template["Resources"]
+    render = Renderer(template).render
+    account = PSEUDO["AWS::AccountId"]
+    prefix = f"arn:{PSEUDO['AWS::Partition']}:{{}}:{PSEUDO['AWS::Region']}:{account}:"
+    for role, resource in resources.items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        users = {
+            "codebuild.amazonaws.com": {
+                prefix.format("codebuild") + "project/" + render(r["Properties"]["Name"])
+                for r in resources.values() if r["Type"] == "AWS::CodeBuild::Project"
+                and target_of(r["Properties"].get("ServiceRole")) == role and "Name" in r["Properties"]},
+            "codepipeline.amazonaws.com": {
+                prefix.format("codepipeline") + render(r["Properties"]["Name"])
+                for r in resources.values() if r["Type"] == "AWS::CodePipeline::Pipeline"
+                and target_of(r["Properties"].get("RoleArn")) == role and "Name" in r["Properties"]},
+        }
+        for statement in statements_of(resource["Properties"].get("AssumeRolePolicyDocument", {})):
+            principal = statement.get("Principal")
+            if statement.get("Effect") != "Allow" or not isinstance(principal, dict):
+                continue
+            services = {render(s) for s in as_list(principal.get("Service", []))} & CONFUSED_DEPUTY_SERVICES
+            if not services:
+                continue
+            condition = statement.get("Condition", {})
+            exact = {**condition.get("StringEquals", {}), **condition.get("ArnEquals", {})}
+            source_account = [render(v) for v in as_list(exact.get("aws:SourceAccount", []))]
+            if source_account != [account]:
+                errors.append(f"{role}: trust statement for {sorted(services)} has aws:SourceAccount {source_account}, "
+                              "not exactly the stack's account (confused deputy)")
+            for service in sorted(services & set(users)):
+                source_arns = {render(v) for v in as_list(exact.get("aws:SourceArn", []))}
+                if not source_arns or not source_arns <= users[service]:
+                    errors.append(f"{role}: trust statement for {service} has aws:SourceArn {sorted(source_arns)}, "
+                                  f"not exactly the ARN of what uses the role {sorted(users[service])} (confused deputy)")
+
+
 def function_statements(template, kind, properties):
     if kind == "sam":
         return [s for p in properties.get("Policies", []) if isinstance(p, dict) for s in statements_of(p)]
@@ -632,6 +727,8 @@ def main(kind, path, approval=None):
             check_policies(role, statements, ALLOWED[role], kind, errors)
 
     untrusted = check_untrusted(template, kind, by_role, errors, approval)
+    check_work_list_bucket(template, kind, by_role, errors)
+    check_trust_conditions(template, errors)
 
     if errors:
         sys.exit(f"{path}:\n  " + "\n  ".join(errors))
@@ -652,6 +749,10 @@ def logical(template, prefix, kind):
 
 def _policy(t, role):
     return t["Resources"][logical(t, f"{role}DefaultPolicy", "AWS::IAM::Policy")]["Properties"]["PolicyDocument"]["Statement"]
+
+
+def _trust(t, role):
+    return t["Resources"][logical(t, role, "AWS::IAM::Role")]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
 
 
 def _untrusted_project(t):
@@ -693,6 +794,21 @@ CDK_MUTANTS = {
         for a in actions_of(r, "Build")],
     "the report rule deaf to the untrusted project": lambda t: t["Resources"][logical(t, "BuildStates", "AWS::Events::Rule")][
         "Properties"]["EventPattern"]["detail"]["project-name"].pop(),
+    # Issue 13 section 2.
+    "the work role's ListBucket conditioned on s3:prefix again": lambda t: [
+        s.update(Condition={"StringLike": {"s3:prefix": "sources/*"}})
+        for s in _policy(t, "WorkFunctionRole") if s["Action"] == "s3:ListBucket"],
+    "the trusted pipeline role without bucket reads on its artifact store": lambda t: _policy(t, "PipelineRole").__setitem__(
+        slice(None), [s for s in _policy(t, "PipelineRole") if "s3:GetBucketAcl" not in as_list(s["Action"])]),
+    "the untrusted pipeline role without GetBucketVersioning on its artifact store": lambda t: [
+        s["Action"].remove("s3:GetBucketVersioning")
+        for s in _policy(t, "UntrustedPipelineRole") if "s3:GetBucketAcl" in as_list(s["Action"])],
+    "the trusted build role trusting CodeBuild of any account": lambda t: _trust(t, "BuildRole")["Condition"][
+        "StringEquals"].pop("aws:SourceAccount"),
+    "the untrusted pipeline role without aws:SourceArn": lambda t: _trust(t, "UntrustedPipelineRole")["Condition"][
+        "StringEquals"].pop("aws:SourceArn"),
+    "the untrusted build role trusting the trusted project": lambda t: _trust(t, "UntrustedBuildRole")["Condition"][
+        "StringEquals"].update({"aws:SourceArn": _trust(t, "BuildRole")["Condition"]["StringEquals"]["aws:SourceArn"]}),
 }
 
 

@@ -106,6 +106,14 @@ export class PagureCiBridgeStack extends cdk.Stack {
       description: 'Where every CodeBuild project reads its buildspec in the source archive; the bridge writes the injected buildspec at exactly this path (PCB_CODEBUILD_BUILDSPEC).',
     }).valueAsString;
     const pipelineArns = `arn:${this.partition}:codepipeline:${this.region}:${this.account}:${this.stackName}-*`;
+    // Confused-deputy guard on the CodeBuild and CodePipeline roles: only this account's own
+    // project or pipeline (its ARN is known from its name, without a dependency) may assume it.
+    // The Lambda execution roles keep lambda.amazonaws.com plain (docs/admin-guide.md).
+    const trustedBy = (service: string, sourceArn: string) => new iam.ServicePrincipal(service, {
+      conditions: { StringEquals: { 'aws:SourceAccount': this.account, 'aws:SourceArn': sourceArn } },
+    });
+    const projectArn = (name: string) => `arn:${this.partition}:codebuild:${this.region}:${this.account}:project/${name}`;
+    const pipelineArn = (name: string) => `arn:${this.partition}:codepipeline:${this.region}:${this.account}:${name}`;
 
     const secret = new secretsmanager.Secret(this, 'BridgeSecret', {
       description: 'pagure-ci-bridge tokens; layout in docs/admin-guide.md.',
@@ -242,11 +250,12 @@ export class PagureCiBridgeStack extends cdk.Stack {
       actions: ['s3:PutObject', 's3:GetObject', 's3:AbortMultipartUpload'],
       resources: [artifacts.arnForObjects('sources/*')],
     }));
-    // Without it a missing `.started` marker reads as 403, not 404.
+    // Unconditional: S3 answers a GetObject of a missing key (the `.started` marker) with 404
+    // only to a caller that may ListBucket; a GetObject request carries no s3:prefix key, so a
+    // prefix-conditioned grant would turn "absent" into 403.
     work.addToRolePolicy(new iam.PolicyStatement({
       actions: ['s3:ListBucket'],
       resources: [artifacts.bucketArn],
-      conditions: { StringLike: { 's3:prefix': 'sources/*' } },
     }));
     work.addToRolePolicy(new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [secret.secretArn] }));
     work.addToRolePolicy(new iam.PolicyStatement({ actions: ['codepipeline:StartPipelineExecution'], resources: [pipelineArns] }));
@@ -280,7 +289,7 @@ export class PagureCiBridgeStack extends cdk.Stack {
       removalPolicy: cdk.RemovalPolicy.DESTROY,
     });
     checkovSkip(buildLogs, [LOGS_SKIP]);
-    const buildRole = new iam.Role(this, 'BuildRole', { assumedBy: new iam.ServicePrincipal('codebuild.amazonaws.com') });
+    const buildRole = new iam.Role(this, 'BuildRole', { assumedBy: trustedBy('codebuild.amazonaws.com', projectArn(pipelineName)) });
     buildRole.addToPolicy(new iam.PolicyStatement({ actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [buildLogs.logGroupArn] }));
     buildRole.addToPolicy(new iam.PolicyStatement({
       actions: ['s3:GetObject', 's3:GetObjectVersion', 's3:PutObject'],
@@ -305,7 +314,7 @@ export class PagureCiBridgeStack extends cdk.Stack {
       logsConfig: { cloudWatchLogs: { status: 'ENABLED', groupName: buildLogs.logGroupName } },
     });
 
-    const pipelineRole = new iam.Role(this, 'PipelineRole', { assumedBy: new iam.ServicePrincipal('codepipeline.amazonaws.com') });
+    const pipelineRole = new iam.Role(this, 'PipelineRole', { assumedBy: trustedBy('codepipeline.amazonaws.com', pipelineArn(pipelineName)) });
     pipelineRole.addToPolicy(new iam.PolicyStatement({
       actions: ['s3:GetObject', 's3:GetObjectVersion', 's3:GetBucketVersioning'],
       resources: [artifacts.bucketArn, artifacts.arnForObjects('sources/*')],
@@ -313,6 +322,11 @@ export class PagureCiBridgeStack extends cdk.Stack {
     pipelineRole.addToPolicy(new iam.PolicyStatement({
       actions: ['s3:GetObject', 's3:GetObjectVersion', 's3:PutObject'],
       resources: [stageArtifacts.arnForObjects('*')],
+    }));
+    // The artifact store itself: AWS's minimal CodePipeline service role has these.
+    pipelineRole.addToPolicy(new iam.PolicyStatement({
+      actions: ['s3:GetBucketVersioning', 's3:GetBucketAcl', 's3:GetBucketLocation'],
+      resources: [stageArtifacts.bucketArn],
     }));
     pipelineRole.addToPolicy(new iam.PolicyStatement({
       actions: ['codebuild:StartBuild', 'codebuild:BatchGetBuilds'],
@@ -378,7 +392,7 @@ export class PagureCiBridgeStack extends cdk.Stack {
     });
     checkovSkip(untrustedLogs, [LOGS_SKIP]);
     const untrustedBuildRole = new iam.Role(this, 'UntrustedBuildRole', {
-      assumedBy: new iam.ServicePrincipal('codebuild.amazonaws.com'),
+      assumedBy: trustedBy('codebuild.amazonaws.com', projectArn(untrustedName)),
       description: 'pagure-ci-bridge untrusted builds: own logs, own source; infra/tests/check_templates.py refuses any other grant.',
     });
     untrustedBuildRole.addToPolicy(new iam.PolicyStatement({
@@ -413,7 +427,7 @@ export class PagureCiBridgeStack extends cdk.Stack {
       logsConfig: { cloudWatchLogs: { status: 'ENABLED', groupName: untrustedLogs.logGroupName } },
     });
     const untrustedPipelineRole = new iam.Role(this, 'UntrustedPipelineRole', {
-      assumedBy: new iam.ServicePrincipal('codepipeline.amazonaws.com'),
+      assumedBy: trustedBy('codepipeline.amazonaws.com', pipelineArn(untrustedName)),
     });
     untrustedPipelineRole.addToPolicy(new iam.PolicyStatement({
       actions: ['s3:GetObject', 's3:GetObjectVersion', 's3:GetBucketVersioning'],
