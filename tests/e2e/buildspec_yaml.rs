@@ -77,12 +77,7 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     let dir = e2e_tests::root().join("tests/fixtures/buildspecs");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("corpus")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
-        .collect();
-    files.sort();
+    let files = corpus_files(&dir);
     assert!(files.len() >= 16, "{} buildspecs in {}", files.len(), dir.display());
     let mut cases: Vec<Case> = files
         .iter()

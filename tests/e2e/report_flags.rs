@@ -658,12 +658,7 @@ async fn local_mode_flags_a_fork_pr_from_trigger_to_result() {
     // The flag links to the local run, which lists what the pipeline would get.
     assert!(queued.url.starts_with(&format!("{bridge}/runs/local-")), "{}", queued.url);
     let run: Value = http.get(&queued.url).send().await.expect("run").json().await.expect("run json");
-    let variables: Vec<(String, String)> = run["variables"]
-        .as_object()
-        .expect("variables")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-        .collect();
+    let variables = run_variables(&run);
     assert_eq!(run["pipeline"], json!("demo-ci"));
 
     // CodeBuild runs it: its events carry the PAGURE_* values as environment variables.
@@ -704,4 +699,14 @@ async fn local_mode_flags_a_fork_pr_from_trigger_to_result() {
     assert_eq!((flags[0].status.as_str(), flags[0].percent.as_deref()), ("success", Some("100")));
     let not_json = http.post(format!("{bridge}/events")).body("nope").send().await.expect("bad event");
     assert_eq!(not_json.status(), 400);
+}
+
+/// The variables a local pipeline run got (`GET /runs/<id>`), as name and value.
+pub(crate) fn run_variables(run: &Value) -> Vec<(String, String)> {
+    run["variables"]
+        .as_object()
+        .expect("variables")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+        .collect()
 }

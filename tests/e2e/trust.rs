@@ -315,12 +315,7 @@ async fn pushes_and_pull_requests_build_where_their_trust_allows() {
         .json()
         .await
         .expect("run json");
-    let variables: Vec<(String, String)> = run["variables"]
-        .as_object()
-        .expect("variables")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-        .collect();
+    let variables = crate::report_flags::run_variables(&run);
     let pairs: Vec<(&str, &str)> = variables.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut event = crate::report_flags::codebuild_event("SUCCEEDED", None, &pairs);
     event["detail"]["additional-information"]["initiator"] = json!("codepipeline/open-untrusted");

@@ -1761,12 +1761,7 @@ mod tests {
     #[test]
     fn corpus_reads_as_input_plus_variables() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/buildspecs");
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .expect("corpus")
-            .map(|e| e.expect("entry").path())
-            .filter(|p| p.extension().is_some_and(|e| e == "yml"))
-            .collect();
-        files.sort();
+        let files = corpus_files(&dir);
         assert!(files.len() >= 12, "{} buildspecs", files.len());
         for file in files {
             let text = std::fs::read_to_string(&file).expect("read");

@@ -314,29 +314,33 @@ export class PagureCiBridgeStack extends cdk.Stack {
       logsConfig: { cloudWatchLogs: { status: 'ENABLED', groupName: buildLogs.logGroupName } },
     });
 
-    const pipelineRole = new iam.Role(this, 'PipelineRole', { assumedBy: trustedBy('codepipeline.amazonaws.com', pipelineArn(pipelineName)) });
-    pipelineRole.addToPolicy(new iam.PolicyStatement({
-      actions: ['s3:GetObject', 's3:GetObjectVersion', 's3:GetBucketVersioning'],
-      resources: [artifacts.bucketArn, artifacts.arnForObjects('sources/*')],
-    }));
-    pipelineRole.addToPolicy(new iam.PolicyStatement({
-      actions: ['s3:GetObject', 's3:GetObjectVersion', 's3:PutObject'],
-      resources: [stageArtifacts.arnForObjects('*')],
-    }));
-    // The artifact store itself: AWS's minimal CodePipeline service role has these.
-    pipelineRole.addToPolicy(new iam.PolicyStatement({
-      actions: ['s3:GetBucketVersioning', 's3:GetBucketAcl', 's3:GetBucketLocation'],
-      resources: [stageArtifacts.bucketArn],
-    }));
-    pipelineRole.addToPolicy(new iam.PolicyStatement({
-      actions: ['codebuild:StartBuild', 'codebuild:BatchGetBuilds'],
-      resources: [buildProject.attrArn],
-    }));
-    const stageObjects = `${arnOf(stageArtifacts)}/*`;
-    for (const role of [buildRole, pipelineRole]) {
-      iam5(role, stageObjects, 'Objects of the stack\'s own stage-artifact bucket (CodePipeline names them).');
-    }
-    iam5(pipelineRole, sources, 'The source archives it reads: objects under sources/ of the bridge\'s bucket.');
+    // A pipeline's service role, the same for both pipelines: it reads the bridge's source
+    // archives, reads and writes its own artifact store, and runs its own CodeBuild project.
+    const newPipelineRole = (id: string, name: string, store: s3.Bucket, project: codebuild.CfnProject, storeLabel: string) => {
+      const role = new iam.Role(this, id, { assumedBy: trustedBy('codepipeline.amazonaws.com', pipelineArn(name)) });
+      role.addToPolicy(new iam.PolicyStatement({
+        actions: ['s3:GetObject', 's3:GetObjectVersion', 's3:GetBucketVersioning'],
+        resources: [artifacts.bucketArn, artifacts.arnForObjects('sources/*')],
+      }));
+      role.addToPolicy(new iam.PolicyStatement({
+        actions: ['s3:GetObject', 's3:GetObjectVersion', 's3:PutObject'],
+        resources: [store.arnForObjects('*')],
+      }));
+      // The artifact store itself: AWS's minimal CodePipeline service role has these.
+      role.addToPolicy(new iam.PolicyStatement({
+        actions: ['s3:GetBucketVersioning', 's3:GetBucketAcl', 's3:GetBucketLocation'],
+        resources: [store.bucketArn],
+      }));
+      role.addToPolicy(new iam.PolicyStatement({
+        actions: ['codebuild:StartBuild', 'codebuild:BatchGetBuilds'],
+        resources: [project.attrArn],
+      }));
+      iam5(role, `${arnOf(store)}/*`, `Objects of ${storeLabel} (CodePipeline names them).`);
+      iam5(role, sources, 'The source archives it reads: objects under sources/ of the bridge\'s bucket.');
+      return role;
+    };
+    const pipelineRole = newPipelineRole('PipelineRole', pipelineName, stageArtifacts, buildProject, 'the stack\'s own stage-artifact bucket');
+    iam5(buildRole, `${arnOf(stageArtifacts)}/*`, 'Objects of the stack\'s own stage-artifact bucket (CodePipeline names them).');
     const actionVariables = [
       ...PIPELINE_VARIABLES.map((name) => ({ name, value: `#{variables.${name}}`, type: 'PLAINTEXT' })),
       { name: 'PAGURE_PIPELINE_EXECUTION_ID', value: '#{codepipeline.PipelineExecutionId}', type: 'PLAINTEXT' },
@@ -426,29 +430,9 @@ export class PagureCiBridgeStack extends cdk.Stack {
       encryptionKey: `arn:${this.partition}:kms:${this.region}:${this.account}:alias/aws/s3`,
       logsConfig: { cloudWatchLogs: { status: 'ENABLED', groupName: untrustedLogs.logGroupName } },
     });
-    const untrustedPipelineRole = new iam.Role(this, 'UntrustedPipelineRole', {
-      assumedBy: trustedBy('codepipeline.amazonaws.com', pipelineArn(untrustedName)),
-    });
-    untrustedPipelineRole.addToPolicy(new iam.PolicyStatement({
-      actions: ['s3:GetObject', 's3:GetObjectVersion', 's3:GetBucketVersioning'],
-      resources: [artifacts.bucketArn, artifacts.arnForObjects('sources/*')],
-    }));
-    untrustedPipelineRole.addToPolicy(new iam.PolicyStatement({
-      actions: ['s3:GetObject', 's3:GetObjectVersion', 's3:PutObject'],
-      resources: [untrustedArtifacts.arnForObjects('*')],
-    }));
-    untrustedPipelineRole.addToPolicy(new iam.PolicyStatement({
-      actions: ['s3:GetBucketVersioning', 's3:GetBucketAcl', 's3:GetBucketLocation'],
-      resources: [untrustedArtifacts.bucketArn],
-    }));
-    untrustedPipelineRole.addToPolicy(new iam.PolicyStatement({
-      actions: ['codebuild:StartBuild', 'codebuild:BatchGetBuilds'],
-      resources: [untrustedProject.attrArn],
-    }));
-    const untrustedObjects = `${arnOf(untrustedArtifacts)}/*`;
-    iam5(untrustedBuildRole, untrustedObjects, 'Objects of the untrusted pipeline\'s own artifact bucket: the source zip of the build (CodePipeline names them).');
-    iam5(untrustedPipelineRole, untrustedObjects, 'Objects of the untrusted pipeline\'s own artifact bucket (CodePipeline names them).');
-    iam5(untrustedPipelineRole, sources, 'The source archives it reads: objects under sources/ of the bridge\'s bucket.');
+    const untrustedPipelineRole = newPipelineRole(
+      'UntrustedPipelineRole', untrustedName, untrustedArtifacts, untrustedProject, 'the untrusted pipeline\'s own artifact bucket');
+    iam5(untrustedBuildRole, `${arnOf(untrustedArtifacts)}/*`, 'Objects of the untrusted pipeline\'s own artifact bucket: the source zip of the build (CodePipeline names them).');
     const untrustedPipeline = newPipeline('UntrustedPipeline', untrustedName, untrustedPipelineRole, untrustedArtifacts, untrustedProject);
 
     const ruleTarget = new targets.LambdaFunction(report, { deadLetterQueue: reportDeadLetters, retryAttempts: 10 });
