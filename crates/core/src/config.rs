@@ -205,18 +205,11 @@ fn is_pipeline_name(name: &str) -> bool {
 /// The buildspec path CodeBuild reads when the deployment does not say otherwise.
 pub const DEFAULT_CODEBUILD_BUILDSPEC: &str = "buildspec.yml";
 
-/// A path inside a repository: `/`-separated components, none empty, `.`, `..` or `.git`
-/// (any case), no backslash or control character.
+/// A path inside a repository, checked by the rules the archive applies to every tree path
+/// ([`crate::gitpath::check_path`], at most [`crate::archive::MAX_PATH_BYTES`]): a setting the
+/// archive would refuse fails here, at start, not on every build.
 fn is_relative_path(path: &str) -> bool {
-    !path.is_empty()
-        && path.len() <= 1024
-        && path.split('/').all(|part| {
-            !part.is_empty()
-                && part != "."
-                && part != ".."
-                && !part.eq_ignore_ascii_case(".git")
-                && !part.chars().any(|c| c == '\\' || c.is_control())
-        })
+    path.len() <= crate::archive::MAX_PATH_BYTES && crate::gitpath::check_path(path, false).is_ok()
 }
 
 /// Jenkins job names the bridge routes: `a`, `a/b` (folders), of `[A-Za-z0-9._-]`.
@@ -905,7 +898,7 @@ pipeline = "demo-ci"
         vars.insert(env::CODEBUILD_BUILDSPEC, "ci/buildspec.yml".into());
         let cfg = WorkLambdaConfig::from_env(|k| vars.get(k).cloned()).expect("ci/");
         assert_eq!(cfg.work.codebuild_buildspec, "ci/buildspec.yml");
-        for bad in ["/buildspec.yml", "ci/", ".GIT/config", "a\\b.yml"] {
+        for bad in ["/buildspec.yml", "ci/", ".GIT/config", "a\\b.yml", "git~1/buildspec.yml", "buildspec.yml;1"] {
             vars.insert(env::CODEBUILD_BUILDSPEC, bad.into());
             let err = WorkLambdaConfig::from_env(|k| vars.get(k).cloned()).expect_err(bad);
             assert!(err.to_string().contains("PCB_CODEBUILD_BUILDSPEC"), "{bad}: {err}");
