@@ -2,7 +2,8 @@
 //! pull-request flag endpoints (POST and GET) for plain, namespaced and forked projects,
 //! a pull request's own JSON (`status`, `user`, `branch`, `commit_stop`, `repo_from`,
 //! `remote_git`), and `hascommit`
-//! (project committers and per-branch collaborators),
+//! (project committers and per-branch collaborators), a project's own JSON
+//! (`GET /api/0/[fork/<user>/][<namespace>/]<repo>`) and `POST /api/0/-/whoami`,
 //! with Pagure's token header parsing, ACLs, project-scoped tokens, form validation, uid
 //! create/update semantics and its exact error bodies. Faults can be scripted per request.
 
@@ -82,6 +83,8 @@ struct State {
     /// Projects, API path form (`demo`, `ns/demo`, `fork/bob/demo`).
     projects: Vec<String>,
     tokens: HashMap<String, Token>,
+    /// Token → the user it belongs to (`whoami`); [`DEFAULT_TOKEN_USER`] when absent.
+    token_users: HashMap<String, String>,
     /// (target project, PR id) → current head (`commit_stop`).
     pulls: HashMap<(String, u64), String>,
     /// (target project, PR id) → `Open` (when absent), `Merged` or `Closed`.
@@ -141,6 +144,11 @@ impl FakePagure {
 
     pub fn add_token(&self, token: &str, spec: Token) {
         self.with(|s| s.tokens.insert(token.to_owned(), spec));
+    }
+
+    /// The user `token` belongs to, as `whoami` answers it.
+    pub fn set_token_user(&self, token: &str, user: &str) {
+        self.with(|s| s.token_users.insert(token.to_owned(), user.to_owned()));
     }
 
     /// A PR of `project` whose head is now `head`.
@@ -250,6 +258,9 @@ fn route(path: &str) -> Option<Route> {
     Some(Route { project: project.to_owned(), on: On::Pull(id.parse().ok()?) })
 }
 
+/// The owner of a token whose user was not set.
+pub const DEFAULT_TOKEN_USER: &str = "ci-bot";
+
 /// The author of a PR whose author was not set.
 pub const DEFAULT_AUTHOR: &str = "contributor";
 /// The target branch of a PR whose author was not set.
@@ -323,6 +334,62 @@ fn fields(content_type: Option<&str>, body: &[u8]) -> Fields {
         return Fields::Ok(map.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned()))).collect());
     }
     Fields::Ok(url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+}
+
+/// `api_project` (pagure/api/project.py: `@api_method` only, so a token is not even looked
+/// at) on its four routes, and `api_whoami` (pagure/api/__init__.py, `@api_login_optional`);
+/// anything else is a 404.
+fn project_or_whoami(
+    s: &State,
+    method: &hyper::Method,
+    path: &str,
+    authorization: Option<String>,
+    app_url: &str,
+) -> hyper::Response<Full<Bytes>> {
+    let Some(rest) = path.strip_prefix("/api/0/") else { return error(404, "ENOCODE", "Not found", None) };
+    if rest == "-/whoami" {
+        if method != hyper::Method::POST {
+            return error(405, "ENOCODE", "Method not allowed", None);
+        }
+        // `check_api_acls(None, optional=True)` (pagure/utils.py): no usable token lets the
+        // view run, which answers 401 without `errors`; an unknown or expired one is a 401
+        // with them.
+        let presented = authorization
+            .filter(|h| h.contains("token"))
+            .map(|h| h.split_once("token").map(|(_, t)| t.trim().to_owned()).unwrap_or_default())
+            .filter(|t| !t.is_empty());
+        let Some(presented) = presented else { return invalid_token(app_url, None) };
+        return match s.tokens.get(&presented) {
+            None => invalid_token(app_url, Some("Invalid token")),
+            Some(token) if token.expired => invalid_token(app_url, Some("Expired token")),
+            Some(_) => {
+                let user = s.token_users.get(&presented).map_or(DEFAULT_TOKEN_USER, String::as_str);
+                respond(200, json!({"username": user}))
+            }
+        };
+    }
+    let segments: Vec<&str> = rest.split('/').collect();
+    // `/<repo>`, `/<namespace>/<repo>`, `/fork/<username>/<repo>`, `/fork/<username>/<namespace>/<repo>`.
+    let shaped = segments.iter().all(|s| !s.is_empty())
+        && match segments.as_slice() {
+            ["fork", _, _] | ["fork", _, _, _] => true,
+            [_] | [_, _] => segments[0] != "-",
+            _ => false,
+        };
+    if !shaped || method != hyper::Method::GET {
+        return error(404, "ENOCODE", "Not found", None);
+    }
+    if !s.projects.iter().any(|p| p == rest) {
+        return error(404, "ENOPROJECT", "Project not found", None);
+    }
+    match rest.strip_prefix("fork/").and_then(|r| r.split_once('/')) {
+        Some((user, parent)) => {
+            let mut fork = project_json(parent, Some(user));
+            fork["parent"] = project_json(parent, None);
+            respond(200, fork)
+        }
+        None => respond(200, project_json(rest, None)),
+    }
 }
 
 fn public_flag(flag: &StoredFlag) -> Value {
@@ -434,7 +501,8 @@ async fn answer(
         ));
     }
     let Some(route) = route(parts.uri.path()) else {
-        return Ok(error(404, "ENOCODE", "Not found", None));
+        let s = state.lock().expect("state");
+        return Ok(project_or_whoami(&s, &parts.method, parts.uri.path(), header("authorization"), &app_url));
     };
     let mut s = state.lock().expect("state");
     if !s.projects.contains(&route.project) {

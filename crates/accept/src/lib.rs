@@ -15,7 +15,12 @@ pub type LambdaAcceptService = AcceptService<SqsQueue, CachedSecrets<SecretsMana
 /// Builds the service once, in `main`, from the environment and the AWS configuration.
 pub fn build_service(config: AcceptLambdaConfig, aws: &aws_config::SdkConfig) -> LambdaAcceptService {
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(aws), config.queue_url);
-    AcceptService::new(config.accept, queue, SecretsManagerSource::cached(aws, config.secret_id, config.secrets_ttl))
+    let accept = bridge_aws::S3Registry::attached(&config.accept, aws);
+    AcceptService::new(
+        accept,
+        queue,
+        SecretsManagerSource::cached(aws, config.secret_id, config.secret_shards, config.secrets_ttl),
+    )
 }
 
 /// Converts a function URL request. The body arrives decoded (lambda_http undoes base64);

@@ -6,6 +6,12 @@
 //! Besides the accept routes, the local server answers `GET /runs/<execution-id>` (what a
 //! local "pipeline run" would have built: the flags link there) and, from loopback only,
 //! `POST /events` (an EventBridge event, handled as the report Lambda would).
+//!
+//! The secrets file is read again when it changes (looked at at most once a second); the
+//! local runs are kept in `<artifacts_dir>/runs/`, so `/runs/<id>` outlives a restart.
+
+pub mod command_line;
+pub mod projects;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -204,10 +210,16 @@ pub async fn build_local(
     let (queue, receiver) = InProcessQueue::new(config.queue_capacity);
     let work = &config.work;
     let settings = WorkSettings::with_limits(work);
-    let pipeline = LocalPipeline::new(public_url);
-    let flags = PagureFlags::from_config(&config.report, config.accept.projects.clone(), secrets.clone())?;
+    // The flags link to /runs/<id>: keep the runs next to the archives, so that the links
+    // still answer after a restart.
+    let runs_dir = work.artifacts_dir.join("runs");
+    let pipeline = LocalPipeline::new(public_url)
+        .kept_in(&runs_dir)
+        .with_context(|| format!("local runs in {} (work.artifacts_dir)", runs_dir.display()))?;
+    let accept = projects::with_registry(&config.accept);
+    let flags = PagureFlags::from_config(&config.report, accept.projects.clone(), secrets.clone())?;
     let worker = Worker::new(
-        config.accept.clone(),
+        accept.clone(),
         settings,
         LocalStore::from_config(work).await,
         pipeline.clone(),
@@ -215,8 +227,8 @@ pub async fn build_local(
         secrets.clone(),
     );
     let app = LocalApp {
-        accept: AcceptService::new(config.accept.clone(), queue, secrets),
-        report: ReportService::new(config.accept.clone(), flags, pipeline.clone()),
+        accept: AcceptService::new(accept.clone(), queue, secrets),
+        report: ReportService::new(accept, flags, pipeline.clone()),
         pipeline,
     };
     Ok((app, worker, receiver))
@@ -362,8 +374,10 @@ pub async fn run_serve(config_path: &Path, listen: Option<SocketAddr>) -> anyhow
     let (service, worker, receiver) = build_local(&config, &format!("http://{addr}/")).await?;
     tracing::info!(
         %addr,
-        projects = ?config.accept.projects.keys().collect::<Vec<_>>(),
+        projects = ?config.accept.projects.inline_keys(),
+        registry = ?config.accept.registry.as_ref().map(|r| &r.location),
         artifacts = %config.work.s3_bucket.as_ref().map_or_else(|| config.work.artifacts_dir.display().to_string(), |b| format!("s3://{b}")),
+        runs_loaded = service.pipeline.runs().len(),
         "pagure-ci-bridge local mode listening"
     );
     let consumer = tokio::spawn(consume(receiver, Arc::new(worker), config.work.max_attempts, config.work.retry_delay));

@@ -85,5 +85,5 @@ fn check_config_names_the_bad_key() {
         .output()
         .expect("run");
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("2 project(s)"));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("2 inline project(s)"));
 }

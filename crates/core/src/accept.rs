@@ -3,6 +3,7 @@
 //! [`AcceptService::handle`]; nothing else happens before the answer.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
@@ -190,11 +191,16 @@ impl<Q: Queue, S: Secrets> AcceptService<Q, S> {
         }
     }
 
-    fn project(&self, key: &str, kind: TriggerKind) -> Result<&ProjectConfig, Rejection> {
-        let project = self
-            .config
-            .projects
-            .get(key)
+    async fn project(&self, key: &str, kind: TriggerKind) -> Result<Arc<ProjectConfig>, Rejection> {
+        let found = self.config.projects.get(key).await.map_err(|e| {
+            tracing::error!(error = %e, "project registry unavailable");
+            Rejection::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "registry_unavailable",
+                "the bridge cannot read its project registry right now; try again shortly",
+            )
+        })?;
+        let project = found
             .filter(|_| is_project_key(key))
             .ok_or_else(|| {
                 Rejection::new(
@@ -234,7 +240,8 @@ impl<Q: Queue, S: Secrets> AcceptService<Q, S> {
         prefix: &str,
         job: &str,
     ) -> Result<Response<Bytes>, Rejection> {
-        let project = self.project(job, TriggerKind::Jenkins)?;
+        let project = self.project(job, TriggerKind::Jenkins).await?;
+        let project = &*project;
         if !request.body.is_empty()
             && media_type(&request.headers).as_deref() != Some("application/x-www-form-urlencoded")
         {
@@ -281,7 +288,8 @@ impl<Q: Queue, S: Secrets> AcceptService<Q, S> {
     }
 
     async fn json(&self, request: &TriggerHttpRequest, key: &str) -> Result<Response<Bytes>, Rejection> {
-        let project = self.project(key, TriggerKind::Json)?;
+        let project = self.project(key, TriggerKind::Json).await?;
+        let project = &*project;
         if media_type(&request.headers).as_deref() != Some("application/json") {
             return Err(unsupported_media_type("application/json"));
         }
@@ -317,7 +325,8 @@ impl<Q: Queue, S: Secrets> AcceptService<Q, S> {
     }
 
     async fn webhook(&self, request: &TriggerHttpRequest, key: &str) -> Result<Response<Bytes>, Rejection> {
-        let project = self.project(key, TriggerKind::Webhook)?;
+        let project = self.project(key, TriggerKind::Webhook).await?;
+        let project = &*project;
         if media_type(&request.headers).as_deref() != Some("application/json") {
             return Err(unsupported_media_type("application/json"));
         }
@@ -425,7 +434,7 @@ fn unsupported_media_type(wanted: &str) -> Rejection {
 fn bad_signature() -> Rejection {
     Rejection::unauthorized(
         "invalid_signature",
-        "X-Pagure-Signature-256 does not match the body: check the project's hook token (Settings → Project options → Web-hooks key)",
+        "X-Pagure-Signature-256 does not match the body: check the project's hook_token in the bridge's secret against the key on Pagure's project Settings, tab \"Private Web Hook Key\" (not Project options, which holds only the web-hook URLs)",
     )
 }
 

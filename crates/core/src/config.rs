@@ -12,6 +12,7 @@ use url::Url;
 
 use crate::model::TriggerKind;
 use crate::pagure::RetryPolicy;
+use crate::registry::{Deployment, Projects, Registry, RegistryDocument, RegistryError, RegistrySource, RuleSettings};
 use crate::report::DEFAULT_FLAG_USERNAME;
 use crate::validate::RepoPolicy;
 
@@ -71,13 +72,17 @@ pub struct ProjectSettings {
     /// Prow's `/ok-to-test`). Off when absent.
     #[serde(default)]
     pub approval_phrase: Option<String>,
+    /// The name of a token under `shared_pagure_api_tokens` in the secret, for flags when the
+    /// project has no `pagure_api_token` of its own.
+    #[serde(default)]
+    pub shared_pagure_api_token: Option<String>,
 }
 
-fn default_buildspec() -> String {
+pub(crate) fn default_buildspec() -> String {
     "buildspec.yml".into()
 }
 
-fn all_triggers() -> Vec<TriggerKind> {
+pub(crate) fn all_triggers() -> Vec<TriggerKind> {
     vec![TriggerKind::Jenkins, TriggerKind::Json, TriggerKind::Webhook]
 }
 
@@ -100,6 +105,8 @@ pub struct ProjectConfig {
     pub untrusted_pipeline: Option<String>,
     /// See [`ProjectSettings::approval_phrase`]; trimmed, never empty.
     pub approval_phrase: Option<String>,
+    /// See [`ProjectSettings::shared_pagure_api_token`].
+    pub shared_pagure_api_token: Option<String>,
 }
 
 impl ProjectConfig {
@@ -108,12 +115,26 @@ impl ProjectConfig {
         if !is_project_key(key) {
             return Err(invalid(
                 format!("projects.{key}"),
-                "project keys are Jenkins job names: segments of [A-Za-z0-9._-] separated by '/', at most 200 bytes",
+                "project keys are Jenkins job names: segments of [A-Za-z0-9._+-] separated by '/', at most 200 bytes",
             ));
         }
         let mut pagure_url = Url::parse(&s.pagure_url).map_err(|e| invalid(at("pagure_url"), e.to_string()))?;
         if !matches!(pagure_url.scheme(), "http" | "https") {
             return Err(invalid(at("pagure_url"), "must be an http or https URL"));
+        }
+        // Flags, PR reads and the CLI's checks send the API token there: never in clear text
+        // over a network (loopback stays on the machine).
+        let loopback = match pagure_url.host() {
+            Some(url::Host::Domain(d)) => d == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        if pagure_url.scheme() != "https" && !loopback && !s.allow_insecure_git_url {
+            return Err(invalid(
+                at("pagure_url"),
+                "must be https (http only on loopback, or with allow_insecure_git_url = true for test instances)",
+            ));
         }
         if !pagure_url.path().ends_with('/') {
             let path = format!("{}/", pagure_url.path());
@@ -174,6 +195,7 @@ impl ProjectConfig {
             buildspec_paths,
             untrusted_pipeline: s.untrusted_pipeline.clone(),
             approval_phrase,
+            shared_pagure_api_token: s.shared_pagure_api_token.clone(),
         })
     }
 
@@ -182,7 +204,7 @@ impl ProjectConfig {
     }
 
     /// The approval phrase must not also ask for a rebuild: one comment would mean both.
-    fn check_phrases(&self, rebuild_phrases: &[String]) -> Result<(), ConfigError> {
+    pub(crate) fn check_phrases(&self, rebuild_phrases: &[String]) -> Result<(), ConfigError> {
         match &self.approval_phrase {
             Some(phrase) if rebuild_phrases.contains(phrase) => Err(invalid(
                 format!("projects.{}.approval_phrase", self.key),
@@ -212,7 +234,8 @@ fn is_relative_path(path: &str) -> bool {
     path.len() <= crate::archive::MAX_PATH_BYTES && crate::gitpath::check_path(path, false).is_ok()
 }
 
-/// Jenkins job names the bridge routes: `a`, `a/b` (folders), of `[A-Za-z0-9._-]`.
+/// Jenkins job names the bridge routes: `a`, `a/b` (folders), of `[A-Za-z0-9._+-]` (`+`
+/// because Pagure names may have it, e.g. `rpms/libsigc++20`).
 pub fn is_project_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 200
@@ -220,7 +243,7 @@ pub fn is_project_key(key: &str) -> bool {
             !seg.is_empty()
                 && seg != "."
                 && seg != ".."
-                && seg.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                && seg.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'))
         })
 }
 
@@ -233,7 +256,63 @@ pub struct AcceptConfig {
     /// A `pull-request.comment.added` web-hook whose comment is one of these (trimmed) asks
     /// for a rebuild.
     pub rebuild_phrases: Vec<String>,
-    pub projects: BTreeMap<String, ProjectConfig>,
+    /// The projects routed: the inline ones until [`AcceptConfig::registry`] is attached.
+    pub projects: Projects,
+    /// Where the project registry is, when there is one; the binary that owns the IO
+    /// (S3 in Lambda, a file locally) attaches it with [`RegistrySetup::attach`].
+    pub registry: Option<RegistrySetup>,
+}
+
+/// Where the registry document is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryLocation {
+    /// Local mode: `[registry] file`, relative to the configuration file.
+    File(PathBuf),
+    /// AWS: `PCB_REGISTRY_BUCKET` / `PCB_REGISTRY_KEY`.
+    S3 { bucket: String, key: String },
+}
+
+/// The registry a stage reads: its place, how long a read is kept, what the deployment
+/// supplies to every rule, and the inline projects that come before the document's rules.
+#[derive(Debug, Clone)]
+pub struct RegistrySetup {
+    pub location: RegistryLocation,
+    pub ttl: Duration,
+    pub deployment: Deployment,
+    pub inline: BTreeMap<String, ProjectConfig>,
+}
+
+impl RegistrySetup {
+    /// Routes `config`'s projects through the registry `source` reads.
+    pub fn attach(config: &mut AcceptConfig, source: impl RegistrySource + 'static) {
+        if let Some(setup) = &config.registry {
+            config.projects = Projects::loaded(source, setup.ttl, setup.inline.clone(), setup.deployment.clone());
+        }
+    }
+
+    /// Checks the deployment's own values once, at start (each may be left to the rules):
+    /// a rule that only says `match` gets exactly them, so they must pass a rule's checks.
+    /// Returns the field that is wrong and why.
+    fn check(&self) -> Result<(), (String, String)> {
+        let d = &self.deployment;
+        let placeholder = |value: &Option<String>, default: &str| Some(value.clone().unwrap_or_else(|| default.into()));
+        let prefix = d.pipeline_prefix.clone().unwrap_or_default();
+        let probe = RuleSettings {
+            matches: Some("*".into()),
+            pagure_url: placeholder(&d.pagure_url, "https://pagure.invalid/"),
+            git_url: placeholder(&d.git_url, "https://pagure.invalid"),
+            pipeline: placeholder(&d.pipeline, &format!("{prefix}probe")),
+            ..RuleSettings::default()
+        };
+        let document = RegistryDocument { rules: vec![probe], ..RegistryDocument::default() };
+        match Registry::compile(&BTreeMap::new(), Some(&document), d) {
+            Ok(_) => Ok(()),
+            Err(RegistryError::Invalid { at, message }) => {
+                Err((at.trim_start_matches("rules[0].").to_owned(), message))
+            }
+            Err(other) => Err((String::new(), other.to_string())),
+        }
+    }
 }
 
 impl AcceptConfig {
@@ -267,16 +346,15 @@ fn parse_cidrs(key: &str, items: &[String]) -> Result<Vec<IpNet>, ConfigError> {
 }
 
 fn build_projects(raw: &BTreeMap<String, ProjectSettings>) -> Result<BTreeMap<String, ProjectConfig>, ConfigError> {
-    if raw.is_empty() {
-        return Err(invalid("projects", "configure at least one project"));
-    }
     raw.iter().map(|(key, settings)| Ok((key.clone(), ProjectConfig::from_settings(key, settings)?))).collect()
 }
 
 fn build_accept(
     settings: AcceptSettings,
     projects: BTreeMap<String, ProjectConfig>,
+    registry: Option<(RegistryLocation, Duration, Deployment)>,
     prefix: &str,
+    deployment_key: impl Fn(&str) -> String,
 ) -> Result<AcceptConfig, ConfigError> {
     let max_body_bytes = settings.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
     if !(1024..=6 * 1024 * 1024).contains(&max_body_bytes) {
@@ -295,11 +373,27 @@ fn build_accept(
     for project in projects.values() {
         project.check_phrases(&rebuild_phrases)?;
     }
+    let registry = registry.map(|(location, ttl, deployment)| RegistrySetup {
+        location,
+        ttl,
+        deployment: Deployment { rebuild_phrases: rebuild_phrases.clone(), ..deployment },
+        inline: projects.clone(),
+    });
+    if let Some(setup) = &registry {
+        setup.check().map_err(|(field, message)| invalid(deployment_key(&field), message))?;
+    } else if projects.is_empty() {
+        return Err(invalid("projects", "configure at least one project, or a project registry"));
+    }
+    let fixed = Registry::compile(&projects, None, &Deployment::default()).map_err(|e| match e {
+        RegistryError::Invalid { at, message } => invalid(at, message),
+        other => invalid("projects", other.to_string()),
+    })?;
     Ok(AcceptConfig {
         max_body_bytes,
         source_cidrs: parse_cidrs(&format!("{prefix}source_cidrs"), &settings.source_cidrs)?,
         rebuild_phrases,
-        projects,
+        projects: Projects::fixed(fixed),
+        registry,
     })
 }
 
@@ -310,6 +404,9 @@ pub struct ReportConfig {
     /// The flag's name on Pagure.
     pub flag_username: String,
     pub retry: RetryPolicy,
+    /// The sweep settles flags still pending this long after their pipeline started
+    /// (`sweep_after_seconds`, `PCB_SWEEP_AFTER_SECONDS`; see [`crate::sweep`]).
+    pub sweep_after: Duration,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -318,6 +415,7 @@ struct ReportSettings {
     flag_username: Option<String>,
     pagure_attempts: Option<u32>,
     pagure_timeout_seconds: Option<u64>,
+    sweep_after_seconds: Option<u64>,
 }
 
 impl ReportSettings {
@@ -335,13 +433,22 @@ impl ReportSettings {
         if timeout.is_zero() {
             return Err(invalid(format!("{prefix}pagure_timeout_seconds"), "must be at least 1"));
         }
-        Ok(ReportConfig { flag_username, retry: RetryPolicy { attempts, timeout, ..defaults } })
+        let sweep_after =
+            Duration::from_secs(self.sweep_after_seconds.unwrap_or(crate::sweep::DEFAULT_SWEEP_AFTER_SECONDS));
+        if sweep_after < Duration::from_secs(60) {
+            return Err(invalid(format!("{prefix}sweep_after_seconds"), "must be at least 60"));
+        }
+        Ok(ReportConfig { flag_username, retry: RetryPolicy { attempts, timeout, ..defaults }, sweep_after })
     }
 }
 
 impl Default for ReportConfig {
     fn default() -> Self {
-        ReportConfig { flag_username: DEFAULT_FLAG_USERNAME.to_owned(), retry: RetryPolicy::default() }
+        ReportConfig {
+            flag_username: DEFAULT_FLAG_USERNAME.to_owned(),
+            retry: RetryPolicy::default(),
+            sweep_after: Duration::from_secs(crate::sweep::DEFAULT_SWEEP_AFTER_SECONDS),
+        }
     }
 }
 
@@ -364,8 +471,11 @@ pub struct WorkConfig {
     pub artifacts_dir: PathBuf,
     /// Deliveries of one request before it is given up (the DLQ's `maxReceiveCount` in AWS).
     pub max_attempts: u32,
-    /// First wait between local attempts; doubles each time.
+    /// First wait between attempts; doubles each time, up to `retry_max` (see
+    /// [`WorkConfig::retry_schedule`]).
     pub retry_delay: Duration,
+    /// Longest wait between attempts.
+    pub retry_max: Duration,
     pub fetch_timeout: Duration,
     pub max_fetch_bytes: u64,
     pub max_archive_bytes: u64,
@@ -388,12 +498,47 @@ pub struct WorkConfig {
     pub s3_endpoint: Option<String>,
 }
 
+impl WorkConfig {
+    /// When failed attempts are tried again: the same rule locally and in Lambda.
+    pub fn retry_schedule(&self) -> RetrySchedule {
+        RetrySchedule { first: self.retry_delay, max: self.retry_max }
+    }
+}
+
+/// Lambda's first wait before a failed request is tried again (`PCB_RETRY_FIRST_SECONDS`).
+pub const DEFAULT_RETRY_FIRST_SECONDS: u64 = 30;
+/// The longest wait between attempts (`PCB_RETRY_MAX_SECONDS`, local `retry_max_ms`).
+pub const DEFAULT_RETRY_MAX_SECONDS: u64 = 900;
+
+/// The wait before attempt `n + 1` after attempt `n` failed for a transient reason:
+/// `first`, doubling with each attempt, never above `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetrySchedule {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl RetrySchedule {
+    /// The wait after failed attempt `attempt` (1 for the first; SQS's
+    /// `ApproximateReceiveCount`).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(31);
+        self.first.saturating_mul(1u32 << doublings).min(self.max)
+    }
+
+    /// The waits between `attempts` attempts, added up.
+    pub fn total(&self, attempts: u32) -> Duration {
+        (1..attempts).map(|attempt| self.delay(attempt)).sum()
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WorkSettingsFile {
     artifacts_dir: Option<PathBuf>,
     max_attempts: Option<u32>,
     retry_delay_ms: Option<u64>,
+    retry_max_ms: Option<u64>,
     fetch_timeout_seconds: Option<u64>,
     max_fetch_bytes: Option<u64>,
     max_archive_bytes: Option<u64>,
@@ -415,6 +560,11 @@ impl WorkSettingsFile {
         if !(1..=9).contains(&compression_level) {
             return Err(invalid("work.compression_level", "must be 1 (fastest) to 9 (smallest)"));
         }
+        let (retry_delay_ms, retry_max_ms) =
+            (self.retry_delay_ms.unwrap_or(1000), self.retry_max_ms.unwrap_or(DEFAULT_RETRY_MAX_SECONDS * 1000));
+        if retry_max_ms < retry_delay_ms {
+            return Err(invalid("work.retry_max_ms", "must be at least the first wait (retry_delay_ms)"));
+        }
         let codebuild_buildspec = self.codebuild_buildspec.unwrap_or_else(|| DEFAULT_CODEBUILD_BUILDSPEC.to_owned());
         if !is_relative_path(&codebuild_buildspec) {
             return Err(invalid(
@@ -425,7 +575,8 @@ impl WorkSettingsFile {
         Ok(WorkConfig {
             artifacts_dir: base_dir.join(self.artifacts_dir.unwrap_or_else(|| PathBuf::from("artifacts"))),
             max_attempts,
-            retry_delay: Duration::from_millis(self.retry_delay_ms.unwrap_or(1000)),
+            retry_delay: Duration::from_millis(retry_delay_ms),
+            retry_max: Duration::from_millis(retry_max_ms),
             fetch_timeout: Duration::from_secs(self.fetch_timeout_seconds.unwrap_or(300)),
             max_fetch_bytes: self.max_fetch_bytes.unwrap_or(2 << 30),
             max_archive_bytes: self.max_archive_bytes.unwrap_or(4 << 30),
@@ -453,6 +604,36 @@ struct LocalFile {
     report: ReportSettings,
     #[serde(default)]
     projects: BTreeMap<String, ProjectSettings>,
+    registry: Option<RegistryFileSettings>,
+}
+
+/// `[registry]`: the project registry file, and what the deployment gives every rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistryFileSettings {
+    file: PathBuf,
+    ttl_seconds: Option<u64>,
+    pagure_url: Option<String>,
+    git_url: Option<String>,
+    pipeline: Option<String>,
+    untrusted_pipeline: Option<String>,
+    pipeline_prefix: Option<String>,
+}
+
+impl RegistryFileSettings {
+    fn build(self, base_dir: &Path) -> (RegistryLocation, Duration, Deployment) {
+        let deployment = Deployment {
+            pagure_url: self.pagure_url,
+            git_url: self.git_url,
+            pipeline: self.pipeline,
+            untrusted_pipeline: self.untrusted_pipeline,
+            pipeline_prefix: self.pipeline_prefix,
+            rebuild_phrases: Vec::new(),
+        };
+        // Local edits should show quickly; the file is cheap to read.
+        let ttl = Duration::from_secs(self.ttl_seconds.unwrap_or(2));
+        (RegistryLocation::File(base_dir.join(self.file)), ttl, deployment)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -510,7 +691,13 @@ impl LocalConfig {
             listen,
             queue_capacity: file.server.queue_capacity,
             secrets_file: base_dir.join(&file.secrets.file),
-            accept: build_accept(file.accept, projects, "accept.")?,
+            accept: build_accept(
+                file.accept,
+                projects,
+                file.registry.map(|r| r.build(base_dir)),
+                "accept.",
+                |field| format!("registry.{field}"),
+            )?,
             work: file.work.build(base_dir)?,
             report: file.report.build("report.")?,
         })
@@ -523,6 +710,9 @@ pub struct AcceptLambdaConfig {
     pub queue_url: String,
     pub secret_id: String,
     pub secrets_ttl: Duration,
+    /// How many secrets hold the secrets document (`PCB_SECRET_SHARDS`): see
+    /// [`crate::ports::shard_secret_id`].
+    pub secret_shards: u32,
     pub accept: AcceptConfig,
 }
 
@@ -531,8 +721,22 @@ pub mod env {
     pub const QUEUE_URL: &str = "PCB_QUEUE_URL";
     pub const SECRET_ID: &str = "PCB_SECRET_ID";
     pub const SECRETS_TTL_SECONDS: &str = "PCB_SECRETS_TTL_SECONDS";
-    /// TOML: one table per project, as under `[projects]` in the local file.
+    /// How many secrets hold the secrets document (one holds at most 64 KiB).
+    pub const SECRET_SHARDS: &str = "PCB_SECRET_SHARDS";
+    /// TOML: one table per project, as under `[projects]` in the local file (small setups;
+    /// the registry is how a deployment grows).
     pub const PROJECTS: &str = "PCB_PROJECTS";
+    /// The project registry: an S3 object, read again after the TTL.
+    pub const REGISTRY_BUCKET: &str = "PCB_REGISTRY_BUCKET";
+    pub const REGISTRY_KEY: &str = "PCB_REGISTRY_KEY";
+    pub const REGISTRY_TTL_SECONDS: &str = "PCB_REGISTRY_TTL_SECONDS";
+    /// What the deployment gives every registry rule: its forge, its shared pipelines, and
+    /// the prefix every pipeline a rule names must have.
+    pub const PAGURE_URL: &str = "PCB_PAGURE_URL";
+    pub const GIT_URL: &str = "PCB_GIT_URL";
+    pub const PIPELINE: &str = "PCB_PIPELINE";
+    pub const UNTRUSTED_PIPELINE: &str = "PCB_UNTRUSTED_PIPELINE";
+    pub const PIPELINE_PREFIX: &str = "PCB_PIPELINE_PREFIX";
     pub const MAX_BODY_BYTES: &str = "PCB_MAX_BODY_BYTES";
     /// Comma-separated networks.
     pub const SOURCE_CIDRS: &str = "PCB_SOURCE_CIDRS";
@@ -550,6 +754,9 @@ pub mod env {
     pub const MAX_ARCHIVE_BYTES: &str = "PCB_MAX_ARCHIVE_BYTES";
     pub const MAX_ARCHIVE_ENTRIES: &str = "PCB_MAX_ARCHIVE_ENTRIES";
     pub const DEDUPE_WINDOW_SECONDS: &str = "PCB_DEDUPE_WINDOW_SECONDS";
+    /// The work Lambda's retry schedule: the first wait, doubling up to the longest.
+    pub const RETRY_FIRST_SECONDS: &str = "PCB_RETRY_FIRST_SECONDS";
+    pub const RETRY_MAX_SECONDS: &str = "PCB_RETRY_MAX_SECONDS";
     pub const COMPRESSION_LEVEL: &str = "PCB_COMPRESSION_LEVEL";
     /// The path CodeBuild reads the buildspec from (the templates' `BuildSpecPath`).
     pub const CODEBUILD_BUILDSPEC: &str = "PCB_CODEBUILD_BUILDSPEC";
@@ -557,6 +764,8 @@ pub mod env {
     pub const FLAG_USERNAME: &str = "PCB_FLAG_USERNAME";
     pub const PAGURE_ATTEMPTS: &str = "PCB_PAGURE_ATTEMPTS";
     pub const PAGURE_TIMEOUT_SECONDS: &str = "PCB_PAGURE_TIMEOUT_SECONDS";
+    /// The report Lambda's sweep (see `crate::sweep`).
+    pub const SWEEP_AFTER_SECONDS: &str = "PCB_SWEEP_AFTER_SECONDS";
 }
 
 /// Reads typed values from the environment; every error names the variable.
@@ -580,10 +789,35 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             .transpose()
     }
 
-    /// `PCB_PROJECTS` and the accept settings every Lambda shares.
+    /// The registry's place and the deployment's values, when `PCB_REGISTRY_BUCKET` is set.
+    fn registry(&self) -> Result<Option<(RegistryLocation, Duration, Deployment)>, ConfigError> {
+        let Some(bucket) = self.optional(env::REGISTRY_BUCKET) else { return Ok(None) };
+        let key = self.optional(env::REGISTRY_KEY).unwrap_or_else(|| "registry.json".into());
+        let ttl =
+            self.number(env::REGISTRY_TTL_SECONDS)?.map_or(crate::registry::DEFAULT_REGISTRY_TTL, Duration::from_secs);
+        let deployment = Deployment {
+            pagure_url: self.optional(env::PAGURE_URL),
+            git_url: self.optional(env::GIT_URL),
+            pipeline: self.optional(env::PIPELINE),
+            untrusted_pipeline: self.optional(env::UNTRUSTED_PIPELINE),
+            pipeline_prefix: self.optional(env::PIPELINE_PREFIX),
+            rebuild_phrases: Vec::new(),
+        };
+        Ok(Some((RegistryLocation::S3 { bucket, key }, ttl, deployment)))
+    }
+
+    /// `PCB_PROJECTS`, the registry, and the accept settings every Lambda shares.
     fn accept(&self) -> Result<AcceptConfig, ConfigError> {
+        let registry = self.registry()?;
+        let inline = match (self.optional(env::PROJECTS), &registry) {
+            (Some(text), _) => text,
+            (None, Some(_)) => String::new(),
+            (None, None) => {
+                return Err(invalid(env::PROJECTS, format!("is required when {} is not set", env::REGISTRY_BUCKET)));
+            }
+        };
         let raw: BTreeMap<String, ProjectSettings> =
-            toml::from_str(&self.required(env::PROJECTS)?).map_err(|e| invalid(env::PROJECTS, e.to_string()))?;
+            toml::from_str(&inline).map_err(|e| invalid(env::PROJECTS, e.to_string()))?;
         let projects = build_projects(&raw).map_err(|e| match e {
             ConfigError::Invalid { key, message } => invalid(format!("{} ({key})", env::PROJECTS), message),
             other => other,
@@ -596,10 +830,18 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
                 .unwrap_or_default(),
             rebuild_phrases: self.optional(env::REBUILD_PHRASES).map(|v| v.lines().map(String::from).collect()),
         };
-        build_accept(settings, projects, "").map_err(|e| match e {
+        let deployment_key = |field: &str| match field {
+            "pagure_url" => env::PAGURE_URL.to_owned(),
+            "git_url" => env::GIT_URL.to_owned(),
+            "untrusted_pipeline" => env::UNTRUSTED_PIPELINE.to_owned(),
+            "pipeline" => env::PIPELINE.to_owned(),
+            other => format!("{} ({other})", env::REGISTRY_BUCKET),
+        };
+        build_accept(settings, projects, registry, "", deployment_key).map_err(|e| match e {
             ConfigError::Invalid { key, message } if key.starts_with("projects.") => {
                 invalid(format!("{} ({key})", env::PROJECTS), message)
             }
+            ConfigError::Invalid { key, message } if key.starts_with("PCB_") => invalid(key, message),
             ConfigError::Invalid { key, message } => invalid(format!("PCB_{}", key.to_ascii_uppercase()), message),
             other => other,
         })
@@ -610,11 +852,37 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             flag_username: self.optional(env::FLAG_USERNAME),
             pagure_attempts: self.number(env::PAGURE_ATTEMPTS)?,
             pagure_timeout_seconds: self.number(env::PAGURE_TIMEOUT_SECONDS)?,
+            sweep_after_seconds: self.number(env::SWEEP_AFTER_SECONDS)?,
         };
         settings.build("").map_err(|e| match e {
             ConfigError::Invalid { key, message } => invalid(format!("PCB_{}", key.to_ascii_uppercase()), message),
             other => other,
         })
+    }
+
+    /// Seconds an SQS visibility timeout can be: 0 to 43,200 (12 hours).
+    fn visibility_seconds(&self, key: &str, default: u64) -> Result<u64, ConfigError> {
+        let seconds = self.number::<u64>(key)?.unwrap_or(default);
+        if seconds > 43_200 {
+            return Err(invalid(key, "must be at most 43200 (12 hours, SQS's longest visibility timeout)"));
+        }
+        Ok(seconds)
+    }
+
+    /// `PCB_SECRET_SHARDS`, 1 to 200. Shards are named after the base secret, so with more
+    /// than one `PCB_SECRET_ID` must be the secret's name, not its ARN.
+    fn secret_shards(&self) -> Result<u32, ConfigError> {
+        let shards = self.number(env::SECRET_SHARDS)?.unwrap_or(1);
+        if !(1..=200).contains(&shards) {
+            return Err(invalid(env::SECRET_SHARDS, "must be 1 to 200"));
+        }
+        if shards > 1 && self.optional(env::SECRET_ID).is_some_and(|id| id.starts_with("arn:")) {
+            return Err(invalid(
+                env::SECRET_ID,
+                "must be the secret's name, not its ARN, when PCB_SECRET_SHARDS is above 1 (shards are named `<name>-shard-<i>`)",
+            ));
+        }
+        Ok(shards)
     }
 
     fn secrets_ttl(&self) -> Result<Duration, ConfigError> {
@@ -630,7 +898,35 @@ impl AcceptLambdaConfig {
             queue_url: env.required(env::QUEUE_URL)?,
             secret_id: env.required(env::SECRET_ID)?,
             secrets_ttl: env.secrets_ttl()?,
+            secret_shards: env.secret_shards()?,
             accept,
+        })
+    }
+}
+
+/// What `pagure-ci-bridge projects` needs of a deployment: the same variables as the
+/// Lambdas (the stack prints them), with the registry required.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub secret_id: String,
+    pub secret_shards: u32,
+    pub report: ReportConfig,
+    pub accept: AcceptConfig,
+}
+
+impl AdminConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(get: F) -> Result<Self, ConfigError> {
+        let env = Env(get);
+        // The same deployment values as the Lambdas: a rule the CLI accepts must be one they
+        // accept too, or the whole registry would be refused where it matters.
+        for key in [env::REGISTRY_BUCKET, env::PAGURE_URL, env::GIT_URL, env::PIPELINE, env::PIPELINE_PREFIX] {
+            env.required(key)?;
+        }
+        Ok(AdminConfig {
+            secret_id: env.required(env::SECRET_ID)?,
+            secret_shards: env.secret_shards()?,
+            report: env.report()?,
+            accept: env.accept()?,
         })
     }
 }
@@ -640,6 +936,9 @@ impl AcceptLambdaConfig {
 pub struct WorkLambdaConfig {
     pub secret_id: String,
     pub secrets_ttl: Duration,
+    /// How many secrets hold the secrets document (`PCB_SECRET_SHARDS`): see
+    /// [`crate::ports::shard_secret_id`].
+    pub secret_shards: u32,
     pub bucket: String,
     pub key_prefix: String,
     /// SSE-KMS key for archives; SSE-S3 when unset.
@@ -648,6 +947,9 @@ pub struct WorkLambdaConfig {
     pub source_action: String,
     /// The queue's `maxReceiveCount`: the delivery that reaches it is the last.
     pub max_receive_count: u32,
+    /// The queue the work Lambda consumes (`PCB_QUEUE_URL`), for `ChangeMessageVisibility`:
+    /// without it a failed request waits out the queue's visibility timeout.
+    pub queue_url: Option<String>,
     pub work: WorkConfig,
     pub report: ReportConfig,
     pub accept: AcceptConfig,
@@ -659,7 +961,8 @@ impl WorkLambdaConfig {
         let work = WorkSettingsFile {
             artifacts_dir: None,
             max_attempts: env.number(env::MAX_RECEIVE_COUNT)?,
-            retry_delay_ms: None,
+            retry_delay_ms: Some(env.visibility_seconds(env::RETRY_FIRST_SECONDS, DEFAULT_RETRY_FIRST_SECONDS)? * 1000),
+            retry_max_ms: Some(env.visibility_seconds(env::RETRY_MAX_SECONDS, DEFAULT_RETRY_MAX_SECONDS)? * 1000),
             fetch_timeout_seconds: env.number(env::FETCH_TIMEOUT_SECONDS)?,
             max_fetch_bytes: env.number(env::MAX_FETCH_BYTES)?,
             max_archive_bytes: env.number(env::MAX_ARCHIVE_BYTES)?,
@@ -678,17 +981,22 @@ impl WorkLambdaConfig {
             ConfigError::Invalid { key, message } if key == "work.codebuild_buildspec" => {
                 invalid(env::CODEBUILD_BUILDSPEC, message)
             }
+            ConfigError::Invalid { key, .. } if key == "work.retry_max_ms" => {
+                invalid(env::RETRY_MAX_SECONDS, format!("must be at least {}", env::RETRY_FIRST_SECONDS))
+            }
             ConfigError::Invalid { message, .. } => invalid(env::MAX_RECEIVE_COUNT, message),
             other => other,
         })?;
         Ok(WorkLambdaConfig {
             secret_id: env.required(env::SECRET_ID)?,
             secrets_ttl: env.secrets_ttl()?,
+            secret_shards: env.secret_shards()?,
             bucket: env.required(env::BUCKET)?,
             key_prefix: env.optional(env::KEY_PREFIX).unwrap_or_else(|| "sources".into()),
             kms_key_id: env.optional(env::KMS_KEY_ID),
             source_action: env.optional(env::SOURCE_ACTION).unwrap_or_else(|| "Source".into()),
             max_receive_count: work.max_attempts,
+            queue_url: env.optional(env::QUEUE_URL),
             work,
             report: env.report()?,
             accept: env.accept()?,
@@ -702,8 +1010,17 @@ impl WorkLambdaConfig {
 pub struct ReportLambdaConfig {
     pub secret_id: String,
     pub secrets_ttl: Duration,
+    /// How many secrets hold the secrets document (`PCB_SECRET_SHARDS`): see
+    /// [`crate::ports::shard_secret_id`].
+    pub secret_shards: u32,
     pub report: ReportConfig,
     pub accept: AcceptConfig,
+    /// The work stage's bucket (`PCB_BUCKET`), key prefix (`PCB_KEY_PREFIX`) and SSE-KMS key
+    /// (`PCB_KMS_KEY_ID`): where the `.started` markers are, and where `.settled` ones go.
+    /// Without a bucket, final flags are not recorded and the schedule event does nothing.
+    pub bucket: Option<String>,
+    pub key_prefix: String,
+    pub kms_key_id: Option<String>,
 }
 
 impl ReportLambdaConfig {
@@ -712,8 +1029,12 @@ impl ReportLambdaConfig {
         Ok(ReportLambdaConfig {
             secret_id: env.required(env::SECRET_ID)?,
             secrets_ttl: env.secrets_ttl()?,
+            secret_shards: env.secret_shards()?,
             report: env.report()?,
             accept: env.accept()?,
+            bucket: env.optional(env::BUCKET),
+            key_prefix: env.optional(env::KEY_PREFIX).unwrap_or_else(|| "sources".into()),
+            kms_key_id: env.optional(env::KMS_KEY_ID),
         })
     }
 }
@@ -869,6 +1190,67 @@ pipeline = "demo-ci"
             if k == env::MAX_BODY_BYTES { Some("lots".into()) } else { vars.get(k).cloned() }
         });
         assert!(bad.expect_err("bad").to_string().contains("PCB_MAX_BODY_BYTES"));
+    }
+
+    /// The retry schedule: 30 s, doubling, capped at 900 s by default in Lambda; a local
+    /// file's `retry_delay_ms`/`retry_max_ms` follow the same rule.
+    #[test]
+    fn retry_schedule_doubles_up_to_its_cap() {
+        let schedule = RetrySchedule {
+            first: Duration::from_secs(DEFAULT_RETRY_FIRST_SECONDS),
+            max: Duration::from_secs(DEFAULT_RETRY_MAX_SECONDS),
+        };
+        let waits: Vec<u64> = (1..=8).map(|attempt| schedule.delay(attempt).as_secs()).collect();
+        assert_eq!(waits, [30, 60, 120, 240, 480, 900, 900, 900]);
+        assert_eq!(schedule.delay(0), Duration::from_secs(30));
+        assert_eq!(schedule.delay(u32::MAX), Duration::from_secs(900));
+        // Five deliveries (the queue's maxReceiveCount): four waits, 450 s.
+        assert_eq!(schedule.total(5), Duration::from_secs(450));
+        assert_eq!(schedule.total(1), Duration::ZERO);
+
+        let mut vars: BTreeMap<&str, String> = [
+            (env::SECRET_ID, "pcb".to_owned()),
+            (env::PROJECTS, format!("[demo-job]\n{PROJECT}")),
+            (env::BUCKET, "pcb-sources".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        let cfg = WorkLambdaConfig::from_env(|k| vars.get(k).cloned()).expect("valid");
+        assert_eq!(cfg.work.retry_schedule(), schedule);
+        assert_eq!(cfg.queue_url, None);
+        vars.insert(env::QUEUE_URL, "https://sqs.us-east-1.amazonaws.com/1/pcb-builds".into());
+        vars.insert(env::RETRY_FIRST_SECONDS, "10".into());
+        vars.insert(env::RETRY_MAX_SECONDS, "60".into());
+        let cfg = WorkLambdaConfig::from_env(|k| vars.get(k).cloned()).expect("valid");
+        assert_eq!(cfg.queue_url.as_deref(), Some("https://sqs.us-east-1.amazonaws.com/1/pcb-builds"));
+        let waits: Vec<u64> = (1..=4).map(|attempt| cfg.work.retry_schedule().delay(attempt).as_secs()).collect();
+        assert_eq!(waits, [10, 20, 40, 60]);
+        vars.insert(env::RETRY_MAX_SECONDS, "5".into());
+        let err = WorkLambdaConfig::from_env(|k| vars.get(k).cloned()).expect_err("max below first");
+        assert!(err.to_string().contains("PCB_RETRY_MAX_SECONDS"), "{err}");
+        vars.insert(env::RETRY_MAX_SECONDS, "43201".into());
+        let err = WorkLambdaConfig::from_env(|k| vars.get(k).cloned()).expect_err("above 12 hours");
+        assert!(err.to_string().contains("PCB_RETRY_MAX_SECONDS"), "{err}");
+        vars.insert(env::RETRY_MAX_SECONDS, "soon".into());
+        let err = WorkLambdaConfig::from_env(|k| vars.get(k).cloned()).expect_err("not a number");
+        assert!(err.to_string().contains("PCB_RETRY_MAX_SECONDS"), "{err}");
+
+        let local = |work: &str| {
+            LocalConfig::parse(
+                &format!("[secrets]\nfile = \"s\"\n[work]\n{work}\n[projects.a]\n{PROJECT}"),
+                Path::new("/"),
+            )
+        };
+        let cfg = local("").expect("defaults");
+        assert_eq!(
+            cfg.work.retry_schedule(),
+            RetrySchedule { first: Duration::from_secs(1), max: Duration::from_secs(DEFAULT_RETRY_MAX_SECONDS) }
+        );
+        let cfg = local("retry_delay_ms = 100\nretry_max_ms = 250").expect("set");
+        let waits: Vec<u128> = (1..=4).map(|attempt| cfg.work.retry_schedule().delay(attempt).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 250, 250]);
+        let err = local("retry_delay_ms = 100\nretry_max_ms = 50").expect_err("max below first");
+        assert!(err.to_string().contains("work.retry_max_ms"), "{err}");
     }
 
     #[test]

@@ -9,12 +9,14 @@
 //! - [`config`]: typed configuration from a TOML file or the environment.
 //! - [`json`]: outside JSON read strictly: a struct is only ever read from a JSON object.
 //! - [`ports`]: the `Queue` and `Secrets` ports, with their local adapters.
+//! - [`registry`]: the project registry: routing rules read at run time, exact keys and patterns.
 //! - [`buildspec`]: the trigger injected into the default branch's buildspec.
 //! - [`archive`]: the deterministic, streaming, link-safe source zip.
 //! - [`pack`]: one blob read straight out of a git pack file (index lookup, zlib stream).
 //! - [`pagure`]: the client of Pagure's flag API.
 //! - [`report`]: build states as flags, and the report stage that turns CodeBuild and
 //!   CodePipeline events into them.
+//! - [`sweep`]: the scheduled run that settles flags whose final event never came.
 //!
 //! An architecture test (`tests/architecture.rs` of the e2e crate) fails if this crate ever
 //! depends on an `aws-*` or `lambda*` crate.
@@ -32,7 +34,9 @@ pub mod model;
 pub mod pack;
 pub mod pagure;
 pub mod ports;
+pub mod registry;
 pub mod report;
+pub mod sweep;
 pub mod trigger;
 pub mod validate;
 

@@ -77,6 +77,19 @@ impl TriggerKind {
     }
 }
 
+impl std::str::FromStr for TriggerKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "jenkins" => Ok(TriggerKind::Jenkins),
+            "json" => Ok(TriggerKind::Json),
+            "webhook" => Ok(TriggerKind::Webhook),
+            other => Err(format!("`{other}` is not a trigger kind (jenkins, json, webhook)")),
+        }
+    }
+}
+
 /// The project whose repository is built. `key` is the bridge's name for the configured
 /// (target) project; `fork_user` is set when the repository is a fork of it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -372,7 +372,7 @@ fn fork_clone_url(project: &ProjectConfig, from_fullname: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::{ProjectConfig, ProjectSettings};
 
@@ -390,6 +390,7 @@ mod tests {
                 buildspec: "buildspec.yml".into(),
                 untrusted_pipeline: None,
                 approval_phrase: None,
+                shared_pagure_api_token: None,
             },
         )
         .expect("project")

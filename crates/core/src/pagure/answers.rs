@@ -134,6 +134,21 @@ pub fn has_commit(body: &[u8]) -> Result<bool, String> {
     from_object::<HasCommitJson>(body).map(|a| a.hascommit).map_err(|e| format!("not the expected hascommit JSON: {e}"))
 }
 
+/// The answer of `GET /api/0/<repo>` (`Project.to_json`): the project's full name.
+pub fn project_fullname(body: &[u8]) -> Result<String, String> {
+    from_object::<ProjectJson>(body).map(|p| p.fullname).map_err(|e| format!("not the expected project JSON: {e}"))
+}
+
+#[derive(Deserialize)]
+struct WhoamiJson {
+    username: String,
+}
+
+/// The answer of `POST /api/0/-/whoami` (`{"username": …}`).
+pub fn whoami(body: &[u8]) -> Result<String, String> {
+    from_object::<WhoamiJson>(body).map(|w| w.username).map_err(|e| format!("not the expected whoami JSON: {e}"))
+}
+
 /// `<error_code>: <error>` of a refusal body, when it is Pagure's JSON.
 pub fn error_text(body: &[u8]) -> Option<String> {
     let answer: ErrorAnswer = from_object(body).ok()?;

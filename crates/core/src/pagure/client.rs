@@ -140,6 +140,33 @@ impl PagureClient {
         self.read(url, token, &what, answers::has_commit).await
     }
 
+    /// Whether Pagure has the project `project_path` (`GET /api/0/<project>`, public; a
+    /// private project answers only with a token of someone who may see it): its full
+    /// name as Pagure spells it, `None` on 404.
+    pub async fn project(
+        &self,
+        pagure_url: &Url,
+        project_path: &str,
+        token: Option<&Secret>,
+    ) -> Result<Option<String>, PagureError> {
+        let url = pagure_url
+            .join(&format!("api/0/{project_path}"))
+            .map_err(|e| PagureError::Invalid(format!("project URL under {pagure_url}: {e}")))?;
+        let what = format!("project {project_path}");
+        self.call(reqwest::Method::GET, url, token, &what, answers::project_fullname).await
+    }
+
+    /// The user an API token belongs to (`POST /api/0/-/whoami`, which writes nothing):
+    /// checks a token before it is stored. A wrong or expired token is refused (401).
+    pub async fn whoami(&self, pagure_url: &Url, token: &Secret) -> Result<String, PagureError> {
+        let url = pagure_url
+            .join("api/0/-/whoami")
+            .map_err(|e| PagureError::Invalid(format!("whoami URL under {pagure_url}: {e}")))?;
+        self.call(reqwest::Method::POST, url, Some(token), "the API token's owner", answers::whoami)
+            .await?
+            .ok_or_else(|| PagureError::Invalid("the API token's owner: HTTP 404 (no whoami endpoint)".into()))
+    }
+
     /// A GET of one of Pagure's read endpoints, with the flag calls' retries on 5xx, 429,
     /// timeouts and connection failures; a 4xx or an answer `parse` refuses is final.
     async fn read<T>(
@@ -149,13 +176,27 @@ impl PagureClient {
         what: &str,
         parse: impl Fn(&[u8]) -> Result<T, String>,
     ) -> Result<T, PagureError> {
+        self.call(reqwest::Method::GET, url, token, what, parse)
+            .await?
+            .ok_or_else(|| PagureError::Invalid(format!("{what}: HTTP 404 (not found)")))
+    }
+
+    /// [`Self::read`] with any method; a 404 is `None`.
+    async fn call<T>(
+        &self,
+        method: reqwest::Method,
+        url: Url,
+        token: Option<&Secret>,
+        what: &str,
+        parse: impl Fn(&[u8]) -> Result<T, String>,
+    ) -> Result<Option<T>, PagureError> {
         let authorization = token.map(token_header).transpose()?;
         let mut last = String::new();
         for n in 1..=self.retry.attempts {
             if n > 1 {
                 tokio::time::sleep(self.retry.delay(n - 1)).await;
             }
-            let mut call = self.http.get(url.clone());
+            let mut call = self.http.request(method.clone(), url.clone());
             if let Some(authorization) = &authorization {
                 call = call.header(reqwest::header::AUTHORIZATION, authorization.clone());
             }
@@ -166,8 +207,9 @@ impl PagureClient {
                     match response.bytes().await {
                         Err(e) => format!("reading the answer: {}", describe(&e)),
                         Ok(bytes) if status.is_success() => {
-                            return parse(&bytes).map_err(|e| PagureError::Invalid(format!("{what}: {e}")));
+                            return parse(&bytes).map(Some).map_err(|e| PagureError::Invalid(format!("{what}: {e}")));
                         }
+                        Ok(_) if status == reqwest::StatusCode::NOT_FOUND => return Ok(None),
                         Ok(_) if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS => {
                             format!("HTTP {}", status.as_u16())
                         }
