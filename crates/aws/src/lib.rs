@@ -3,12 +3,16 @@
 //! [`CodePipelineStarter`] for `PipelineStarter`, [`CodePipelineLookup`] for `PipelineLookup`. Clients are built once by the caller and
 //! passed in.
 
+mod registry;
+pub use registry::{S3Registry, SecretShard, SecretsManagerEditor};
+
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use bridge_core::model::BuildRequest;
 use bridge_core::ports::{
-    ArtifactMetadata, ArtifactStore, CachedSecrets, ExecutionFacts, LookupError, PipelineLookup, PipelineStarter,
-    Queue, QueueError, SecretSource, SecretsError, StartError, StoreError, StoredArtifact, StoredMarker,
+    ArtifactMetadata, ArtifactStore, BuildAction, CachedSecrets, ExecutionFacts, ExecutionState, ListedObject, Listing,
+    LookupError, PipelineLookup, PipelineStarter, Queue, QueueError, SecretSource, SecretsError, StartError,
+    StoreError, StoredArtifact, StoredMarker,
 };
 use bridge_core::report::pipeline_console_url;
 
@@ -84,41 +88,102 @@ impl Queue for SqsQueue {
     }
 }
 
+impl SqsQueue {
+    /// Makes a received message visible again `delay` from now (`ChangeMessageVisibility`;
+    /// SQS takes up to 12 hours): how the work Lambda spaces its retries instead of waiting
+    /// out the queue's visibility timeout.
+    pub async fn change_visibility(&self, receipt_handle: &str, delay: std::time::Duration) -> Result<(), String> {
+        let seconds = i32::try_from(delay.as_secs().min(MAX_VISIBILITY_SECONDS)).unwrap_or(i32::MAX);
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(error_text)
+    }
+}
+
+/// SQS's longest visibility timeout (12 hours).
+pub const MAX_VISIBILITY_SECONDS: u64 = 43_200;
+
 /// Reads the secrets document (JSON) from one Secrets Manager secret.
 #[derive(Debug, Clone)]
 pub struct SecretsManagerSource {
     client: aws_sdk_secretsmanager::Client,
     secret_id: String,
+    /// Shards after the first are `<secret_id>-shard-<i>` (core's `shard_secret_id`).
+    shards: u32,
 }
 
 impl SecretsManagerSource {
     pub fn new(client: aws_sdk_secretsmanager::Client, secret_id: impl Into<String>) -> Self {
-        SecretsManagerSource { client, secret_id: secret_id.into() }
+        SecretsManagerSource { client, secret_id: secret_id.into(), shards: 1 }
+    }
+
+    /// The document spread over `shards` secrets, read together and merged.
+    pub fn sharded(mut self, shards: u32) -> Self {
+        self.shards = shards.max(1);
+        self
     }
 
     /// The secret as every Lambda reads it: behind core's TTL cache.
     pub fn cached(
         aws: &aws_config::SdkConfig,
         secret_id: impl Into<String>,
+        shards: u32,
         ttl: std::time::Duration,
     ) -> CachedSecrets<Self> {
-        CachedSecrets::new(Self::new(aws_sdk_secretsmanager::Client::new(aws), secret_id), ttl)
+        CachedSecrets::new(Self::new(aws_sdk_secretsmanager::Client::new(aws), secret_id).sharded(shards), ttl)
+    }
+
+    /// One shard's text; `None` for a shard after the first that does not exist yet (the
+    /// CLI creates shards when it needs them). The first must exist.
+    async fn shard(
+        client: aws_sdk_secretsmanager::Client,
+        id: String,
+        optional: bool,
+    ) -> Result<(String, Option<String>), SecretsError> {
+        match client.get_secret_value().secret_id(&id).send().await {
+            Ok(output) => {
+                let text = output
+                    .secret_string()
+                    .map(str::to_owned)
+                    .ok_or_else(|| SecretsError::Malformed(format!("secret `{id}` holds no string value")))?;
+                Ok((id, Some(text)))
+            }
+            Err(e) if optional && e.as_service_error().is_some_and(|se| se.is_resource_not_found_exception()) => {
+                Ok((id, None))
+            }
+            Err(e) => Err(SecretsError::Unavailable(format!("secret `{id}`: {}", error_text(e)))),
+        }
     }
 }
 
 impl SecretSource for SecretsManagerSource {
     async fn fetch(&self) -> Result<String, SecretsError> {
-        let output = self
-            .client
-            .get_secret_value()
-            .secret_id(&self.secret_id)
-            .send()
-            .await
-            .map_err(|e| SecretsError::Unavailable(error_text(e)))?;
-        output
-            .secret_string()
-            .map(str::to_owned)
-            .ok_or_else(|| SecretsError::Malformed(format!("secret `{}` holds no string value", self.secret_id)))
+        if self.shards == 1 {
+            let (_, text) = Self::shard(self.client.clone(), self.secret_id.clone(), false).await?;
+            return Ok(text.unwrap_or_default());
+        }
+        // All shards at once: a cold start waits for the slowest read, not their sum.
+        let mut reads = tokio::task::JoinSet::new();
+        for index in 0..self.shards {
+            let id = bridge_core::ports::shard_secret_id(&self.secret_id, index);
+            let read = Self::shard(self.client.clone(), id, index > 0);
+            reads.spawn(async move { (index, read.await) });
+        }
+        let mut shards = Vec::with_capacity(self.shards as usize);
+        while let Some(read) = reads.join_next().await {
+            let (index, shard) = read.map_err(|e| SecretsError::Unavailable(e.to_string()))?;
+            shards.push((index, shard?));
+        }
+        // Merged in shard order whatever order the reads ended in.
+        shards.sort_by_key(|(index, _)| *index);
+        let shards: Vec<_> = shards.into_iter().map(|(_, shard)| shard).collect();
+        bridge_core::ports::merge_secret_shards(&shards)
     }
 }
 
@@ -323,6 +388,39 @@ impl ArtifactStore for S3Store {
             Err(e) => Err(StoreError(error_text(e))),
         }
     }
+
+    async fn list(&self, prefix: &str, start_after: Option<&str>, max: usize) -> Result<Listing, StoreError> {
+        let output = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_start_after(start_after.map(str::to_owned))
+            .max_keys(max.clamp(1, 1000) as i32)
+            .send()
+            .await
+            .map_err(|e| StoreError(error_text(e)))?;
+        let objects = output
+            .contents()
+            .iter()
+            .filter_map(|object| {
+                let modified = object.last_modified()?;
+                let last_modified = time::OffsetDateTime::from_unix_timestamp_nanos(modified.as_nanos()).ok()?;
+                Some(ListedObject { key: object.key()?.to_owned(), last_modified })
+            })
+            .collect();
+        Ok(Listing { objects, truncated: output.is_truncated().unwrap_or(false) })
+    }
+
+    async fn archive_metadata(&self, key: &str) -> Result<Option<Vec<(String, String)>>, StoreError> {
+        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(output) => Ok(Some(
+                output.metadata().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
+            )),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) => Ok(None),
+            Err(e) => Err(StoreError(error_text(e))),
+        }
+    }
 }
 
 impl S3Store {
@@ -419,9 +517,18 @@ impl PipelineStarter for CodePipelineStarter {
         match call.send().await {
             Ok(output) => Ok(output.pipeline_execution_id().unwrap_or_default().to_owned()),
             Err(e) => {
-                let terminal = e
-                    .as_service_error()
-                    .is_some_and(|se| se.is_pipeline_not_found_exception() || se.is_validation_exception());
+                use aws_sdk_codepipeline::error::ProvideErrorMetadata;
+                let terminal = e.as_service_error().is_some_and(|se| {
+                    let code = if se.is_pipeline_not_found_exception() {
+                        Some("PipelineNotFoundException")
+                    } else if se.is_validation_exception() {
+                        Some("ValidationException")
+                    } else {
+                        se.code()
+                    };
+                    // The display holds the message of modeled and unmodeled errors alike.
+                    start_error_is_terminal(code, Some(&se.to_string()))
+                });
                 let message = error_text(e);
                 Err(if terminal { StartError::Terminal(message) } else { StartError::Transient(message) })
             }
@@ -433,16 +540,49 @@ impl PipelineStarter for CodePipelineStarter {
     }
 }
 
+/// Whether an error `StartPipelineExecution` answered means the pipeline cannot be started
+/// by trying again: only a missing pipeline or a request CodePipeline refuses as invalid.
+/// Limits are never terminal, whatever their code or wording: CodePipeline's
+/// `ConcurrentPipelineExecutionsLimitExceededException` and `LimitExceededException`,
+/// throttling, and CodeBuild's `AccountLimitExceededException` (a new account's concurrent
+/// build quota) pass when running builds end, so they are tried again, never flagged `error`.
+/// Anything else (conflicts, server errors, unknown codes) is transient too.
+pub fn start_error_is_terminal(code: Option<&str>, message: Option<&str>) -> bool {
+    // Phrases with a space: a pipeline name in the message (no spaces) never matches one.
+    let text = message.unwrap_or_default().to_ascii_lowercase();
+    let limit = [
+        "limit exceeded",
+        "exceeded the limit",
+        "exceeds the limit",
+        "reached the limit",
+        "rate exceeded",
+        "too many requests",
+        "was throttled",
+        "quota exceeded",
+    ]
+    .iter()
+    .any(|phrase| text.contains(phrase));
+    !limit && matches!(code, Some("PipelineNotFoundException" | "ValidationException"))
+}
+
 /// `PipelineLookup` on CodePipeline: `GetPipelineExecution` for an execution's variables and
-/// status summary, `ListActionExecutions` for its CodeBuild actions.
+/// status summary, `ListActionExecutions` for its CodeBuild actions, `RetryStageExecution`
+/// for the sweep's retries; and, with a CodeBuild client, `BatchGetBuilds` for builds.
 #[derive(Debug, Clone)]
 pub struct CodePipelineLookup {
     client: aws_sdk_codepipeline::Client,
+    codebuild: Option<aws_sdk_codebuild::Client>,
 }
 
 impl CodePipelineLookup {
     pub fn new(client: aws_sdk_codepipeline::Client) -> Self {
-        CodePipelineLookup { client }
+        CodePipelineLookup { client, codebuild: None }
+    }
+
+    /// Reads builds with this client (the sweep needs it).
+    pub fn with_codebuild(mut self, client: aws_sdk_codebuild::Client) -> Self {
+        self.codebuild = Some(client);
+        self
     }
 
     fn actions(
@@ -461,6 +601,77 @@ impl CodePipelineLookup {
 
 fn is_codebuild(action: &aws_sdk_codepipeline::types::ActionExecutionDetail) -> bool {
     action.input().and_then(|i| i.action_type_id()).is_some_and(|t| t.provider() == "CodeBuild")
+}
+
+/// The build a CodeBuild action started; `None` when CodeBuild refused to start one (then
+/// no build event will ever come for it).
+fn started_build(action: &aws_sdk_codepipeline::types::ActionExecutionDetail) -> Option<&str> {
+    action
+        .output()
+        .and_then(|o| o.execution_result())
+        .and_then(|r| r.external_execution_id())
+        .filter(|id| !id.is_empty())
+}
+
+/// An action attempt as the sweep reads it.
+fn build_action(action: &aws_sdk_codepipeline::types::ActionExecutionDetail) -> BuildAction {
+    let result = action.output().and_then(|o| o.execution_result());
+    let message = result
+        .and_then(|r| r.error_details())
+        .and_then(|d| match (d.code(), d.message()) {
+            (Some(code), Some(message)) => Some(format!("{code}: {message}")),
+            (code, message) => message.or(code).map(str::to_owned),
+        })
+        .or_else(|| result.and_then(|r| r.external_execution_summary()).map(str::to_owned));
+    BuildAction {
+        stage: action.stage_name().unwrap_or_default().to_owned(),
+        action: action.action_name().unwrap_or_default().to_owned(),
+        status: action.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        build_id: started_build(action).map(str::to_owned),
+        message,
+    }
+}
+
+/// A build as its "Build State Change" event would describe it.
+fn build_change(build: &aws_sdk_codebuild::types::Build) -> bridge_core::report::CodeBuildChange {
+    let arn = build.arn().or(build.id()).unwrap_or_default().to_owned();
+    // arn:aws:codebuild:<region>:<account>:build/<project>:<uuid>
+    let part = |n: usize| arn.split(':').nth(n).unwrap_or_default().to_owned();
+    let phases = build
+        .phases()
+        .iter()
+        .map(|p| bridge_core::report::PhaseOutcome {
+            phase: p.phase_type().map(|t| t.as_str().to_owned()).unwrap_or_default(),
+            status: p.phase_status().map(|s| s.as_str().to_owned()),
+            context: p
+                .contexts()
+                .iter()
+                .filter_map(|c| match (c.status_code(), c.message()) {
+                    (Some(code), Some(message)) if !message.is_empty() => Some(format!("{code}: {message}")),
+                    (code, message) => code.or(message).map(str::to_owned),
+                })
+                .collect(),
+        })
+        .collect();
+    let variables = build
+        .environment()
+        .map(|e| e.environment_variables())
+        .unwrap_or_default()
+        .iter()
+        .filter(|v| v.r#type().is_none_or(|t| t.as_str() == "PLAINTEXT"))
+        .map(|v| (v.name().to_owned(), v.value().to_owned()))
+        .collect();
+    bridge_core::report::CodeBuildChange {
+        region: part(3),
+        account: part(4),
+        project_name: build.project_name().unwrap_or_default().to_owned(),
+        build_id: arn,
+        build_number: build.build_number().and_then(|n| u64::try_from(n).ok()),
+        status: build.build_status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        phases,
+        initiator: build.initiator().map(str::to_owned),
+        variables,
+    }
 }
 
 impl PipelineLookup for CodePipelineLookup {
@@ -491,7 +702,10 @@ impl PipelineLookup for CodePipelineLookup {
             .collect();
         let actions =
             self.actions(pipeline, Some(execution_id)).send().await.map_err(|e| LookupError(error_text(e)))?;
-        let build_ran = actions.action_execution_details().iter().any(is_codebuild);
+        // A CodeBuild action whose StartBuild was refused (no build id) ran nothing: no build
+        // event will report it.
+        let build_ran =
+            actions.action_execution_details().iter().any(|a| is_codebuild(a) && started_build(a).is_some());
         Ok(Some(ExecutionFacts { variables, build_ran, summary: execution.status_summary().map(str::to_owned) }))
     }
 
@@ -507,6 +721,91 @@ impl PipelineLookup for CodePipelineLookup {
                 a.output().and_then(|o| o.execution_result()).and_then(|r| r.external_execution_id()) == Some(build_id)
             })
             .and_then(|a| a.pipeline_execution_id().map(str::to_owned)))
+    }
+
+    async fn execution_state(&self, pipeline: &str, execution_id: &str) -> Result<Option<ExecutionState>, LookupError> {
+        let output = match self
+            .client
+            .get_pipeline_execution()
+            .pipeline_name(pipeline)
+            .pipeline_execution_id(execution_id)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(e)
+                if e.as_service_error().is_some_and(|se| {
+                    se.is_pipeline_execution_not_found_exception() || se.is_pipeline_not_found_exception()
+                }) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(LookupError(error_text(e))),
+        };
+        let Some(execution) = output.pipeline_execution() else { return Ok(None) };
+        let actions =
+            self.actions(pipeline, Some(execution_id)).send().await.map_err(|e| LookupError(error_text(e)))?;
+        // Newest first, whatever order the page came in.
+        let mut details: Vec<_> = actions.action_execution_details().iter().filter(|a| is_codebuild(a)).collect();
+        details.sort_by_key(|a| std::cmp::Reverse(a.last_update_time().or(a.start_time()).map(|t| t.as_nanos())));
+        Ok(Some(ExecutionState {
+            status: execution.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+            summary: execution.status_summary().map(str::to_owned),
+            variables: execution
+                .variables()
+                .iter()
+                .filter_map(|v| Some((v.name()?.to_owned(), v.resolved_value()?.to_owned())))
+                .collect(),
+            region: client_region(&self.client),
+            builds: details.into_iter().map(build_action).collect(),
+        }))
+    }
+
+    async fn builds(&self, build_ids: &[String]) -> Result<Vec<bridge_core::report::CodeBuildChange>, LookupError> {
+        let Some(codebuild) = &self.codebuild else {
+            return Err(LookupError("no CodeBuild client to read builds with".into()));
+        };
+        let mut found = Vec::new();
+        // BatchGetBuilds takes at most 100 ids.
+        for chunk in build_ids.chunks(100) {
+            let output = codebuild
+                .batch_get_builds()
+                .set_ids(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| LookupError(error_text(e)))?;
+            found.extend(output.builds().iter().map(build_change));
+        }
+        Ok(found)
+    }
+
+    async fn retry_failed_actions(&self, pipeline: &str, stage: &str, execution_id: &str) -> Result<bool, LookupError> {
+        use aws_sdk_codepipeline::types::StageRetryMode;
+        let sent = self
+            .client
+            .retry_stage_execution()
+            .pipeline_name(pipeline)
+            .stage_name(stage)
+            .pipeline_execution_id(execution_id)
+            .retry_mode(StageRetryMode::FailedActions)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error().is_some_and(|se| {
+                    se.is_stage_not_retryable_exception()
+                        || se.is_not_latest_pipeline_execution_exception()
+                        || se.is_pipeline_not_found_exception()
+                        || se.is_stage_not_found_exception()
+                        || se.is_validation_exception()
+                }) =>
+            {
+                tracing::warn!(pipeline, stage, execution_id, error = %error_text(e), "stage retry refused");
+                Ok(false)
+            }
+            Err(e) => Err(LookupError(error_text(e))),
+        }
     }
 }
 
@@ -563,6 +862,66 @@ mod tests {
         let client = mock_client!(aws_sdk_codepipeline, RuleMode::Sequential, &[&rule]);
         let result = CodePipelineStarter::new(client, "Source").start("gone", &artifact(), &[]).await;
         assert!(matches!(result, Err(StartError::Terminal(_))), "{result:?}");
+    }
+
+    /// Limits and throttling, modeled or not, as CodePipeline may answer them (the codes and
+    /// messages AWS documents), are transient: retried, never an `error` flag.
+    #[tokio::test]
+    async fn limits_and_throttling_are_transient() {
+        use aws_sdk_codepipeline::error::ErrorMetadata;
+        use aws_sdk_codepipeline::types::error::{
+            ConcurrentPipelineExecutionsLimitExceededException, ConflictException, ValidationException,
+        };
+        let generic = |code: &'static str, message: &'static str| {
+            move || StartPipelineExecutionError::generic(ErrorMetadata::builder().code(code).message(message).build())
+        };
+        let rules = [
+            mock!(Client::start_pipeline_execution).then_error(|| {
+                StartPipelineExecutionError::ConcurrentPipelineExecutionsLimitExceededException(
+                    ConcurrentPipelineExecutionsLimitExceededException::builder()
+                        .message("The pipeline has reached the limit for concurrent pipeline executions.")
+                        .build(),
+                )
+            }),
+            mock!(Client::start_pipeline_execution)
+                .then_error(generic("LimitExceededException", "The number of pipelines exceeds the limit")),
+            mock!(Client::start_pipeline_execution).then_error(generic("ThrottlingException", "Rate exceeded")),
+            mock!(Client::start_pipeline_execution).then_error(generic(
+                "AccountLimitExceededException",
+                "Cannot have more than 1 builds in queue for the account",
+            )),
+            // A limit reported under the validation code is still a limit.
+            mock!(Client::start_pipeline_execution).then_error(|| {
+                StartPipelineExecutionError::ValidationException(
+                    ValidationException::builder().message("Concurrent build limit exceeded for the account").build(),
+                )
+            }),
+            mock!(Client::start_pipeline_execution).then_error(|| {
+                StartPipelineExecutionError::ConflictException(
+                    ConflictException::builder().message("an execution with this token is in progress").build(),
+                )
+            }),
+            mock!(Client::start_pipeline_execution).then_error(generic("InternalFailure", "")),
+        ];
+        // Without the SDK's own retries (which retry throttling before the bridge sees it).
+        let client = mock_client!(aws_sdk_codepipeline, RuleMode::Sequential, &rules, |c| {
+            c.retry_config(aws_sdk_codepipeline::config::retry::RetryConfig::disabled())
+        });
+        let starter = CodePipelineStarter::new(client, "Source");
+        for rule in &rules {
+            let result = starter.start("demo-ci", &artifact(), &[]).await;
+            assert!(matches!(result, Err(StartError::Transient(_))), "{result:?}");
+            assert_eq!(rule.num_calls(), 1);
+        }
+        // The two terminal answers, for contrast.
+        assert!(start_error_is_terminal(Some("ValidationException"), Some("Variable name is not valid")));
+        assert!(start_error_is_terminal(Some("PipelineNotFoundException"), None));
+        assert!(start_error_is_terminal(
+            Some("PipelineNotFoundException"),
+            Some("PipelineNotFoundException: no pipeline named 'rate-limit-exceeded-ci'")
+        ));
+        assert!(!start_error_is_terminal(Some("ValidationException"), Some("Rate exceeded")));
+        assert!(!start_error_is_terminal(None, None));
     }
 
     fn codebuild_action(execution: &str, build: &str) -> aws_sdk_codepipeline::types::ActionExecutionDetail {

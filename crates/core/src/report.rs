@@ -21,6 +21,7 @@ use crate::pagure::{Flag, FlagOn, FlagStatus, FlagTarget, MAX_COMMENT_CHARS, Pag
 #[cfg(feature = "pagure-client")]
 use crate::ports::Secrets;
 use crate::ports::{ExecutionFacts, PipelineLookup};
+use crate::sweep::{CAPACITY_ERROR, NoSettlements, Settlement, Settlements};
 
 /// Default flag name on Pagure.
 pub const DEFAULT_FLAG_USERNAME: &str = "AWS CodeBuild";
@@ -205,41 +206,49 @@ impl StatusSink for LogStatus {
 #[derive(Debug, Clone)]
 pub struct PagureFlags<S> {
     client: PagureClient,
-    projects: std::sync::Arc<BTreeMap<String, ProjectConfig>>,
+    projects: crate::registry::Projects,
     secrets: S,
     username: String,
 }
 
 #[cfg(feature = "pagure-client")]
 impl<S: Secrets> PagureFlags<S> {
-    pub fn new(client: PagureClient, projects: BTreeMap<String, ProjectConfig>, secrets: S, username: String) -> Self {
-        PagureFlags { client, projects: std::sync::Arc::new(projects), secrets, username }
+    pub fn new(client: PagureClient, projects: crate::registry::Projects, secrets: S, username: String) -> Self {
+        PagureFlags { client, projects, secrets, username }
     }
 
     /// The reporter a deployment runs: a client with the configured retries and time limit,
     /// flags under the configured name.
     pub fn from_config(
         report: &ReportConfig,
-        projects: BTreeMap<String, ProjectConfig>,
+        projects: crate::registry::Projects,
         secrets: S,
     ) -> Result<Self, PagureError> {
         Ok(Self::new(PagureClient::new(report.retry)?, projects, secrets, report.flag_username.clone()))
     }
 
-    fn pagure_url(&self, update: &FlagUpdate) -> Result<&Url, ReportError> {
+    async fn project(&self, key: &str) -> Result<std::sync::Arc<ProjectConfig>, ReportError> {
         self.projects
-            .get(&update.project_key)
-            .map(|p| &p.pagure_url)
-            .ok_or_else(|| ReportError::permanent(format!("project `{}` is not configured", update.project_key)))
+            .get(key)
+            .await
+            .map_err(|e| ReportError::transient(e.to_string()))?
+            .ok_or_else(|| ReportError::permanent(format!("project `{key}` is not configured")))
+    }
+
+    /// The project's own `pagure_api_token`, else the shared one its rule names.
+    async fn token(&self, project: &ProjectConfig) -> Result<Option<crate::auth::Secret>, crate::ports::SecretsError> {
+        let secrets = self.secrets.document().await?;
+        Ok(secrets.pagure_api_token(&project.key, project.shared_pagure_api_token.as_deref()).cloned())
     }
 }
 
 #[cfg(feature = "pagure-client")]
 impl<S: Secrets> StatusSink for PagureFlags<S> {
     async fn report(&self, update: &FlagUpdate) -> Result<(), ReportError> {
-        let pagure_url = self.pagure_url(update)?;
-        let secrets = self.secrets.document().await.map_err(|e| ReportError::transient(e.to_string()))?;
-        let Some(token) = secrets.project(&update.project_key).and_then(|p| p.pagure_api_token.as_ref()) else {
+        let project = self.project(&update.project_key).await?;
+        let pagure_url = &project.pagure_url;
+        let token = self.token(&project).await.map_err(|e| ReportError::transient(e.to_string()))?;
+        let Some(token) = token.as_ref() else {
             tracing::warn!(project = %update.project_key, "no pagure_api_token in the secret: flag not posted");
             return LogStatus.report(update).await;
         };
@@ -260,10 +269,9 @@ impl<S: Secrets> StatusSink for PagureFlags<S> {
     }
 
     async fn pull_request(&self, project_key: &str, project_path: &str, id: u64) -> Option<PullRequestFacts> {
-        let pagure_url = &self.projects.get(project_key)?.pagure_url;
-        let secrets = self.secrets.document().await.ok();
-        let token = secrets.as_ref().and_then(|s| s.project(project_key)).and_then(|p| p.pagure_api_token.as_ref());
-        match self.client.pull_request(pagure_url, project_path, id, token).await {
+        let project = self.project(project_key).await.ok()?;
+        let token = self.token(&project).await.ok().flatten();
+        match self.client.pull_request(&project.pagure_url, project_path, id, token.as_ref()).await {
             Ok(facts) => Some(facts),
             Err(e) => {
                 tracing::warn!(project = %project_key, pr = id, error = %e, "pull request unknown: treated as untrusted");
@@ -273,10 +281,9 @@ impl<S: Secrets> StatusSink for PagureFlags<S> {
     }
 
     async fn has_commit(&self, project_key: &str, project_path: &str, user: &str, branch: &str) -> Option<bool> {
-        let pagure_url = &self.projects.get(project_key)?.pagure_url;
-        let secrets = self.secrets.document().await.ok();
-        let token = secrets.as_ref().and_then(|s| s.project(project_key)).and_then(|p| p.pagure_api_token.as_ref());
-        match self.client.has_commit(pagure_url, project_path, user, branch, token).await {
+        let project = self.project(project_key).await.ok()?;
+        let token = self.token(&project).await.ok().flatten();
+        match self.client.has_commit(&project.pagure_url, project_path, user, branch, token.as_ref()).await {
             Ok(answer) => Some(answer),
             Err(e) => {
                 tracing::warn!(project = %project_key, user, branch, error = %e, "commit access unknown: treated as none");
@@ -286,8 +293,8 @@ impl<S: Secrets> StatusSink for PagureFlags<S> {
     }
 
     async fn already_final(&self, update: &FlagUpdate) -> bool {
-        let Ok(pagure_url) = self.pagure_url(update) else { return false };
-        match self.client.list_flags(pagure_url, &update.target).await {
+        let Ok(project) = self.project(&update.project_key).await else { return false };
+        match self.client.list_flags(&project.pagure_url, &update.target).await {
             Ok(flags) => {
                 flags.iter().any(|f| f.url == update.url && f.username == self.username && f.status.is_final())
             }
@@ -504,30 +511,34 @@ impl Correlation {
 
     /// The configured project this build belongs to (by full name, and by pipeline when
     /// several projects share a name), and the repository checked against its allow-list.
-    pub fn resolve<'c>(
+    pub fn resolve(
         &self,
-        config: &'c AcceptConfig,
+        registry: &crate::registry::Registry,
         pipeline: Option<&str>,
-    ) -> Result<(&'c ProjectConfig, ProjectRef), String> {
-        let named: Vec<&ProjectConfig> =
-            config.projects.values().filter(|p| p.repo.fullname() == self.project).collect();
-        let candidates: Vec<&ProjectConfig> = match (named.len(), pipeline) {
-            // Builds of the untrusted pipeline report exactly as the trusted ones.
-            (n, Some(pipeline)) if n > 1 => named
+    ) -> Result<(std::sync::Arc<ProjectConfig>, ProjectRef), String> {
+        let named = registry.by_fullname(&self.project);
+        // Only a project this pipeline builds: an event from a pipeline the project does not use
+        // (another stack's, or one a rule no longer names) never posts with its token. Builds
+        // of the untrusted pipeline report exactly as the trusted ones.
+        let candidates: Vec<std::sync::Arc<ProjectConfig>> = match pipeline {
+            Some(pipeline) => named
                 .into_iter()
                 .filter(|p| p.pipeline == pipeline || p.untrusted_pipeline.as_deref() == Some(pipeline))
                 .collect(),
-            _ => named,
+            None => named,
         };
         let [project] = candidates.as_slice() else {
-            return Err(match candidates.len() {
-                0 => format!("no configured project is named `{}`", self.project),
-                n => format!("{n} configured projects are named `{}`", self.project),
+            return Err(match (candidates.len(), pipeline) {
+                (0, Some(pipeline)) => {
+                    format!("no configured project named `{}` builds in pipeline `{pipeline}`", self.project)
+                }
+                (0, None) => format!("no configured project is named `{}`", self.project),
+                (n, _) => format!("{n} configured projects are named `{}`", self.project),
             });
         };
         let (_, reference) =
             project.repo.check(&project.key, &self.repo).map_err(|e| format!("PAGURE_REPO refused: {e}"))?;
-        Ok((project, reference))
+        Ok((project.clone(), reference))
     }
 }
 
@@ -538,17 +549,40 @@ pub enum ReportOutcome {
     Ignored(String),
 }
 
-/// The report stage: turns state-change events into flag updates.
+/// The report stage: turns state-change events into flag updates. With a ledger
+/// ([`ReportService::with_settlements`]) it records every final flag it posts, so that the
+/// sweep ([`crate::sweep`]) never reposts one.
 #[derive(Debug)]
-pub struct ReportService<R, L> {
-    config: AcceptConfig,
-    sink: R,
-    lookup: L,
+pub struct ReportService<R, L, M = NoSettlements> {
+    pub(crate) config: AcceptConfig,
+    pub(crate) sink: R,
+    pub(crate) lookup: L,
+    pub(crate) ledger: M,
 }
 
-impl<R: StatusSink, L: PipelineLookup> ReportService<R, L> {
+impl<R, L> ReportService<R, L, NoSettlements> {
     pub fn new(config: AcceptConfig, sink: R, lookup: L) -> Self {
-        ReportService { config, sink, lookup }
+        ReportService { config, sink, lookup, ledger: NoSettlements }
+    }
+}
+
+impl<R, L, M> ReportService<R, L, M> {
+    /// Records final flags in `ledger` (the `.settled` markers of [`crate::sweep`]).
+    pub fn with_settlements<N: Settlements>(self, ledger: N) -> ReportService<R, L, N> {
+        ReportService { config: self.config, sink: self.sink, lookup: self.lookup, ledger }
+    }
+}
+
+impl<R: StatusSink, L: PipelineLookup, M: Settlements> ReportService<R, L, M> {
+    /// Posts `update` and, when it is final, records the request as settled.
+    async fn post(&self, update: &FlagUpdate, project_key: &str, request_id: &str) -> Result<(), ReportError> {
+        self.sink.report(update).await?;
+        if update.status.is_final() {
+            let settlement =
+                Settlement { status: update.status.as_str(), uid: &update.uid, by: "event", detail: &update.comment };
+            self.ledger.settle(project_key, request_id, &settlement).await;
+        }
+        Ok(())
     }
 
     /// Posts the flag an event calls for. `Err` means "try again" when it is transient.
@@ -581,17 +615,20 @@ impl<R: StatusSink, L: PipelineLookup> ReportService<R, L> {
             }
             (None, None) => BTreeMap::new(),
         };
-        let update = match self.correlate(&variables, pipeline, change.short_build_id())? {
+        let (update, request_id) = match self.correlate(&variables, pipeline, change.short_build_id()).await? {
             Correlated::Subject(c, project) => {
                 let subject = subject_of(&c, &project);
-                subject.update(status, &comment, change.console_url(), percent)
+                (subject.update(status, &comment, change.console_url(), percent), c.request_id.clone())
             }
             Correlated::Ignored(why) => return Ok(ReportOutcome::Ignored(why)),
         };
-        if update.status == FlagStatus::Pending && self.sink.already_final(&update).await {
+        if update.status == FlagStatus::Pending
+            && (self.ledger.is_settled(&update.project_key, &request_id).await
+                || self.sink.already_final(&update).await)
+        {
             return Ok(ReportOutcome::Ignored("a late IN_PROGRESS event: the flag already shows the result".into()));
         }
-        self.sink.report(&update).await?;
+        self.post(&update, &update.project_key, &request_id).await?;
         Ok(ReportOutcome::Posted(update))
     }
 
@@ -606,21 +643,51 @@ impl<R: StatusSink, L: PipelineLookup> ReportService<R, L> {
                 change.execution_id, change.pipeline
             )));
         };
-        let Some((status, comment, percent)) = change.flag_state(&facts) else {
+        let capacity = match change.state.as_str() {
+            "FAILED" => self.capacity_refused(change).await,
+            _ => false,
+        };
+        let state = if capacity {
+            // CodeBuild refused to start the build (the account's concurrency): not the
+            // change failing. The flag stays pending; the sweep retries the stage.
+            Some((
+                FlagStatus::Pending,
+                format!(
+                    "Waiting for CodeBuild capacity: the account's concurrent build limit was reached ({CAPACITY_ERROR}); the build will be retried"
+                ),
+                None,
+            ))
+        } else {
+            change.flag_state(&facts)
+        };
+        let Some((status, comment, percent)) = state else {
             return Ok(ReportOutcome::Ignored("CodeBuild ran: its own events report the build".into()));
         };
-        match self.correlate(&facts.variables, Some(&change.pipeline), &change.execution_id)? {
+        match self.correlate(&facts.variables, Some(&change.pipeline), &change.execution_id).await? {
             Correlated::Subject(c, project) => {
                 let url = pipeline_console_url(&change.region, &change.pipeline, &change.execution_id);
                 let update = subject_of(&c, &project).update(status, &comment, url, percent);
-                self.sink.report(&update).await?;
+                self.post(&update, &project.key, &c.request_id).await?;
                 Ok(ReportOutcome::Posted(update))
             }
             Correlated::Ignored(why) => Ok(ReportOutcome::Ignored(why)),
         }
     }
 
-    fn correlate(
+    /// Whether the execution failed only because CodeBuild refused to start its build for
+    /// capacity. A lookup that cannot tell answers no (the event is handled as before).
+    async fn capacity_refused(&self, change: &PipelineChange) -> bool {
+        match self.lookup.execution_state(&change.pipeline, &change.execution_id).await {
+            Ok(Some(state)) => crate::sweep::capacity_refusal(&state).is_some(),
+            Ok(None) => false,
+            Err(e) => {
+                tracing::debug!(error = %e, "execution state unknown");
+                false
+            }
+        }
+    }
+
+    pub(crate) async fn correlate(
         &self,
         variables: &BTreeMap<String, String>,
         pipeline: Option<&str>,
@@ -634,19 +701,20 @@ impl<R: StatusSink, L: PipelineLookup> ReportService<R, L> {
             Some(Err(why)) => return Err(ReportError::permanent(format!("{what}: {why}"))),
             Some(Ok(c)) => c,
         };
-        match correlation.resolve(&self.config, pipeline) {
+        let registry = self.config.projects.snapshot().await.map_err(|e| ReportError::transient(e.to_string()))?;
+        match correlation.resolve(&registry, pipeline) {
             Ok((_, project)) => Ok(Correlated::Subject(correlation, project)),
             Err(why) => Ok(Correlated::Ignored(format!("{what}: {why}"))),
         }
     }
 }
 
-enum Correlated {
+pub(crate) enum Correlated {
     Subject(Correlation, ProjectRef),
     Ignored(String),
 }
 
-fn subject_of<'a>(c: &'a Correlation, project: &'a ProjectRef) -> FlagSubject<'a> {
+pub(crate) fn subject_of<'a>(c: &'a Correlation, project: &'a ProjectRef) -> FlagSubject<'a> {
     FlagSubject { project, cause: &c.cause, commit: c.commit.as_deref(), request_id: &c.request_id }
 }
 
@@ -732,6 +800,28 @@ pub fn flag_from_build_env(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_event_from_a_pipeline_the_project_does_not_use_is_not_its_own() {
+        let registry = crate::registry::Registry::compile(
+            &[("demo-job".to_owned(), crate::trigger::tests::project())].into_iter().collect(),
+            None,
+            &crate::registry::Deployment::default(),
+        )
+        .expect("registry");
+        let correlation = super::Correlation {
+            request_id: "r".into(),
+            project: "demo".into(),
+            repo: "git://127.0.0.1:5602/demo.git".into(),
+            cause: crate::model::Cause::PullRequest { id: 1 },
+            commit: None,
+        };
+        let (project, _) = correlation.resolve(&registry, Some("demo-ci")).expect("its own pipeline");
+        assert_eq!(project.key, "demo-job");
+        // Another stack's pipeline, or one no rule names: never posted with this project's token.
+        let foreign = correlation.resolve(&registry, Some("demo-ci-staging")).expect_err("foreign");
+        assert!(foreign.contains("builds in pipeline `demo-ci-staging`"), "{foreign}");
+    }
+
     use super::*;
 
     fn change(status: &str, phases: &[(&str, &str, &str)]) -> CodeBuildChange {

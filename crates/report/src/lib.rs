@@ -2,6 +2,11 @@
 //! Pipeline Execution State Change" events; each becomes a flag update on Pagure through
 //! bridge-core's report stage.
 //!
+//! An EventBridge *schedule* event (`"source": "aws.events"`, `"detail-type": "Scheduled
+//! Event"`) runs the sweep instead ([`bridge_core::sweep`]): flags still pending
+//! `PCB_SWEEP_AFTER_SECONDS` after their pipeline started are settled from CodePipeline and
+//! CodeBuild, within the invocation's deadline.
+//!
 //! An event whose flag cannot be posted fails the invocation, so Lambda's asynchronous
 //! retries try again and its dead-letter queue keeps what never succeeds (a 401 too: fix
 //! the token, then redrive). Events the bridge did not cause are answered `ignored`.
@@ -10,13 +15,32 @@ use std::collections::BTreeMap;
 
 use aws_lambda_events::event::codebuild::CodeBuildEvent;
 use aws_lambda_events::event::codepipeline_cloudwatch::CodePipelineCloudWatchEvent;
-use bridge_core::ports::PipelineLookup;
+use bridge_core::ports::{ArtifactStore, DirectoryStore, PipelineLookup};
 use bridge_core::report::{
     BuildEvent, CodeBuildChange, PhaseOutcome, PipelineChange, ReportOutcome, ReportService, StatusSink,
 };
+use bridge_core::sweep::{Settlements, Sweeper};
 
 pub const CODEBUILD_STATE_CHANGE: &str = "CodeBuild Build State Change";
 pub const PIPELINE_STATE_CHANGE: &str = "CodePipeline Pipeline Execution State Change";
+/// An EventBridge schedule's event: `source` `aws.events`, this `detail-type`.
+pub const SCHEDULED_EVENT: &str = "Scheduled Event";
+
+/// Whether `event` is an EventBridge schedule's (the sweep's trigger), not a state change.
+pub fn is_schedule(event: &serde_json::Value) -> bool {
+    event.get("source").and_then(|s| s.as_str()) == Some("aws.events")
+        && event.get("detail-type").and_then(|t| t.as_str()) == Some(SCHEDULED_EVENT)
+}
+
+/// The invocation's deadline (the Lambda context's, milliseconds since the epoch) as an
+/// instant of this process's clock.
+pub fn deadline_from_epoch_ms(deadline_ms: u64) -> std::time::Instant {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    std::time::Instant::now() + std::time::Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}
 
 /// The report stage as deployed.
 #[cfg(feature = "lambda")]
@@ -25,19 +49,60 @@ pub type LambdaReportService = ReportService<
         std::sync::Arc<bridge_core::ports::CachedSecrets<bridge_aws::SecretsManagerSource>>,
     >,
     bridge_aws::CodePipelineLookup,
+    Option<bridge_core::sweep::SettlementMarkers<bridge_aws::S3Store>>,
 >;
+
+/// The report Lambda: the report stage, and the sweep when the function knows the work
+/// stage's bucket (`PCB_BUCKET`).
+#[cfg(feature = "lambda")]
+#[derive(Debug)]
+pub struct LambdaReport {
+    pub service: LambdaReportService,
+    pub sweeper: Option<Sweeper<bridge_aws::S3Store>>,
+}
+
+#[cfg(feature = "lambda")]
+impl LambdaReport {
+    /// One invocation: a CodeBuild or CodePipeline event, or the sweep's schedule.
+    pub async fn handle(
+        &self,
+        event: lambda_runtime::LambdaEvent<serde_json::Value>,
+    ) -> Result<serde_json::Value, lambda_runtime::Error> {
+        let deadline = deadline_from_epoch_ms(event.context.deadline);
+        Ok(handle_with_sweep(&self.service, self.sweeper.as_ref(), event.payload, deadline).await?)
+    }
+}
 
 /// Builds the service once, in `main`.
 #[cfg(feature = "lambda")]
 pub fn build_service(
     config: &bridge_core::config::ReportLambdaConfig,
     aws: &aws_config::SdkConfig,
-) -> anyhow::Result<LambdaReportService> {
-    let secrets =
-        std::sync::Arc::new(bridge_aws::SecretsManagerSource::cached(aws, &config.secret_id, config.secrets_ttl));
-    let flags = bridge_core::report::PagureFlags::from_config(&config.report, config.accept.projects.clone(), secrets)?;
-    let lookup = bridge_aws::CodePipelineLookup::new(aws_sdk_codepipeline::Client::new(aws));
-    Ok(ReportService::new(config.accept.clone(), flags, lookup))
+) -> anyhow::Result<LambdaReport> {
+    let secrets = std::sync::Arc::new(bridge_aws::SecretsManagerSource::cached(
+        aws,
+        &config.secret_id,
+        config.secret_shards,
+        config.secrets_ttl,
+    ));
+    let accept = bridge_aws::S3Registry::attached(&config.accept, aws);
+    let flags = bridge_core::report::PagureFlags::from_config(&config.report, accept.projects.clone(), secrets)?;
+    let lookup = bridge_aws::CodePipelineLookup::new(aws_sdk_codepipeline::Client::new(aws))
+        .with_codebuild(aws_sdk_codebuild::Client::new(aws));
+    let store = config.bucket.as_ref().map(|bucket| {
+        let encryption =
+            config.kms_key_id.clone().map_or(bridge_aws::Encryption::S3Managed, bridge_aws::Encryption::Kms);
+        bridge_aws::S3Store::new(aws_sdk_s3::Client::new(aws), bucket, encryption)
+    });
+    if store.is_none() {
+        tracing::warn!("PCB_BUCKET is not set: final flags are not recorded and schedule events do nothing");
+    }
+    let ledger = store.clone().map(|store| bridge_core::sweep::SettlementMarkers::new(store, &config.key_prefix));
+    let settings = bridge_core::sweep::SweepSettings::new(&config.key_prefix, config.report.sweep_after);
+    Ok(LambdaReport {
+        service: ReportService::new(accept, flags, lookup).with_settlements(ledger),
+        sweeper: store.map(|store| Sweeper::new(store, settings)),
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,12 +196,39 @@ pub enum HandleError {
     Report(#[from] bridge_core::report::ReportError),
 }
 
-/// Handles one event: the JSON answer says what was posted or why nothing was.
-pub async fn handle<R: StatusSink, L: PipelineLookup>(
-    service: &ReportService<R, L>,
+/// Handles one event: the JSON answer says what was posted or why nothing was. A schedule
+/// event is answered `ignored` here (no sweep): see [`handle_with_sweep`].
+pub async fn handle<R: StatusSink, L: PipelineLookup, M: Settlements>(
+    service: &ReportService<R, L, M>,
     event: serde_json::Value,
 ) -> Result<serde_json::Value, HandleError> {
+    handle_with_sweep(service, None::<&Sweeper<DirectoryStore>>, event, std::time::Instant::now()).await
+}
+
+/// Handles one event; a schedule event runs `sweeper` until `deadline` (less its margin).
+pub async fn handle_with_sweep<R: StatusSink, L: PipelineLookup, M: Settlements, St: ArtifactStore>(
+    service: &ReportService<R, L, M>,
+    sweeper: Option<&Sweeper<St>>,
+    event: serde_json::Value,
+    deadline: std::time::Instant,
+) -> Result<serde_json::Value, HandleError> {
     let id = event.get("id").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    if is_schedule(&event) {
+        let Some(sweeper) = sweeper else {
+            tracing::info!(event_id = %id, "schedule event, but no sweep is configured here (PCB_BUCKET)");
+            return Ok(
+                serde_json::json!({"outcome": "ignored", "reason": "no sweep is configured (PCB_BUCKET is not set)"}),
+            );
+        };
+        let now = time::OffsetDateTime::now_utc();
+        return match sweeper.run(service, now, deadline).await {
+            Ok(report) => Ok(serde_json::json!({"outcome": "swept", "sweep": report})),
+            Err(e) => {
+                tracing::error!(event_id = %id, error = %e, "sweep failed");
+                Err(e.into())
+            }
+        };
+    }
     let Some(event) = parse_event(event)? else {
         tracing::info!(event_id = %id, "not a build state change: ignored");
         return Ok(serde_json::json!({"outcome": "ignored", "reason": "not a build state change"}));
