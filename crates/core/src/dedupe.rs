@@ -3,6 +3,13 @@
 //! calls: each is a separate request (its own id and message), but only the first within
 //! the window starts a pipeline. The others end as duplicates of it.
 //!
+//! A request is merged only into a build that had not started when the request was
+//! accepted: the build that then starts includes everything it asks for, and its flags
+//! answer it. A request accepted after the earlier identical pipeline started always builds
+//! (it takes the claim over): pagure-ci's "rerun CI" sends exactly the call of the first
+//! trigger, and a rerun someone asks for after seeing that build's flag must never be
+//! merged into it. The holder records when its pipeline started ([`mark_started`]).
+//!
 //! The claim is a marker in the artifact store, `<prefix>/<project>/claims/<build key>`,
 //! created with a conditional write (S3 `If-None-Match: *`) so that of concurrent requests
 //! exactly one wins, and taken over with a compare and swap (`If-Match`) once it is older
@@ -37,19 +44,26 @@ struct Claim {
     /// default branch, say) must not be merged into a build that never ran.
     #[serde(default)]
     released: bool,
+    /// When the holder's pipeline started (Unix milliseconds); `None` while it has not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    started_ms: Option<i64>,
+}
+
+fn unix_ms(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimOutcome {
     /// This request builds.
     Won,
-    /// Another request claimed the same build `age` ago; this one starts nothing.
-    DuplicateOf { request_id: String, age: Duration },
+    /// Another request claimed the same build `age` ago, and its pipeline had not started
+    /// when this one was accepted (`started`: it has started since); this one starts nothing.
+    DuplicateOf { request_id: String, age: Duration, started: bool },
 }
 
-/// Claims the build `key` for `request_id` at `now`. A rebuild takes the claim whatever is
-/// there (it always builds, and identical calls right after it merge into it). A window of
-/// zero claims nothing.
+/// Claims the build `key` for `request_id` at `now`, for a request being handled now (see
+/// [`claim_received`]).
 pub async fn claim<St: ArtifactStore>(
     store: &St,
     key: &str,
@@ -58,12 +72,33 @@ pub async fn claim<St: ArtifactStore>(
     now: OffsetDateTime,
     window: Duration,
 ) -> Result<ClaimOutcome, StoreError> {
+    claim_received(store, key, request_id, rebuild, now, now, window).await
+}
+
+/// Claims the build `key` for `request_id`, accepted at `received_at`, at `now`. The request
+/// is a duplicate only of a claim that is not released, was made less than `window` ago, and
+/// whose pipeline had not started at `received_at`; otherwise it takes the claim over. A
+/// rebuild takes the claim whatever is there (it always builds, and identical calls accepted
+/// before its pipeline starts merge into it). A window of zero claims nothing.
+pub async fn claim_received<St: ArtifactStore>(
+    store: &St,
+    key: &str,
+    request_id: &str,
+    rebuild: bool,
+    received_at: OffsetDateTime,
+    now: OffsetDateTime,
+    window: Duration,
+) -> Result<ClaimOutcome, StoreError> {
     if window.is_zero() {
         return Ok(ClaimOutcome::Won);
     }
-    let mine =
-        serde_json::json!(Claim { request_id: request_id.into(), claimed_at: now.unix_timestamp(), released: false })
-            .to_string();
+    let mine = serde_json::json!(Claim {
+        request_id: request_id.into(),
+        claimed_at: now.unix_timestamp(),
+        released: false,
+        started_ms: None,
+    })
+    .to_string();
     if rebuild {
         store.put_marker(key, &mine).await?;
         return Ok(ClaimOutcome::Won);
@@ -82,8 +117,13 @@ pub async fn claim<St: ArtifactStore>(
                 return Ok(ClaimOutcome::Won);
             }
             let age = Duration::from_secs(u64::try_from(now.unix_timestamp() - held.claimed_at).unwrap_or(0));
-            if !held.released && age < window {
-                return Ok(ClaimOutcome::DuplicateOf { request_id: held.request_id.clone(), age });
+            let before_start = held.started_ms.is_none_or(|started| unix_ms(received_at) <= started);
+            if !held.released && age < window && before_start {
+                return Ok(ClaimOutcome::DuplicateOf {
+                    request_id: held.request_id.clone(),
+                    age,
+                    started: held.started_ms.is_some(),
+                });
             }
         }
         if store.replace_marker(key, &mine, &seen).await? {
@@ -91,6 +131,44 @@ pub async fn claim<St: ArtifactStore>(
         }
     }
     Err(StoreError(format!("the claim `{key}` kept changing under this request")))
+}
+
+/// Records in `request_id`'s claim that its pipeline started at `at`: requests accepted from
+/// then on build again. A compare and swap, so that a claim since taken over by another
+/// request is left alone; a missing claim (a window of zero) stays missing.
+pub async fn mark_started<St: ArtifactStore>(
+    store: &St,
+    key: &str,
+    request_id: &str,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    if store.marker(key).await?.is_none() {
+        return Ok(());
+    }
+    let fresh = Claim {
+        request_id: request_id.into(),
+        claimed_at: at.unix_timestamp(),
+        released: false,
+        started_ms: Some(unix_ms(at)),
+    };
+    for _ in 0..4 {
+        // The conditional create reads the claim with its version (it exists: claims are
+        // never deleted, so the create only fails).
+        let Some(seen) = store.create_marker(key, &serde_json::json!(fresh).to_string()).await? else {
+            return Ok(());
+        };
+        let Ok(mut held) = crate::json::from_str::<Claim>(&seen.content) else {
+            return Ok(());
+        };
+        if held.request_id != request_id || held.started_ms.is_some() {
+            return Ok(());
+        }
+        held.started_ms = fresh.started_ms;
+        if store.replace_marker(key, &serde_json::json!(held).to_string(), &seen).await? {
+            return Ok(());
+        }
+    }
+    Err(StoreError(format!("the claim `{key}` kept changing while its start was recorded")))
 }
 
 /// Marks `request_id`'s claim as released, so that the next request for the same build is
@@ -160,7 +238,7 @@ mod tests {
         assert_eq!(claim(&store, "c/k", "first", false, at(0), WINDOW).await.expect("store"), ClaimOutcome::Won);
         assert_eq!(
             claim(&store, "c/k", "second", false, at(59), WINDOW).await.expect("store"),
-            ClaimOutcome::DuplicateOf { request_id: "first".into(), age: Duration::from_secs(59) }
+            ClaimOutcome::DuplicateOf { request_id: "first".into(), age: Duration::from_secs(59), started: false }
         );
         // The winner's redelivery still builds.
         assert_eq!(claim(&store, "c/k", "first", false, at(30), WINDOW).await.expect("store"), ClaimOutcome::Won);
@@ -168,7 +246,7 @@ mod tests {
         assert_eq!(claim(&store, "c/k", "third", false, at(60), WINDOW).await.expect("store"), ClaimOutcome::Won);
         assert_eq!(
             claim(&store, "c/k", "fourth", false, at(61), WINDOW).await.expect("store"),
-            ClaimOutcome::DuplicateOf { request_id: "third".into(), age: Duration::from_secs(1) }
+            ClaimOutcome::DuplicateOf { request_id: "third".into(), age: Duration::from_secs(1), started: false }
         );
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -185,6 +263,57 @@ mod tests {
         assert_eq!(claim(&store, "c/zero", "a", false, at(0), Duration::ZERO).await.expect("store"), ClaimOutcome::Won);
         assert_eq!(claim(&store, "c/zero", "b", false, at(0), Duration::ZERO).await.expect("store"), ClaimOutcome::Won);
         assert_eq!(store.marker("c/zero").await.expect("store"), None);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// pagure-ci's "rerun CI" is the first trigger's call again: once the first build's
+    /// pipeline started, an identical request accepted later builds; one accepted before the
+    /// start, whenever it is handled, is merged into that build.
+    #[tokio::test]
+    async fn requests_accepted_after_the_holders_pipeline_started_build_again() {
+        let (store, dir) = store();
+        let ms = |seconds: i64, millis: i64| at(seconds) + time::Duration::milliseconds(millis);
+        assert_eq!(claim(&store, "c/k", "first", false, at(0), WINDOW).await.expect("store"), ClaimOutcome::Won);
+        // Not started yet: merged, whenever it was accepted.
+        assert_eq!(
+            claim_received(&store, "c/k", "echo", false, ms(3, 0), at(4), WINDOW).await.expect("store"),
+            ClaimOutcome::DuplicateOf { request_id: "first".into(), age: Duration::from_secs(4), started: false }
+        );
+        mark_started(&store, "c/k", "first", ms(5, 250)).await.expect("store");
+        // Accepted up to the start (to the millisecond), handled after it: merged.
+        assert_eq!(
+            claim_received(&store, "c/k", "late-echo", false, ms(5, 250), at(9), WINDOW).await.expect("store"),
+            ClaimOutcome::DuplicateOf { request_id: "first".into(), age: Duration::from_secs(9), started: true }
+        );
+        // Accepted a millisecond after the start (a rerun): builds, and holds the claim.
+        assert_eq!(
+            claim_received(&store, "c/k", "rerun", false, ms(5, 251), at(10), WINDOW).await.expect("store"),
+            ClaimOutcome::Won
+        );
+        assert!(matches!(
+            claim_received(&store, "c/k", "rerun-echo", false, at(11), at(11), WINDOW).await.expect("store"),
+            ClaimOutcome::DuplicateOf { request_id, started: false, .. } if request_id == "rerun"
+        ));
+        // Only the holder's start is recorded; the first's late record changes nothing.
+        mark_started(&store, "c/k", "first", at(12)).await.expect("store");
+        assert!(matches!(
+            claim_received(&store, "c/k", "x", false, at(13), at(13), WINDOW).await.expect("store"),
+            ClaimOutcome::DuplicateOf { request_id, started: false, .. } if request_id == "rerun"
+        ));
+        mark_started(&store, "c/k", "rerun", at(14)).await.expect("store");
+        // The first start is kept: a second record does not move it.
+        mark_started(&store, "c/k", "rerun", at(20)).await.expect("store");
+        assert!(matches!(
+            claim_received(&store, "c/k", "y", false, at(14), at(21), WINDOW).await.expect("store"),
+            ClaimOutcome::DuplicateOf { request_id, started: true, .. } if request_id == "rerun"
+        ));
+        assert_eq!(
+            claim_received(&store, "c/k", "z", false, ms(14, 1), at(21), WINDOW).await.expect("store"),
+            ClaimOutcome::Won
+        );
+        // No claim (a window of zero): nothing is written.
+        mark_started(&store, "c/none", "first", at(0)).await.expect("store");
+        assert_eq!(store.marker("c/none").await.expect("store"), None);
         let _ = std::fs::remove_dir_all(dir);
     }
 

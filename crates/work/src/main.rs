@@ -1,5 +1,5 @@
 use bridge_core::config::WorkLambdaConfig;
-use lambda_runtime::{LambdaEvent, run, service_fn};
+use lambda_runtime::{run, service_fn};
 
 fn main() -> Result<(), lambda_runtime::Error> {
     bridge_aws::init_lambda_tracing();
@@ -7,8 +7,7 @@ fn main() -> Result<(), lambda_runtime::Error> {
     bridge_git::init_libgit2(std::time::Duration::from_secs(10), std::time::Duration::from_secs(60))?;
     let config = WorkLambdaConfig::from_env(|key| std::env::var(key).ok())?;
     tokio::runtime::Runtime::new()?.block_on(async {
-        let worker = work::build_worker(&config, &aws_config::load_from_env().await)?;
-        let handler = |event: LambdaEvent<_>| work::handle_batch(&worker, event.payload, config.max_receive_count);
-        run(service_fn(|event| async { Ok::<_, lambda_runtime::Error>(handler(event).await) })).await
+        let function = work::WorkFunction::new(&config, &aws_config::load_from_env().await)?;
+        run(service_fn(|event| async { Ok::<_, lambda_runtime::Error>(function.handle(event).await) })).await
     })
 }

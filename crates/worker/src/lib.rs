@@ -101,8 +101,9 @@ pub enum WorkOutcome {
     /// A redelivery of a request whose pipeline already started.
     AlreadyStarted { execution_id: String },
     /// Another request for the same build (same event, same commit) came first, within the
-    /// dedupe window: that one builds, this one starts nothing.
-    Duplicate { of: String },
+    /// dedupe window, and its pipeline had not started when this one was accepted: that one
+    /// builds, this one starts nothing. `started`: that pipeline has started since.
+    Duplicate { of: String, started: bool },
     /// A pull request that Pagure says is no longer open.
     Ignored { reason: String },
 }
@@ -118,6 +119,9 @@ pub struct Progress {
 
 /// The comment of the flag posted when the pipeline has started.
 pub const QUEUED_COMMENT: &str = "Queued for AWS CodePipeline";
+
+/// Why work that ran out of time stopped (a transient failure: tried again).
+pub const CUT_SHORT: &str = "cut short: the work function's time for this request ran out";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WorkError {
@@ -172,9 +176,30 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
     /// Processes one request and says what to do with its message. `last_attempt` is true
     /// when the queue will not deliver it again (then a transient failure is reported too).
     pub async fn handle(&self, request: &BuildRequest, last_attempt: bool) -> Disposition {
+        self.handle_until(request, last_attempt, None).await
+    }
+
+    /// [`Worker::handle`], with the work (fetch, archive, upload, start) ending by `until`:
+    /// the fetch gets no more than the time left, and work still running then is cut short
+    /// as a transient failure ([`CUT_SHORT`]). The flags and the claim's release come after;
+    /// the caller bounds them.
+    pub async fn handle_until(
+        &self,
+        request: &BuildRequest,
+        last_attempt: bool,
+        until: Option<tokio::time::Instant>,
+    ) -> Disposition {
         let mut progress = Progress::default();
         let subject = FlagSubject::from(request);
-        let outcome = self.process(request, &mut progress).await;
+        let outcome = match until {
+            None => self.process_until(request, &mut progress, None).await,
+            Some(until) => {
+                match tokio::time::timeout_at(until, self.process_until(request, &mut progress, Some(until))).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(WorkError::Transient(CUT_SHORT.to_owned())),
+                }
+            }
+        };
         let gives_up = match &outcome {
             Err(WorkError::Terminal(_)) => true,
             Err(WorkError::Transient(_)) => last_attempt,
@@ -199,8 +224,19 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
                 );
                 let url = self.pipelines.execution_url(&pipeline, &execution_id);
                 let update = subject.with_commit(&commit).update(FlagStatus::Pending, QUEUED_COMMENT, url, None);
-                // The build runs whatever happens here, and its next state updates the flag.
-                if let Err(e) = self.status.report(&update).await {
+                // A pipeline that failed at once may have been reported final already (its
+                // `.settled` marker): a late "queued" must not replace that flag, which the
+                // sweep would then never correct.
+                let settled = bridge_core::sweep::request_key(
+                    &self.settings.key_prefix,
+                    &request.project.key,
+                    &request.request_id,
+                    "settled",
+                );
+                if matches!(self.store.marker(&settled).await, Ok(Some(_))) {
+                    tracing::info!(request_id = %request.request_id, "already settled: pending flag not posted");
+                } else if let Err(e) = self.status.report(&update).await {
+                    // The build runs whatever happens here, and its next state updates the flag.
                     tracing::warn!(request_id = %request.request_id, error = %e, "pending flag not posted");
                 }
                 Disposition::Done(Ending::Started { execution_id })
@@ -209,8 +245,12 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
                 tracing::info!(request_id = %request.request_id, %execution_id, "already started; redelivery ignored");
                 Disposition::Done(Ending::Started { execution_id })
             }
-            Ok(WorkOutcome::Duplicate { of }) => {
-                tracing::info!(request_id = %request.request_id, duplicate_of = %of, "same build already asked for; merged into it");
+            Ok(WorkOutcome::Duplicate { of, started }) => {
+                tracing::info!(
+                    request_id = %request.request_id, duplicate_of = %of, accepted_at = %request.received_at,
+                    duplicate_of_started = started,
+                    "same build already asked for; merged into it (accepted before its pipeline started)"
+                );
                 Disposition::Done(Ending::Duplicate { of })
             }
             Ok(WorkOutcome::Ignored { reason }) => {
@@ -221,9 +261,9 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
                 tracing::info!(request_id = %request.request_id, %commit, trust = TrustClass::Untrusted.as_str(), awaiting = %comment, "not built: awaiting an approval");
                 // The flag sits on the head that waits, and links to the pull request, where
                 // the approval is given.
-                let link = match self.config.projects.get(&request.project.key) {
-                    Some(project) => subject.pagure_page(&project.pagure_url),
-                    None => request.repo_url.clone(),
+                let link = match self.config.projects.get(&request.project.key).await {
+                    Ok(Some(project)) => subject.pagure_page(&project.pagure_url),
+                    _ => request.repo_url.clone(),
                 };
                 let update = subject.with_commit(&commit).update(FlagStatus::Pending, &comment, link, None);
                 let flagged = match self.status.report(&update).await {
@@ -251,6 +291,16 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
         }
     }
 
+    /// Gives a request up without working on it (its last delivery came when no time was
+    /// left for it): the `error` flag says `reason`, and the message goes on to the
+    /// dead-letter queue, as after a transient failure on the last attempt.
+    pub async fn give_up(&self, request: &BuildRequest, reason: &str) -> Disposition {
+        tracing::warn!(request_id = %request.request_id, %reason, "build request given up");
+        let reason = format!("the build could not be started after several attempts: {reason}");
+        let _ = self.report_error(request, None, &reason).await;
+        Disposition::Retry(reason)
+    }
+
     /// Posts the `error` flag. If Pagure cannot be reached, the message is kept for another
     /// attempt: the failure must reach Pagure or the dead-letter queue, not vanish.
     async fn report_error(&self, request: &BuildRequest, commit: Option<&str>, reason: &str) -> Disposition {
@@ -259,9 +309,9 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
             Some(commit) => subject.with_commit(commit),
             None => subject,
         };
-        let link = match self.config.projects.get(&request.project.key) {
-            Some(project) => subject.pagure_page(&project.pagure_url),
-            None => request.repo_url.clone(),
+        let link = match self.config.projects.get(&request.project.key).await {
+            Ok(Some(project)) => subject.pagure_page(&project.pagure_url),
+            _ => request.repo_url.clone(),
         };
         match self.status.report(&subject.update(FlagStatus::Error, reason, link, None)).await {
             Ok(()) => Disposition::Done(Ending::Failed { reason: reason.to_owned(), flagged: true }),
@@ -280,9 +330,21 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
     /// known, so that a failure after the fetch is flagged on the right commit, and the claim
     /// once held.
     pub async fn process(&self, request: &BuildRequest, progress: &mut Progress) -> Result<WorkOutcome, WorkError> {
-        let project = self.config.projects.get(&request.project.key).ok_or_else(|| {
+        self.process_until(request, progress, None).await
+    }
+
+    async fn process_until(
+        &self,
+        request: &BuildRequest,
+        progress: &mut Progress,
+        until: Option<tokio::time::Instant>,
+    ) -> Result<WorkOutcome, WorkError> {
+        let project =
+            self.config.projects.get(&request.project.key).await.map_err(|e| WorkError::Transient(e.to_string()))?;
+        let project = project.ok_or_else(|| {
             WorkError::Terminal(format!("project `{}` is no longer configured on the bridge", request.project.key))
         })?;
+        let project = &*project;
         // The queue is trusted, but the allow-list is the SSRF boundary: check it again.
         project
             .repo
@@ -296,8 +358,9 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
             return Ok(WorkOutcome::AlreadyStarted { execution_id });
         }
         // A commit's build is known before the fetch: a duplicate costs one conditional write.
-        if let Some(of) = self.claim(request, project, None, progress).await? {
-            return Ok(WorkOutcome::Duplicate { of });
+        if let Some((of, started)) = self.claim(request, project, None, progress).await? {
+            self.mark_merged(&base, request, &of).await;
+            return Ok(WorkOutcome::Duplicate { of, started });
         }
         let facts = self.trust_facts(request, project).await;
         if let (Some(pr), Cause::PullRequest { id }) = (&facts.pull_request, &request.cause)
@@ -308,12 +371,13 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
             return Ok(WorkOutcome::Ignored { reason: format!("pull request #{id} is {}", pr.status) });
         }
         let scratch = Scratch::new(&self.settings.scratch_dir, &request.request_id)?;
-        let fetched = self.fetch(request, project, &scratch.repo()).await?;
+        let fetched = self.fetch(request, project, &scratch.repo(), until).await?;
         progress.commit = Some(fetched.commit.clone());
         if progress.claim.is_none()
-            && let Some(of) = self.claim(request, project, Some(&fetched.commit), progress).await?
+            && let Some((of, started)) = self.claim(request, project, Some(&fetched.commit), progress).await?
         {
-            return Ok(WorkOutcome::Duplicate { of });
+            self.mark_merged(&base, request, &of).await;
+            return Ok(WorkOutcome::Duplicate { of, started });
         }
         // Decided on the fetched head: an approval covers exactly that commit.
         let classification = trust::classify(request, &facts, &fetched.commit);
@@ -358,7 +422,11 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
             (scratch.repo(), fetched.commit.clone(), self.settings.archive, zip_path.clone());
         let stats = tokio::task::spawn_blocking(move || {
             let file = std::fs::File::create(&zip_file).map_err(ArchiveError::Io)?;
-            bridge_git::archive_commit(&repo_dir, &commit, std::io::BufWriter::new(file), &options, limits)
+            // Stops the archive (a transient I/O error) when the time runs out, rather than
+            // writing on after the request was cut short.
+            let out =
+                Deadline { inner: std::io::BufWriter::new(file), until: until.map(tokio::time::Instant::into_std) };
+            bridge_git::archive_commit(&repo_dir, &commit, out, &options, limits)
         })
         .await
         .map_err(|e| WorkError::Transient(format!("archive task: {e}")))?
@@ -378,6 +446,14 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
                 StartError::Transient(m) => WorkError::Transient(m),
                 StartError::Terminal(m) => WorkError::Terminal(format!("pipeline `{pipeline}`: {m}")),
             })?;
+        if let Some(claim) = &progress.claim {
+            // From now on an identical request (a rerun) builds again. If this is not
+            // recorded, the request is tried again: a retried start with the same token
+            // returns the same execution.
+            dedupe::mark_started(&self.store, claim, &request.request_id, time::OffsetDateTime::now_utc())
+                .await
+                .map_err(|e| WorkError::Transient(e.to_string()))?;
+        }
         self.store.put_marker(&started_key, &execution_id).await.map_err(|e| WorkError::Transient(e.to_string()))?;
         Ok(WorkOutcome::Started { key, commit: fetched.commit, execution_id, pipeline, trust })
     }
@@ -411,33 +487,56 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
     }
 
     /// Claims the build for this request when its key is known (see [`bridge_core::dedupe`]):
-    /// `Some(request id)` of the request it duplicates.
+    /// `Some((request id, started))` of the request it duplicates.
     async fn claim(
         &self,
         request: &BuildRequest,
         project: &ProjectConfig,
         commit: Option<&str>,
         progress: &mut Progress,
-    ) -> Result<Option<String>, WorkError> {
+    ) -> Result<Option<(String, bool)>, WorkError> {
         let Some(build) = dedupe::build_key(request, commit) else {
             return Ok(None);
         };
         let key = format!("{}/{}/claims/{build}", self.settings.key_prefix, project.key);
         let now = time::OffsetDateTime::now_utc();
-        let outcome =
-            dedupe::claim(&self.store, &key, &request.request_id, request.rebuild, now, self.settings.dedupe_window)
-                .await
-                .map_err(|e| WorkError::Transient(e.to_string()))?;
+        let outcome = dedupe::claim_received(
+            &self.store,
+            &key,
+            &request.request_id,
+            request.rebuild,
+            request.received_at,
+            now,
+            self.settings.dedupe_window,
+        )
+        .await
+        .map_err(|e| WorkError::Transient(e.to_string()))?;
         Ok(match outcome {
             dedupe::ClaimOutcome::Won => {
                 progress.claim = Some(key);
                 None
             }
-            dedupe::ClaimOutcome::DuplicateOf { request_id, .. } => Some(request_id),
+            dedupe::ClaimOutcome::DuplicateOf { request_id, started, .. } => Some((request_id, started)),
         })
     }
 
-    async fn fetch(&self, request: &BuildRequest, project: &ProjectConfig, dest: &Path) -> Result<Fetched, WorkError> {
+    /// Leaves `<prefix>/<project>/<request id>.merged`, naming the request this one was merged
+    /// into, beside where its `.started` marker would be: a merge is visible in the store as
+    /// well as in the log. Best effort (the merge stands without it).
+    async fn mark_merged(&self, base: &str, request: &BuildRequest, into: &str) {
+        let content = format!("{{\"merged_into\":\"{into}\"}}");
+        if let Err(e) = self.store.put_marker(&format!("{base}.merged"), &content).await {
+            tracing::warn!(request_id = %request.request_id, error = %e, "merge marker not written");
+        }
+    }
+
+    async fn fetch(
+        &self,
+        request: &BuildRequest,
+        project: &ProjectConfig,
+        dest: &Path,
+        until: Option<tokio::time::Instant>,
+    ) -> Result<Fetched, WorkError> {
         let secrets = self.secrets.document().await.map_err(|e| WorkError::Transient(e.to_string()))?;
         let credentials = secrets.project(&project.key).and_then(|s| match (&s.git_username, &s.git_password) {
             (Some(username), Some(password)) => {
@@ -446,10 +545,20 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
             _ => None,
         });
         let target_url = project.repo.clone_url(None);
-        let settings = bridge_git::FetchSettings {
+        let mut settings = bridge_git::FetchSettings {
             buildspec_paths: project.buildspec_paths.clone(),
             ..self.settings.fetch.clone()
         };
+        // No more than the time left: a fetch stopped by that is cut short (tried again),
+        // not a repository too slow to fetch (its own deadline, terminal).
+        let left = until.map(|until| until.saturating_duration_since(tokio::time::Instant::now()));
+        let shortened = left.is_some_and(|left| left < settings.deadline);
+        if let Some(left) = left.filter(|_| shortened) {
+            if left.is_zero() {
+                return Err(WorkError::Transient(CUT_SHORT.to_owned()));
+            }
+            settings.deadline = left;
+        }
         let (request, dest) = (request.clone(), dest.to_owned());
         tokio::task::spawn_blocking(move || {
             bridge_git::fetch_build(&request, &target_url, &dest, &settings, credentials.as_ref(), check_buildspec)
@@ -457,8 +566,48 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
         .await
         .map_err(|e| WorkError::Transient(format!("fetch task: {e}")))?
         .map_err(|e| {
-            if e.is_terminal() { WorkError::Terminal(e.to_string()) } else { WorkError::Transient(e.to_string()) }
+            if shortened && matches!(e, bridge_git::FetchError::TimedOut(_)) {
+                WorkError::Transient(format!("{CUT_SHORT} (during the fetch)"))
+            } else if e.is_terminal() {
+                WorkError::Terminal(e.to_string())
+            } else {
+                WorkError::Transient(e.to_string())
+            }
         })
+    }
+}
+
+/// A writer that fails (`TimedOut`) once `until` has passed.
+struct Deadline<W> {
+    inner: W,
+    until: Option<std::time::Instant>,
+}
+
+impl<W> Deadline<W> {
+    fn check(&self) -> std::io::Result<()> {
+        match self.until {
+            Some(until) if std::time::Instant::now() >= until => {
+                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, CUT_SHORT))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Deadline<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.check()?;
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W: std::io::Seek> std::io::Seek for Deadline<W> {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.inner.seek(pos)
     }
 }
 
