@@ -11,8 +11,8 @@ CDK app's synthesized template (run by scripts/check-infra):
 - one parameter, BuildSpecPath (a safe relative path), is every CodeBuild project's
   Source.BuildSpec and the work function's PCB_CODEBUILD_BUILDSPEC, and no resource spells a
   buildspec file name of its own;
-- the first project's `untrusted_pipeline` (PCB_PROJECTS) names a pipeline of the template,
-  other than its `pipeline`, reading the same source bucket and key scheme through the action
+- PCB_UNTRUSTED_PIPELINE names a pipeline of the template, other than PCB_PIPELINE (the
+  shared pair every registry rule defaults to), reading the same source bucket and key scheme through the action
   the work function overrides; its CodeBuild project, build role, pipeline role, artifact
   bucket and log group are all distinct from the trusted pipeline's; every statement of its
   build role (inline, attached, managed) allows only logs:CreateLogStream/PutLogEvents (and
@@ -25,8 +25,7 @@ CDK app's synthesized template (run by scripts/check-infra):
   `#{variables.NAME}`, plus PAGURE_PIPELINE_EXECUTION_ID: no branch name or other value the
   PR author chooses is pasted into the action's JSON text;
 - every CodeBuild role trusts codebuild.amazonaws.com alone;
-- the report rules feed the report function both projects' and both pipelines' events, and
-  the work and report functions' pipeline grants cover both pipelines;
+- the work and report functions' pipeline grants cover both pipelines;
 - the work function may s3:ListBucket its source bucket (PCB_BUCKET) without any Condition,
   and no other bucket: S3 answers a GetObject of a missing key with 404 only to a caller that
   may ListBucket, and a GetObject request carries no s3:prefix key (issue 13);
@@ -37,9 +36,51 @@ CDK app's synthesized template (run by scripts/check-infra):
   exactly the ARN of a project or pipeline that runs with that role (Lambda execution roles
   are left plain: lambda.amazonaws.com is not held to those keys here).
 
-Usage: check_templates.py sam TEMPLATE | check_templates.py cdk TEMPLATE [APPROVAL_PHRASE]
-       (APPROVAL_PHRASE: the first project's approval_phrase the CDK app was synthesized
-       with; without it, none may be set)
+One deployment for a whole forge (issue 13):
+- no project in the templates: no ProjectKey/ProjectFullName/ExtraProjectsToml/ApprovalPhrase
+  parameter, no PCB_PROJECTS, exactly one trusted and one untrusted pipeline and CodeBuild project;
+- the registry: the three functions get the same PCB_REGISTRY_*, PCB_PAGURE_URL/GIT_URL (the
+  PagureUrl/GitUrl parameters), PCB_PIPELINE/PCB_UNTRUSTED_PIPELINE (the shared pair) and
+  PCB_PIPELINE_PREFIX (<NamePrefix>-); the registry bucket is its own (not the artifact
+  bucket), versioned, SSE-S3, public access blocked, TLS only, retained on delete; on it each
+  function may s3:GetObject exactly <bucket>/<PCB_REGISTRY_KEY> and s3:ListBucket the bucket,
+  nothing else;
+- by prefix, never by list: every pipeline and CodeBuild project is named <prefix>...; the
+  report rules match project-name and pipeline with exactly [{"prefix": <prefix>}]; the work
+  and report pipeline grants and report's codebuild:BatchGetBuilds name exactly <prefix>*;
+- every pipeline is V2 and PARALLEL (SUPERSEDED would let one project's run supersede
+  another's on the shared pipeline; QUEUED would serialise the forge) with the key override;
+- work timing: PCB_QUEUE_URL is the build queue, 0 < PCB_RETRY_FIRST_SECONDS <=
+  PCB_RETRY_MAX_SECONDS <= 43200, sqs:ChangeMessageVisibility on the queue; the SQS source's
+  ScalingConfig.MaximumConcurrency is the MaximumConcurrency parameter (2..1000); both
+  CodeBuild projects take ConcurrentBuildLimit, EnvironmentType, ComputeType and the image
+  from parameters (the default image matches the architecture);
+- the sweep: a schedule (SweepSchedule, default rate(15 minutes)) invokes the report function;
+  report gets PCB_SWEEP_AFTER_SECONDS, the work function's PCB_BUCKET/PCB_KEY_PREFIX, ListBucket
+  on that bucket, GetObject on <prefix>/*.started, *.settled, the sweep's cursor
+  <prefix>/.sweep/cursor and the archives <prefix>/*.zip (the sweep reads an archive's
+  metadata with HeadObject, which needs s3:GetObject) only, PutObject on *.settled and the
+  cursor only;
+- secret shards: one Secrets Manager secret, named <NamePrefix>-... (not ending in "-" and six
+  characters); the three functions get PCB_SECRET_ID = that NAME (not the ARN: shard i is the
+  secret named <it>-shard-i, created by `projects add`) and PCB_SECRET_SHARDS = the
+  SecretShards parameter (default 1, 1..200), secretsmanager:GetSecretValue on exactly the
+  secret and arn:...:secret:<name>-shard-*, and no other secretsmanager action; the SecretName
+  output is the name and CliEnvironment exports both;
+- one encryption: every bucket is SSE-S3 (AES256, what the bridge writes), no function has
+  PCB_KMS_KEY_ID or a kms: grant;
+- names: no name derives from the stack name; NamePrefix has a pattern and a maximum length
+  such that every derived name, rendered with the longest prefix allowed, fits its service's
+  length and characters (CodeBuild 2-255 [A-Za-z0-9][A-Za-z0-9-_]*, pipelines 100, event
+  rules 64, roles 64, buckets 63, secrets 512); every name the stack gives starts with
+  <NamePrefix>-, and the pattern refuses a "-" in NamePrefix, so that one stack's <prefix>-*
+  (grants, event rules) never matches another stack's names (pagure-ci-* would match the
+  pipelines of a stack whose prefix is pagure-ci-staging);
+- parity: the SAM template and the CDK app have the same parameters (with the same defaults
+  and constraints), outputs, and function environment variable names.
+
+Usage: check_templates.py sam TEMPLATE | check_templates.py cdk TEMPLATE
+       check_templates.py parity SAM_TEMPLATE CDK_TEMPLATE
        check_templates.py mutants TEMPLATE (a synthesized CDK template: each broken copy in
        CDK_MUTANTS must be refused; scripts/check-infra breaks the SAM template with sed)
 """
@@ -48,16 +89,15 @@ import fnmatch
 import json
 import re
 import sys
-import tomllib
 
 from cfnlint.decode import decode
 
 
 # What each function may touch, by the role it plays (logical-id prefixes for CDK).
 ALLOWED = {
-    "accept": {"BuildQueue", "BridgeSecret"},
-    "work": {"ArtifactBucket", "BridgeSecret", "Pipeline"},
-    "report": {"BridgeSecret", "Pipeline", "ReportDeadLetterQueue"},
+    "accept": {"BuildQueue", "BridgeSecret", "RegistryBucket"},
+    "work": {"ArtifactBucket", "BridgeSecret", "Pipeline", "BuildQueue", "RegistryBucket"},
+    "report": {"BridgeSecret", "Pipeline", "ReportDeadLetterQueue", "ArtifactBucket", "RegistryBucket"},
 }
 
 
@@ -104,7 +144,7 @@ def matches(reference, allowed, kind):
     return any(reference.startswith(a) for a in allowed)
 
 
-def check_policies(role, statements, allowed, kind, errors):
+def check_policies(role, statements, allowed, kind, errors, parameters=()):
     for statement in statements:
         if statement.get("Effect") != "Allow":
             continue
@@ -112,7 +152,7 @@ def check_policies(role, statements, allowed, kind, errors):
         if literal_star(resource):
             errors.append(f"{role}: {statement.get('Action')} on '*'")
             continue
-        for reference in refs(resource):
+        for reference in refs(resource) - set(parameters):
             # The function's own log group and queue source mappings are SAM/CDK's business.
             if not matches(reference, allowed, kind):
                 errors.append(f"{role}: {statement.get('Action')} names {reference}, not one of its resources")
@@ -163,8 +203,6 @@ CONFUSED_DEPUTY_SERVICES = {
 }
 PIPELINE_BUCKET_ACTIONS = {"s3:getbucketversioning", "s3:getbucketacl", "s3:getbucketlocation"}
 
-APPROVAL_PHRASES_OK = ["", "/ok-to-test", "@ci-bot ok to test", "+1"]
-APPROVAL_PHRASES_BAD = ['ok" x = "1', "a\\b", "ok\nx = 1", " /ok", "/ok ", "\t", "x" * 65]
 
 
 class Renderer:
@@ -350,6 +388,17 @@ def actions_of(pipeline, category):
             if a["ActionTypeId"]["Category"] == category]
 
 
+def pipeline_of(template, value, render):
+    """The logical id of the pipeline an environment value names (a Ref, or its name)."""
+    resources = template["Resources"]
+    target = target_of(value)
+    if target in resources and resources[target]["Type"] == "AWS::CodePipeline::Pipeline":
+        return target
+    if value is None:
+        return None
+    return pipelines_by_name(template, render).get(render(value))
+
+
 def check_buildspec_path(template, work_env, errors):
     """One parameter drives every project's Source.BuildSpec and the work function's
     PCB_CODEBUILD_BUILDSPEC; its pattern refuses unsafe paths; nothing else names a buildspec."""
@@ -403,46 +452,26 @@ def check_pipeline_variables(label, pipeline, action, render, errors):
                       f"{sorted(expected)} (values the PR author chooses must not be pasted into its JSON text)")
 
 
-def check_untrusted(template, kind, by_role, errors, approval=None):
+def check_untrusted(template, kind, by_role, errors):
     resources = template["Resources"]
     renderer = Renderer(template)
     render = renderer.render
     work_env = function_environment(template, kind, by_role["work"][1])
     check_buildspec_path(template, work_env, errors)
 
-    # PCB_PROJECTS' first table names both pipelines.
-    toml_text = render(work_env["PCB_PROJECTS"])
-    try:
-        projects = tomllib.loads(toml_text)
-    except tomllib.TOMLDecodeError as e:
-        errors.append(f"PCB_PROJECTS is not TOML ({e}): {toml_text!r}")
-        return
-    first = next(iter(projects.values()))
-    if approval is None and "approval_phrase" in first:
-        errors.append(f"approval_phrase is set by default ({first['approval_phrase']!r}); an empty ApprovalPhrase must leave it out")
-    elif approval is not None and first.get("approval_phrase") != approval:
-        errors.append(f"the first project's approval_phrase is {first.get('approval_phrase')!r}, not {approval!r}")
-    phrase_parameter = template.get("Parameters", {}).get("ApprovalPhrase")
-    if phrase_parameter is not None:
-        # It is pasted into a TOML string: no quote, backslash, control character or edge space.
-        pattern = phrase_parameter.get("AllowedPattern", ".*")
-        for phrase in APPROVAL_PHRASES_OK:
-            if not re.fullmatch(pattern, phrase):
-                errors.append(f"ApprovalPhrase's pattern refuses {phrase!r}")
-        for phrase in APPROVAL_PHRASES_BAD:
-            if re.fullmatch(pattern, phrase):
-                errors.append(f"ApprovalPhrase's pattern accepts {phrase!r}")
-        phrased = tomllib.loads(Renderer(template, {"ApprovalPhrase": "/ok-to-test"}).render(work_env["PCB_PROJECTS"]))
-        if next(iter(phrased.values())).get("approval_phrase") != "/ok-to-test":
-            errors.append("ApprovalPhrase=/ok-to-test does not become the first project's approval_phrase")
+    # PCB_PIPELINE and PCB_UNTRUSTED_PIPELINE name the shared pair.
     by_name = pipelines_by_name(template, render)
-    trusted_name, untrusted_name = first.get("pipeline"), first.get("untrusted_pipeline")
-    if untrusted_name not in by_name or trusted_name not in by_name:
-        errors.append(f"PCB_PROJECTS names pipeline {trusted_name!r} and untrusted_pipeline {untrusted_name!r}; the template defines {sorted(by_name)}")
+    found = {}
+    for label, variable in (("trusted", "PCB_PIPELINE"), ("untrusted", "PCB_UNTRUSTED_PIPELINE")):
+        found[label] = pipeline_of(template, work_env.get(variable), render)
+        if found[label] is None:
+            errors.append(f"{variable} is {work_env.get(variable)!r}, not a pipeline of the template ({sorted(by_name)})")
+            return
+    if found["trusted"] == found["untrusted"]:
+        errors.append(f"PCB_PIPELINE and PCB_UNTRUSTED_PIPELINE are both {found['trusted']!r}")
         return
-    if trusted_name == untrusted_name:
-        errors.append(f"pipeline and untrusted_pipeline are both {trusted_name!r}")
-        return
+    by_name = {render(resources[found[label]]["Properties"]["Name"]): found[label] for label in found}
+    trusted_name, untrusted_name = (render(resources[found[label]]["Properties"]["Name"]) for label in ("trusted", "untrusted"))
     trusted, untrusted = resources[by_name[trusted_name]], resources[by_name[untrusted_name]]
     side = {}
     for label, pipeline in (("trusted", trusted), ("untrusted", untrusted)):
@@ -544,26 +573,8 @@ def check_untrusted(template, kind, by_role, errors, approval=None):
     if not tls:
         errors.append(f"{u['bucket']}: no policy denying requests without TLS on the bucket and its objects")
 
-    # The report function hears both projects and both pipelines; work and report may act on both.
+    # Work and report may act on both pipelines.
     names = {"trusted": trusted_name, "untrusted": untrusted_name}
-    if kind == "sam":
-        patterns = [e["Properties"]["Pattern"] for e in by_role["report"][1].get("Events", {}).values()
-                    if e["Type"] in ("EventBridgeRule", "CloudWatchEvent")]
-    else:
-        report_arn = f"<{by_role['report'][0]}.Arn>"
-        patterns = [r["Properties"]["EventPattern"] for r in resources.values()
-                    if r["Type"] == "AWS::Events::Rule"
-                    and any(render(t["Arn"]) == report_arn for t in r["Properties"].get("Targets", []))]
-    heard = {"project-name": set(), "pipeline": set()}
-    for pattern in patterns:
-        for field in heard:
-            heard[field].update(target_of(v) or render(v) for v in pattern.get("detail", {}).get(field, []))
-    for label in ("trusted", "untrusted"):
-        if side[label]["project"] not in heard["project-name"]:
-            errors.append(f"the report rules do not hear the {label} CodeBuild project {side[label]['project']}")
-        logical = by_name[names[label]]
-        if logical not in heard["pipeline"]:
-            errors.append(f"the report rules do not hear the {label} pipeline {logical}")
     for role, action in (("work", "codepipeline:StartPipelineExecution"), ("report", "codepipeline:GetPipelineExecution")):
         arns = [
             render(r) for s in function_statements(template, kind, by_role[role][1])
@@ -584,7 +595,8 @@ def granted(statement, action):
 
 
 def check_work_list_bucket(template, kind, by_role, errors):
-    """The work function may ListBucket its own source bucket, unconditionally, and no other."""
+    """The work function may ListBucket its own source bucket, unconditionally, and no other
+    (but the registry's)."""
     render = Renderer(template).render
     work = by_role["work"][1]
     bucket = target_of(function_environment(template, kind, work).get("PCB_BUCKET"))
@@ -593,8 +605,10 @@ def check_work_list_bucket(template, kind, by_role, errors):
     if not any(arn in {render(r) for r in as_list(s.get("Resource", []))} and not s.get("Condition") for s in listing):
         errors.append(f"the work function may not s3:ListBucket its source bucket {bucket} without a Condition "
                       "(a missing key would read as 403, not 404)")
+    # The registry bucket's own ListBucket is check_forge's business.
+    registry = f"<{target_of(function_environment(template, kind, work).get('PCB_REGISTRY_BUCKET'))}.Arn>"
     for statement in listing:
-        others = {render(r) for r in as_list(statement.get("Resource", []))} - {arn}
+        others = {render(r) for r in as_list(statement.get("Resource", []))} - {arn, registry}
         if others:
             errors.append(f"the work function may s3:ListBucket {sorted(others)}, not only its source bucket {bucket}")
 
@@ -665,7 +679,7 @@ def function_statements(template, kind, properties):
     ]
 
 
-def main(kind, path, approval=None):
+def main(kind, path):
     template, problems = decode(path)
     if problems:
         sys.exit(f"{path}: cannot read: {problems}")
@@ -700,7 +714,7 @@ def main(kind, path, approval=None):
             statements = [s for p in props.get("Policies", []) if isinstance(p, dict) for s in statements_of(p)]
             if not statements:
                 errors.append(f"{role}: no inline policy")
-            check_policies(role, statements, ALLOWED[role], kind, errors)
+            check_policies(role, statements, ALLOWED[role], kind, errors, template.get("Parameters", {}))
     else:
         mappings = [r for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
         if not any("ReportBatchItemFailures" in m["Properties"].get("FunctionResponseTypes", []) for m in mappings):
@@ -724,11 +738,12 @@ def main(kind, path, approval=None):
             ]
             if not statements:
                 errors.append(f"{role}: no policy")
-            check_policies(role, statements, ALLOWED[role], kind, errors)
+            check_policies(role, statements, ALLOWED[role], kind, errors, template.get("Parameters", {}))
 
-    untrusted = check_untrusted(template, kind, by_role, errors, approval)
+    untrusted = check_untrusted(template, kind, by_role, errors)
     check_work_list_bucket(template, kind, by_role, errors)
     check_trust_conditions(template, errors)
+    check_forge(template, kind, by_role, errors)
 
     if errors:
         sys.exit(f"{path}:\n  " + "\n  ".join(errors))
@@ -736,6 +751,405 @@ def main(kind, path, approval=None):
           f"maxReceiveCount {max_receive}, IAM of {', '.join(roles)} names only their own resources; "
           f"BuildSpecPath drives every project and the work function; untrusted build role "
           f"{untrusted['build_role']} may only write {untrusted['log_group']} and read {untrusted['bucket']}")
+
+
+
+# Issue 13: one deployment for a whole forge.
+PROJECT_PARAMETERS = {"ProjectKey", "ProjectFullName", "ExtraProjectsToml", "ApprovalPhrase"}
+REGISTRY_ENV = ["PCB_REGISTRY_BUCKET", "PCB_REGISTRY_KEY", "PCB_REGISTRY_TTL_SECONDS", "PCB_PAGURE_URL", "PCB_GIT_URL",
+                "PCB_PIPELINE", "PCB_UNTRUSTED_PIPELINE", "PCB_PIPELINE_PREFIX"]
+# Name properties: (resource type, property) -> (maximum length, the service's pattern).
+NAME_RULES = {
+    ("AWS::CodeBuild::Project", "Name"): (255, r"[A-Za-z0-9][A-Za-z0-9\-_]{1,254}"),
+    ("AWS::CodePipeline::Pipeline", "Name"): (100, r"[A-Za-z0-9.@\-_]+"),
+    ("AWS::Events::Rule", "Name"): (64, r"[\.\-_A-Za-z0-9]+"),
+    ("AWS::IAM::Role", "RoleName"): (64, r"[\w+=,.@-]+"),
+    ("AWS::IAM::ManagedPolicy", "ManagedPolicyName"): (128, r"[\w+=,.@-]+"),
+    ("AWS::S3::Bucket", "BucketName"): (63, r"[a-z0-9][a-z0-9.-]*[a-z0-9]"),
+    ("AWS::Lambda::Function", "FunctionName"): (64, r"[a-zA-Z0-9-_]+"),
+    ("AWS::Serverless::Function", "FunctionName"): (64, r"[a-zA-Z0-9-_]+"),
+    ("AWS::SQS::Queue", "QueueName"): (80, r"[A-Za-z0-9_-]+"),
+    ("AWS::Logs::LogGroup", "LogGroupName"): (512, r"[\.\-_/#A-Za-z0-9]+"),
+    # Less the longest shard suffix, -shard-199.
+    ("AWS::SecretsManager::Secret", "Name"): (512 - len("-shard-199"), r"[A-Za-z0-9/_+=.@-]+"),
+}
+# SAM event sources that become event rules, and the property holding the rule's name.
+SAM_RULE_EVENTS = {"EventBridgeRule": "RuleName", "CloudWatchEvent": "RuleName", "Schedule": "Name"}
+NAME_PREFIXES_BAD = ["", "a", "a.b", "a_b", "-ab", "ab-", "a b", "1ab", "a/b"]
+# Prefixes with a dash: stack `pagure-ci`'s pagure-ci-* would match stack `pagure-ci-staging`'s names.
+NAME_PREFIXES_DASHED = ["ab--cd", "a-b", "ab-cd", "pagure-ci", "pagure-ci-staging"]
+SECRET_SHARDS_MAX = 200
+MAX_VISIBILITY_SECONDS = 43200
+
+
+def bucket_arn_of(template, value, render):
+    """'<Logical.Arn>' for a Ref or GetAtt of a bucket (SAM and CDK render the same)."""
+    return f"<{target_of(value)}.Arn>"
+
+
+def statement_resources(statement, render):
+    return {render(r) for r in as_list(statement.get("Resource", []))}
+
+
+def named_resources(template, kind, by_role):
+    """(label, resource type, property, name expression) for every name the template gives."""
+    found = []
+    for logical, resource in template["Resources"].items():
+        for (rtype, prop), _ in NAME_RULES.items():
+            if resource["Type"] == rtype and prop in resource.get("Properties", {}):
+                found.append((logical, rtype, prop, resource["Properties"][prop]))
+    if kind == "sam":
+        for _, logical, props in functions(template, kind):
+            for event_id, event in props.get("Events", {}).items():
+                prop = SAM_RULE_EVENTS.get(event["Type"])
+                if prop and prop in event.get("Properties", {}):
+                    found.append((f"{logical}.{event_id}", "AWS::Events::Rule", "Name", event["Properties"][prop]))
+    return found
+
+
+def check_names(template, kind, by_role, errors):
+    """NamePrefix bounds every derived name; no name derives from the stack name."""
+    parameter = template.get("Parameters", {}).get("NamePrefix")
+    if parameter is None:
+        errors.append("no NamePrefix parameter (the names would derive from the stack name, which the template cannot bound)")
+        return
+    pattern, longest = parameter.get("AllowedPattern"), parameter.get("MaxLength")
+    if not pattern or longest is None:
+        errors.append("NamePrefix has no AllowedPattern or no MaxLength")
+        return
+    longest = int(longest)
+    for bad in NAME_PREFIXES_BAD:
+        if re.fullmatch(pattern, bad) and (bad == "" or int(parameter.get("MinLength", 0)) <= len(bad)):
+            errors.append(f"NamePrefix's pattern accepts {bad!r}, which some derived name refuses")
+    for dashed in NAME_PREFIXES_DASHED:
+        if re.fullmatch(pattern, dashed):
+            shorter = dashed.rsplit("-", 1)[0]
+            if not re.fullmatch(pattern, shorter):
+                shorter = dashed.split("-")[0]
+            errors.append(f"NamePrefix's pattern accepts {dashed!r}: a stack with the prefix {shorter!r} would grant "
+                          f"and hear {shorter}-*, which matches this stack's {dashed}-trusted (no '-' in a prefix)")
+    for value in (parameter.get("Default", ""), "a" * longest):
+        if not re.fullmatch(pattern, value):
+            errors.append(f"NamePrefix's pattern refuses {value!r}")
+    render = Renderer(template, {"NamePrefix": "a" * longest}).render
+    for label, rtype, prop, expression in named_resources(template, kind, by_role):
+        if "AWS::StackName" in json.dumps(expression):
+            errors.append(f"{label}: {prop} derives from the stack name, which no parameter bounds: {json.dumps(expression)}")
+            continue
+        name = render(expression)
+        if not name.startswith("a" * longest + "-"):
+            errors.append(f"{label}: {prop} {name!r} does not start with <NamePrefix>- (another stack's <prefix>-* could match it)")
+        maximum, allowed = NAME_RULES[(rtype, prop)]
+        if len(name) > maximum or not re.fullmatch(allowed, name):
+            errors.append(f"{label}: {prop} {name!r} with the longest NamePrefix ({longest}) breaks {rtype}'s limit "
+                          f"({maximum} characters of {allowed})")
+
+
+def check_forge(template, kind, by_role, errors):
+    resources = template["Resources"]
+    parameters = template.get("Parameters", {})
+    render = Renderer(template).render
+    envs = {role: function_environment(template, kind, props) for role, (_, props) in by_role.items()}
+    statements = {role: function_statements(template, kind, props) for role, (_, props) in by_role.items()}
+
+    # No project in the templates.
+    for name in sorted(PROJECT_PARAMETERS & set(parameters)):
+        errors.append(f"parameter {name} names a project (projects live in the registry)")
+    for role, env in envs.items():
+        if "PCB_PROJECTS" in env:
+            errors.append(f"{role}: PCB_PROJECTS is set (projects live in the registry)")
+    for rtype in ("AWS::CodePipeline::Pipeline", "AWS::CodeBuild::Project"):
+        count = sum(1 for r in resources.values() if r["Type"] == rtype)
+        if count != 2:
+            errors.append(f"{count} {rtype} resources, not one shared trusted and one untrusted")
+
+    # The registry contract, the same for the three functions.
+    for role, env in envs.items():
+        missing = [v for v in REGISTRY_ENV if v not in env]
+        if missing:
+            errors.append(f"{role}: no {missing}")
+            return
+        if {v: env[v] for v in REGISTRY_ENV} != {v: envs["accept"][v] for v in REGISTRY_ENV}:
+            errors.append(f"{role}: registry environment differs from accept's")
+    env = envs["accept"]
+    for variable, name in (("PCB_PAGURE_URL", "PagureUrl"), ("PCB_GIT_URL", "GitUrl")):
+        if env[variable] != {"Ref": name} or name not in parameters:
+            errors.append(f"{variable} is {env[variable]!r}, not the {name} parameter (the forge default)")
+    for variable in ("PCB_REGISTRY_TTL_SECONDS",):
+        if not re.fullmatch(r"[1-9][0-9]*", render(env[variable])):
+            errors.append(f"{variable} is {env[variable]!r}, not a positive whole number")
+    key = render(env["PCB_REGISTRY_KEY"])
+    registry = target_of(env["PCB_REGISTRY_BUCKET"])
+    artifact = target_of(envs["work"].get("PCB_BUCKET"))
+    if resources.get(registry, {}).get("Type") != "AWS::S3::Bucket" or registry == artifact:
+        errors.append(f"PCB_REGISTRY_BUCKET is {env['PCB_REGISTRY_BUCKET']!r}, not a bucket of its own")
+        return
+    bucket = resources[registry]
+    props = bucket["Properties"]
+    if props.get("VersioningConfiguration", {}).get("Status") != "Enabled":
+        errors.append(f"{registry}: the registry bucket is not versioned")
+    blocks = props.get("PublicAccessBlockConfiguration", {})
+    if not all(blocks.get(k) is True for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")):
+        errors.append(f"{registry}: public access not fully blocked")
+    if bucket.get("DeletionPolicy") != "Retain" or bucket.get("UpdateReplacePolicy") != "Retain":
+        errors.append(f"{registry}: the registry bucket is not retained when the stack is deleted or replaced")
+    tls = [s for r in resources.values() if r["Type"] == "AWS::S3::BucketPolicy" and target_of(r["Properties"]["Bucket"]) == registry
+           for s in statements_of(r["Properties"]["PolicyDocument"])
+           if s.get("Effect") == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") in ("false", False)]
+    if not tls:
+        errors.append(f"{registry}: no policy denying requests without TLS")
+    arn = f"<{registry}.Arn>"
+    for role, found in statements.items():
+        reads = False
+        for statement in found:
+            on = statement_resources(statement, render)
+            if not any(r == arn or r.startswith(arn + "/") for r in on):
+                continue
+            actions = {str(a).lower() for a in as_list(statement.get("Action", []))}
+            if statement.get("Effect") != "Allow":
+                continue
+            if actions == {"s3:getobject"} and on == {f"{arn}/{key}"}:
+                reads = True
+            elif actions == {"s3:listbucket"} and on == {arn} and not statement.get("Condition"):
+                pass
+            else:
+                errors.append(f"{role}: {sorted(actions)} on {sorted(on)}: on the registry bucket only s3:GetObject of "
+                              f"{key} and s3:ListBucket of the bucket are allowed")
+        if not reads:
+            errors.append(f"{role}: may not s3:GetObject the registry {arn}/{key}")
+
+    # By prefix, never by list.
+    prefix = render(env["PCB_PIPELINE_PREFIX"])
+    name_prefix = parameters.get("NamePrefix", {}).get("Default")
+    if prefix != f"{name_prefix}-":
+        errors.append(f"PCB_PIPELINE_PREFIX renders {prefix!r}, not '<NamePrefix>-' ({name_prefix!r})")
+    for label in ("PCB_PIPELINE", "PCB_UNTRUSTED_PIPELINE"):
+        if pipeline_of(template, env[label], render) is None:
+            errors.append(f"{label} is {env[label]!r}, not a pipeline of the template")
+    for logical, r in resources.items():
+        if r["Type"] in ("AWS::CodePipeline::Pipeline", "AWS::CodeBuild::Project") and not render(r["Properties"]["Name"]).startswith(prefix):
+            errors.append(f"{logical}: name {render(r['Properties']['Name'])!r} does not start with {prefix!r}")
+    if kind == "sam":
+        patterns = [e["Properties"]["Pattern"] for e in by_role["report"][1].get("Events", {}).values()
+                    if e["Type"] in ("EventBridgeRule", "CloudWatchEvent")]
+        schedules = [e["Properties"].get("Schedule") for e in by_role["report"][1].get("Events", {}).values()
+                     if e["Type"] in ("Schedule", "ScheduleV2")]
+    else:
+        report_arn = f"<{by_role['report'][0]}.Arn>"
+        rules = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Events::Rule"
+                 and any(render(t["Arn"]) == report_arn for t in r["Properties"].get("Targets", []))]
+        patterns = [r["EventPattern"] for r in rules if "EventPattern" in r]
+        schedules = [r["ScheduleExpression"] for r in rules if "ScheduleExpression" in r]
+    wanted = [{"prefix": prefix}]
+    for field, source in (("project-name", "aws.codebuild"), ("pipeline", "aws.codepipeline")):
+        heard = [p for p in patterns if source in p.get("source", [])]
+        if len(heard) != 1:
+            errors.append(f"{len(heard)} report rules for {source}, not one")
+            continue
+        values = heard[0].get("detail", {}).get(field)
+        got = [{k: render(v) for k, v in x.items()} if isinstance(x, dict) and set(x) == {"prefix"} else render(x)
+               for x in (values or [])]
+        if got != wanted:
+            errors.append(f"the report rule for {source} matches {field} {got}, not exactly {wanted} (by prefix, never a list)")
+    grants = {("work", "codepipeline:StartPipelineExecution"): f"arn:aws:codepipeline:us-east-1:123456789012:{prefix}*",
+              ("report", "codepipeline:GetPipelineExecution"): f"arn:aws:codepipeline:us-east-1:123456789012:{prefix}*",
+              ("report", "codepipeline:ListActionExecutions"): f"arn:aws:codepipeline:us-east-1:123456789012:{prefix}*",
+              ("report", "codebuild:BatchGetBuilds"): f"arn:aws:codebuild:us-east-1:123456789012:project/{prefix}*"}
+    for (role, action), arn_pattern in grants.items():
+        on = set().union(*[statement_resources(s, render) for s in statements[role] if granted(s, action)] or [set()])
+        if on != {arn_pattern}:
+            errors.append(f"{role} may {action} on {sorted(on)}, not exactly {arn_pattern} (the stack's prefix)")
+
+    # Pipelines: V2, parallel, the key override (SUPERSEDED: one project's run would cancel another's).
+    for logical, r in resources.items():
+        if r["Type"] != "AWS::CodePipeline::Pipeline":
+            continue
+        props = r["Properties"]
+        if props.get("PipelineType") != "V2" or props.get("ExecutionMode") != "PARALLEL":
+            errors.append(f"{logical}: {props.get('PipelineType')} {props.get('ExecutionMode')}, not V2 PARALLEL "
+                          "(on a shared pipeline SUPERSEDED would let one project's run supersede another's)")
+        for action in actions_of(r, "Source"):
+            if action["Configuration"].get("AllowOverrideForS3ObjectKey") is not True:
+                errors.append(f"{logical}: the source action does not allow the per-run S3 key override")
+
+    # Work timing.
+    work_env = envs["work"]
+    queue = next((k for k, r in resources.items() if r["Type"] == "AWS::SQS::Queue" and k.startswith("BuildQueue")), None)
+    if target_of(work_env.get("PCB_QUEUE_URL")) != queue:
+        errors.append(f"the work function's PCB_QUEUE_URL is {work_env.get('PCB_QUEUE_URL')!r}, not the build queue {queue}")
+    try:
+        first, most = int(render(work_env["PCB_RETRY_FIRST_SECONDS"])), int(render(work_env["PCB_RETRY_MAX_SECONDS"]))
+        if not 0 < first <= most <= MAX_VISIBILITY_SECONDS:
+            errors.append(f"retry delays {first} s .. {most} s: not 0 < first <= max <= {MAX_VISIBILITY_SECONDS}")
+    except (KeyError, ValueError) as e:
+        errors.append(f"the work function has no whole PCB_RETRY_FIRST_SECONDS/PCB_RETRY_MAX_SECONDS ({e})")
+    if not any(granted(s, "sqs:ChangeMessageVisibility") and f"<{queue}.Arn>" in statement_resources(s, render)
+               for s in statements["work"]):
+        errors.append(f"the work function may not sqs:ChangeMessageVisibility on {queue}")
+    if kind == "sam":
+        sources = [e["Properties"] for e in by_role["work"][1].get("Events", {}).values() if e["Type"] == "SQS"]
+    else:
+        sources = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    for source in sources:
+        concurrency = source.get("ScalingConfig", {}).get("MaximumConcurrency")
+        name = target_of(concurrency)
+        limits = parameters.get(name, {})
+        if name is None or not 2 <= int(limits.get("MinValue", 0)) or not int(limits.get("MaxValue", 10**6)) <= 1000:
+            errors.append(f"the work function's SQS source has MaximumConcurrency {concurrency!r}, not a parameter bounded 2..1000")
+
+    # Both CodeBuild projects: environment, image, size and limit from parameters.
+    for logical, r in resources.items():
+        if r["Type"] != "AWS::CodeBuild::Project":
+            continue
+        environment = r["Properties"].get("Environment", {})
+        if environment.get("Type") != {"Ref": "CodeBuildEnvironmentType"} or environment.get("ComputeType") != {"Ref": "CodeBuildComputeType"}:
+            errors.append(f"{logical}: environment type and compute type are not the CodeBuildEnvironmentType/CodeBuildComputeType parameters")
+        if "ConcurrentBuildLimit" not in refs(r["Properties"].get("ConcurrentBuildLimit")):
+            errors.append(f"{logical}: ConcurrentBuildLimit is not the ConcurrentBuildLimit parameter")
+        for env_type, image, arch in (("ARM_CONTAINER", "", "aarch64"), ("LINUX_CONTAINER", "", "x86_64"),
+                                      ("LINUX_CONTAINER", "example/image:1", "example/image:1")):
+            rendered = Renderer(template, {"CodeBuildEnvironmentType": env_type, "CodeBuildImage": image}).render(environment.get("Image"))
+            if arch not in rendered or (image == "" and rendered.count("aarch64") + rendered.count("x86_64") != 1):
+                errors.append(f"{logical}: with {env_type} and CodeBuildImage {image!r} the image is {rendered!r}, not {arch}")
+    for name in ("CodeBuildEnvironmentType", "CodeBuildComputeType", "CodeBuildImage", "ConcurrentBuildLimit"):
+        if name not in parameters:
+            errors.append(f"no {name} parameter")
+    if str(parameters.get("ConcurrentBuildLimit", {}).get("Default")) != "0":
+        errors.append("ConcurrentBuildLimit's default is not 0 (no limit: a limit above a new account's quota fails the deploy)")
+
+    # The sweep.
+    if len(schedules) != 1 or target_of(schedules[0]) != "SweepSchedule" \
+            or parameters.get("SweepSchedule", {}).get("Default") != "rate(15 minutes)":
+        errors.append(f"the report function's schedules are {schedules!r}, not the SweepSchedule parameter (default rate(15 minutes))")
+    report_env = envs["report"]
+    if report_env.get("PCB_SWEEP_AFTER_SECONDS") != {"Ref": "SweepAfterSeconds"} or \
+            str(parameters.get("SweepAfterSeconds", {}).get("Default")) != "3600":
+        errors.append("the report function's PCB_SWEEP_AFTER_SECONDS is not the SweepAfterSeconds parameter (default 3600)")
+    for variable in ("PCB_BUCKET", "PCB_KEY_PREFIX"):
+        if report_env.get(variable) != work_env.get(variable):
+            errors.append(f"the report function's {variable} is {report_env.get(variable)!r}, not the work function's")
+    artifact_arn = f"<{artifact}.Arn>"
+    marker = f"{artifact_arn}/{render(work_env.get('PCB_KEY_PREFIX', ''))}/*"
+    cursor = f"{artifact_arn}/{render(work_env.get('PCB_KEY_PREFIX', ''))}/.sweep/cursor"  # bridge_core::sweep::cursor_key
+    allowed_marker_grants = {"s3:listbucket": {artifact_arn},
+                             # *.zip: the sweep reads an archive's metadata (HeadObject needs s3:GetObject).
+                             "s3:getobject": {marker + ".started", marker + ".settled", cursor, marker + ".zip"},
+                             "s3:putobject": {marker + ".settled", cursor}}
+    seen = {a: set() for a in allowed_marker_grants}
+    for statement in statements["report"]:
+        on = {r for r in statement_resources(statement, render) if r == artifact_arn or r.startswith(artifact_arn + "/")}
+        if not on or statement.get("Effect") != "Allow":
+            continue
+        for action in (str(a).lower() for a in as_list(statement.get("Action", []))):
+            if action not in allowed_marker_grants or not on <= allowed_marker_grants[action] or \
+                    (action == "s3:listbucket" and statement.get("Condition")):
+                errors.append(f"report: {action} on {sorted(on)}: on the artifact bucket only ListBucket, GetObject of "
+                              "*.started/*.settled markers, the cursor and *.zip archives (their metadata), PutObject of "
+                              "*.settled markers and the cursor are allowed")
+            else:
+                seen[action] |= on
+    if seen != allowed_marker_grants:
+        errors.append(f"report's sweep grants on the artifact bucket are {seen}, not {allowed_marker_grants}")
+
+    check_secret_shards(template, envs, statements, render, errors)
+
+    # One encryption: SSE-S3 everywhere, as the bridge writes.
+    for logical, r in resources.items():
+        if r["Type"] == "AWS::S3::Bucket":
+            rules = r["Properties"].get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration", [])
+            if [x.get("ServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for x in rules] != ["AES256"]:
+                errors.append(f"{logical}: not SSE-S3 (AES256) by default, unlike what the bridge writes")
+            if logical != registry and r.get("DeletionPolicy", "Delete") != "Delete":
+                errors.append(f"{logical}: DeletionPolicy {r.get('DeletionPolicy')} (the artifact buckets go with the stack; scripts/teardown empties them)")
+    for role, env in envs.items():
+        if "PCB_KMS_KEY_ID" in env:
+            errors.append(f"{role}: PCB_KMS_KEY_ID is set (the bridge would write SSE-KMS into SSE-S3 buckets)")
+        for statement in statements[role]:
+            if any(str(a).lower().startswith("kms:") for a in as_list(statement.get("Action", []))):
+                errors.append(f"{role}: a kms: grant ({statement.get('Action')}), though nothing is KMS-encrypted by the bridge")
+
+    check_names(template, kind, by_role, errors)
+
+
+def check_secret_shards(template, envs, statements, render, errors):
+    """One named secret (shard 0); PCB_SECRET_ID is its name, PCB_SECRET_SHARDS the parameter;
+    the functions read exactly it and <name>-shard-*; the outputs give both."""
+    resources, parameters = template["Resources"], template.get("Parameters", {})
+    shards = parameters.get("SecretShards")
+    if shards is None or shards.get("Type") != "Number" or str(shards.get("Default")) != "1" \
+            or str(shards.get("MinValue")) != "1" or not 1 <= int(shards.get("MaxValue", 10**6)) <= SECRET_SHARDS_MAX:
+        errors.append(f"SecretShards is {shards!r}, not a Number parameter with Default 1, MinValue 1, MaxValue <= {SECRET_SHARDS_MAX}")
+    secrets = [k for k, r in resources.items() if r["Type"] == "AWS::SecretsManager::Secret"]
+    if len(secrets) != 1:
+        errors.append(f"{len(secrets)} secrets ({secrets}), not the one base secret (the shards are not the stack's)")
+        return
+    secret = secrets[0]
+    expression = resources[secret]["Properties"].get("Name")
+    if expression is None:
+        errors.append(f"{secret}: no Name (the functions find the shards by the base secret's name, <name>-shard-i)")
+        return
+    name = render(expression)
+    prefix = render({"Ref": "NamePrefix"}) if "NamePrefix" in parameters else None
+    if prefix is None or not name.startswith(prefix + "-"):
+        errors.append(f"{secret}: Name {name!r} does not derive from NamePrefix (<NamePrefix>-...)")
+    if re.search(r"-[^-]{6}$", name):
+        errors.append(f"{secret}: Name {name!r} ends in '-' and six characters (AWS: lookups by partial ARN would be confused)")
+    shard_arn = f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-shard-*"
+    for role, env in envs.items():
+        if render(env.get("PCB_SECRET_ID", "")) != name or target_of(env.get("PCB_SECRET_ID")) == secret:
+            errors.append(f"{role}: PCB_SECRET_ID is {env.get('PCB_SECRET_ID')!r}, not the base secret's name {name!r} "
+                          "(an ARN has a random suffix: the shards' names cannot derive from it)")
+        if env.get("PCB_SECRET_SHARDS") != {"Ref": "SecretShards"}:
+            errors.append(f"{role}: PCB_SECRET_SHARDS is {env.get('PCB_SECRET_SHARDS')!r}, not the SecretShards parameter")
+        reads = set()
+        for statement in statements[role]:
+            actions = {str(a).lower() for a in as_list(statement.get("Action", []))}
+            on = statement_resources(statement, render)
+            if statement.get("Effect") != "Allow" or not any(a.startswith("secretsmanager:") or a == "*" for a in actions):
+                continue
+            if actions != {"secretsmanager:getsecretvalue"} or statement.get("Condition"):
+                errors.append(f"{role}: {sorted(actions)} on {sorted(on)}: only secretsmanager:GetSecretValue, unconditioned")
+            reads |= on
+        wanted = {f"<{secret}>", shard_arn}
+        if reads != wanted:
+            errors.append(f"{role}: secretsmanager:GetSecretValue on {sorted(reads)}, not exactly the base secret and its "
+                          f"shards {sorted(wanted)}")
+    outputs = template.get("Outputs", {})
+    if render(outputs.get("SecretName", {}).get("Value", "")) != name:
+        errors.append(f"the SecretName output is not the base secret's name {name!r}")
+    line = render(outputs.get("CliEnvironment", {}).get("Value", "")).split()
+    for wanted in (f"PCB_SECRET_ID={name}", f"PCB_SECRET_SHARDS={render({'Ref': 'SecretShards'})}"):
+        if wanted not in line:
+            errors.append(f"the CliEnvironment output does not export {wanted}")
+
+
+def parity(sam_path, cdk_path):
+    """The SAM template and the CDK app offer the same parameters, outputs and function environments."""
+    sam, cdk = decode(sam_path)[0], decode(cdk_path)[0]
+    errors = []
+    keys = ("Type", "Default", "AllowedPattern", "AllowedValues", "MinValue", "MaxValue", "MinLength", "MaxLength")
+    norm = lambda p: {k: [str(v) for v in p[k]] if isinstance(p.get(k), list) else str(p[k]) for k in keys if k in p}
+    sam_parameters = sam.get("Parameters", {})
+    cdk_parameters = {k: v for k, v in cdk.get("Parameters", {}).items() if k != "BootstrapVersion"}
+    for name in sorted(set(sam_parameters) | set(cdk_parameters)):
+        if name not in sam_parameters or name not in cdk_parameters:
+            errors.append(f"parameter {name} only in {'SAM' if name in sam_parameters else 'CDK'}")
+        elif norm(sam_parameters[name]) != norm(cdk_parameters[name]):
+            errors.append(f"parameter {name}: SAM {norm(sam_parameters[name])} != CDK {norm(cdk_parameters[name])}")
+    if set(sam.get("Outputs", {})) != set(cdk.get("Outputs", {})):
+        errors.append(f"outputs differ: SAM only {sorted(set(sam['Outputs']) - set(cdk['Outputs']))}, "
+                      f"CDK only {sorted(set(cdk['Outputs']) - set(sam['Outputs']))}")
+    envs = {}
+    for label, template, kind in (("SAM", sam, "sam"), ("CDK", cdk, "cdk")):
+        envs[label] = {role: set(function_environment(template, kind, props)) for role, _, props in functions(template, kind)}
+    for role in sorted(envs["SAM"]):
+        if envs["SAM"][role] != envs["CDK"].get(role):
+            errors.append(f"{role}: environment SAM only {sorted(envs['SAM'][role] - envs['CDK'].get(role, set()))}, "
+                          f"CDK only {sorted(envs['CDK'].get(role, set()) - envs['SAM'][role])}")
+    if errors:
+        sys.exit(f"{sam_path} vs {cdk_path}:\n  " + "\n  ".join(errors))
+    print(f"parity: {len(sam_parameters)} parameters, {len(sam['Outputs'])} outputs and the three functions' "
+          "environment names are the same in SAM and CDK")
 
 
 def logical(template, prefix, kind):
@@ -763,6 +1177,26 @@ def _work_env(t):
     return t["Resources"][logical(t, "WorkFunction", "AWS::Lambda::Function")]["Properties"]["Environment"]["Variables"]
 
 
+def _envs(t):
+    return [_fn(t, f)["Environment"]["Variables"] for f in ("AcceptFunction", "WorkFunction", "ReportFunction")]
+
+
+def _fn(t, name):
+    return t["Resources"][logical(t, name, "AWS::Lambda::Function")]["Properties"]
+
+
+def _resource(t, name, kind):
+    return t["Resources"][logical(t, name, kind)]
+
+
+def _statements_on(t, role, action):
+    return [s for s in _policy(t, role) if action in as_list(s["Action"])]
+
+
+def _report_rule(t, name):
+    return _resource(t, name, "AWS::Events::Rule")["Properties"]
+
+
 CDK_MUTANTS = {
     "the untrusted build role reading the bridge's secret": lambda t: _policy(t, "UntrustedBuildRole").append(
         {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
@@ -783,8 +1217,8 @@ CDK_MUTANTS = {
         ServiceRole={"Fn::GetAtt": [logical(t, "BuildRole", "AWS::IAM::Role"), "Arn"]}),
     "a hard-coded buildspec.yml": lambda t: _untrusted_project(t)["Source"].update(BuildSpec="buildspec.yml"),
     "the work function told another buildspec path": lambda t: _work_env(t).update(PCB_CODEBUILD_BUILDSPEC="ci/buildspec.yml"),
-    "no untrusted_pipeline in PCB_PROJECTS": lambda t: _work_env(t).update(
-        PCB_PROJECTS=re.sub(r"\nuntrusted_pipeline = .*", "", _work_env(t)["PCB_PROJECTS"])),
+    "PCB_UNTRUSTED_PIPELINE naming the trusted pipeline": lambda t: [
+        e.update(PCB_UNTRUSTED_PIPELINE=e["PCB_PIPELINE"]) for e in _envs(t)],
     "the branch name passed to both builds again": lambda t: [
         (r["Properties"]["Variables"].append({"Name": "PAGURE_BRANCH", "DefaultValue": "manual"}),
          a["Configuration"].update(EnvironmentVariables=json.dumps(
@@ -809,6 +1243,79 @@ CDK_MUTANTS = {
         "StringEquals"].pop("aws:SourceArn"),
     "the untrusted build role trusting the trusted project": lambda t: _trust(t, "UntrustedBuildRole")["Condition"][
         "StringEquals"].update({"aws:SourceArn": _trust(t, "BuildRole")["Condition"]["StringEquals"]["aws:SourceArn"]}),
+    # Issue 13: one deployment for a whole forge.
+    "a project parameter again": lambda t: t["Parameters"].update(ProjectKey={"Type": "String", "Default": "demo"}),
+    "PCB_PROJECTS again": lambda t: [e.update(PCB_PROJECTS="[demo]\npipeline = \"x\"") for e in _envs(t)],
+    "a per-project pipeline": lambda t: t["Resources"].update(
+        DemoPipeline=json.loads(json.dumps(_resource(t, "Pipeline", "AWS::CodePipeline::Pipeline")))),
+    "the registry in the artifact bucket": lambda t: [
+        e.update(PCB_REGISTRY_BUCKET={"Ref": logical(t, "ArtifactBucket", "AWS::S3::Bucket")}) for e in _envs(t)],
+    "a registry bucket deleted with the stack": lambda t: _resource(t, "RegistryBucket", "AWS::S3::Bucket").update(
+        DeletionPolicy="Delete"),
+    "an unversioned registry bucket": lambda t: _resource(t, "RegistryBucket", "AWS::S3::Bucket")["Properties"].pop(
+        "VersioningConfiguration"),
+    "the functions reading every object of the registry bucket": lambda t: [
+        s["Resource"]["Fn::Join"][1].__setitem__(1, "/*") for s in _statements_on(t, "ReportFunctionRole", "s3:GetObject")
+        if "RegistryBucket" in json.dumps(s["Resource"])],
+    "accept writing the registry": lambda t: _policy(t, "AcceptFunctionRole").append(
+        {"Effect": "Allow", "Action": "s3:PutObject", "Resource": {"Fn::Join": ["", [
+            {"Fn::GetAtt": [logical(t, "RegistryBucket", "AWS::S3::Bucket"), "Arn"]}, "/registry.json"]]}}),
+    "PCB_PAGURE_URL hard-coded": lambda t: [e.update(PCB_PAGURE_URL="https://pagure.io/") for e in _envs(t)],
+    "a report rule matching a list of pipelines": lambda t: _report_rule(t, "PipelineStates")["EventPattern"]["detail"].update(
+        pipeline=[{"Ref": logical(t, "Pipeline", "AWS::CodePipeline::Pipeline")}]),
+    "report reading the builds of every project": lambda t: [
+        s.update(Resource="arn:aws:codebuild:us-east-1:123456789012:project/x") for s in _statements_on(t, "ReportFunctionRole", "codebuild:BatchGetBuilds")],
+    "a SUPERSEDED shared pipeline": lambda t: _resource(t, "Pipeline", "AWS::CodePipeline::Pipeline")["Properties"].update(
+        ExecutionMode="SUPERSEDED"),
+    "the work function without PCB_QUEUE_URL": lambda t: _work_env(t).pop("PCB_QUEUE_URL"),
+    "a longest retry shorter than the first": lambda t: _work_env(t).update(PCB_RETRY_MAX_SECONDS="10"),
+    "the work function unable to ChangeMessageVisibility": lambda t: [
+        s.__setitem__("Action", [a for a in as_list(s["Action"]) if a != "sqs:ChangeMessageVisibility"])
+        for s in _policy(t, "WorkFunctionRole") if "sqs:ChangeMessageVisibility" in as_list(s["Action"])],
+    "no MaximumConcurrency on the SQS source": lambda t: [
+        r["Properties"].pop("ScalingConfig") for r in t["Resources"].values() if r["Type"] == "AWS::Lambda::EventSourceMapping"],
+    "a fixed ConcurrentBuildLimit": lambda t: _untrusted_project(t).update(ConcurrentBuildLimit=10),
+    "the x86 image whatever the environment type": lambda t: _untrusted_project(t)["Environment"].update(
+        Image="aws/codebuild/amazonlinux-x86_64-standard:5.0"),
+    "no sweep schedule": lambda t: t["Resources"].pop(logical(t, "Sweep", "AWS::Events::Rule")),
+    "report reading source archives": lambda t: [
+        s.update(Resource={"Fn::Join": ["", [{"Fn::GetAtt": [logical(t, "ArtifactBucket", "AWS::S3::Bucket"), "Arn"]}, "/sources/*"]]})
+        for s in _statements_on(t, "ReportFunctionRole", "s3:GetObject") if "ArtifactBucket" in json.dumps(s["Resource"])],
+    "report writing .started markers": lambda t: [
+        r["Fn::Join"][1].__setitem__(1, "/sources/*.started")
+        for s in _statements_on(t, "ReportFunctionRole", "s3:PutObject") for r in as_list(s["Resource"])
+        if r["Fn::Join"][1][1] == "/sources/*.settled"],
+    "an SSE-KMS artifact bucket": lambda t: _resource(t, "ArtifactBucket", "AWS::S3::Bucket")["Properties"]["BucketEncryption"][
+        "ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"].update(SSEAlgorithm="aws:kms"),
+    "PCB_KMS_KEY_ID set": lambda t: _work_env(t).update(PCB_KMS_KEY_ID="alias/aws/s3"),
+    "a NamePrefix of up to 60 characters": lambda t: t["Parameters"]["NamePrefix"].update(MaxLength=60),
+    "a NamePrefix allowing dots": lambda t: t["Parameters"]["NamePrefix"].update(AllowedPattern="^[A-Za-z][A-Za-z0-9.]{1,39}$"),
+    "a NamePrefix allowing dashes again": lambda t: t["Parameters"]["NamePrefix"].update(
+        AllowedPattern="^[A-Za-z][A-Za-z0-9-]*[A-Za-z0-9]$"),
+    "an event rule named without the prefix's dash": lambda t: _report_rule(t, "Sweep").update(
+        Name={"Fn::Join": ["", [{"Ref": "NamePrefix"}, "sweep"]]}),
+    "report unable to read the archives' metadata": lambda t: [
+        s.__setitem__("Resource", [r for r in as_list(s["Resource"]) if "*.zip" not in json.dumps(r)])
+        for s in _statements_on(t, "ReportFunctionRole", "s3:GetObject")],
+    "PCB_SECRET_ID the secret's ARN": lambda t: [
+        e.update(PCB_SECRET_ID={"Ref": logical(t, "BridgeSecret", "AWS::SecretsManager::Secret")}) for e in _envs(t)],
+    "an unnamed secret": lambda t: _resource(t, "BridgeSecret", "AWS::SecretsManager::Secret")["Properties"].pop("Name"),
+    "accept without PCB_SECRET_SHARDS": lambda t: _envs(t)[0].pop("PCB_SECRET_SHARDS"),
+    "work unable to read the shards": lambda t: [
+        s.__setitem__("Resource", as_list(s["Resource"])[0]) for s in _statements_on(t, "WorkFunctionRole", "secretsmanager:GetSecretValue")],
+    "report reading every secret": lambda t: [
+        s.__setitem__("Resource", [as_list(s["Resource"])[0], "arn:aws:secretsmanager:us-east-1:123456789012:secret:*"])
+        for s in _statements_on(t, "ReportFunctionRole", "secretsmanager:GetSecretValue")],
+    "work writing the secret": lambda t: [
+        s.__setitem__("Action", ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"])
+        for s in _statements_on(t, "WorkFunctionRole", "secretsmanager:GetSecretValue")],
+    "SecretShards down to 0": lambda t: t["Parameters"]["SecretShards"].update(MinValue=0),
+    "CliEnvironment without PCB_SECRET_SHARDS": lambda t: t["Outputs"]["CliEnvironment"]["Value"]["Fn::Join"][1].__setitem__(
+        slice(None), json.loads(json.dumps(t["Outputs"]["CliEnvironment"]["Value"]["Fn::Join"][1]).replace("PCB_SECRET_SHARDS=", "PCB_X="))),
+    "the SecretName output the ARN": lambda t: t["Outputs"]["SecretName"].update(
+        Value={"Ref": logical(t, "BridgeSecret", "AWS::SecretsManager::Secret")}),
+    "a pipeline named after the stack": lambda t: _resource(t, "Pipeline", "AWS::CodePipeline::Pipeline")["Properties"].update(
+        Name={"Fn::Join": ["", [{"Ref": "AWS::StackName"}, "-trusted"]]}),
 }
 
 
@@ -838,10 +1345,12 @@ def mutants(path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("sam", "cdk", "mutants") \
-            or (len(sys.argv) == 4 and sys.argv[1] != "cdk"):
+    if len(sys.argv) != (4 if sys.argv[1:2] == ["parity"] else 3) or sys.argv[1] not in ("sam", "cdk", "mutants", "parity"):
         sys.exit(__doc__)
     if sys.argv[1] == "mutants":
         mutants(sys.argv[2])
+    elif sys.argv[1] == "parity":
+        parity(sys.argv[2], sys.argv[3])
     else:
-        main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) == 4 else None)
+        main(sys.argv[1], sys.argv[2])
+
