@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub mod fake_pagure;
 pub mod git_server;
+pub mod lambda;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
