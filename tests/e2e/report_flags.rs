@@ -250,7 +250,7 @@ pipeline = "demo-ci"
 pagure_url = "PAGURE"
 git_url = "https://pagure.example.org"
 project = "rpms/bash"
-pipeline = "bash-ci"
+pipeline = "demo-ci"  # one shared pipeline builds both
 "#;
 
 fn report_service(fake: &FakePagure, executions: Executions) -> ReportService<PagureFlags<StaticSecrets>, Executions> {
