@@ -520,6 +520,7 @@ async fn deployed_add_check_remove_through_pcb_variables() {
         ("PCB_GIT_URL", "https://src.example.org"),
         ("PCB_PIPELINE", "pcb-trusted"),
         ("PCB_UNTRUSTED_PIPELINE", "pcb-untrusted"),
+        ("PCB_SECRET_SHARDS", "1"),
         ("PCB_PIPELINE_PREFIX", "pcb-"),
         ("PCB_BRIDGE_URL", "https://abc123.lambda-url.us-east-1.on.aws/"),
         ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),

@@ -710,3 +710,17 @@ pub(crate) fn run_variables(run: &Value) -> Vec<(String, String)> {
         .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
         .collect()
 }
+
+/// A build not started by a pipeline (by hand, with PAGURE_* overrides that name a project)
+/// never posts with that project's token.
+#[tokio::test]
+async fn a_build_started_by_hand_is_ignored_whatever_its_variables() {
+    let fake = pagure().await;
+    let service = report_service(&fake, Executions::default());
+    let mut event = codebuild_event("SUCCEEDED", None, &[]);
+    event["detail"]["additional-information"]["initiator"] = json!("user/mallory");
+    let answer = report::handle(&service, event).await.expect("handled");
+    assert_eq!(answer["outcome"], json!("ignored"), "{answer}");
+    assert!(answer["reason"].as_str().is_some_and(|r| r.contains("not started by a pipeline")), "{answer}");
+    assert!(fake.flags().is_empty());
+}

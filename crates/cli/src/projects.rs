@@ -155,15 +155,26 @@ impl Backend {
             };
             parts.push(Part { shard, document, changed: false });
         }
-        Ok(SecretShards { parts })
+        let shards = SecretShards { parts };
+        // Refused here as the Lambdas would refuse it (a project in two shards, say), before
+        // an edit makes it worse.
+        shards.check().with_context(|| self.secrets_place())?;
+        Ok(shards)
     }
 
     /// Writes the shards that changed, each only if nobody else changed it since it was read.
     async fn write_secrets(&self, secrets: &SecretShards) -> anyhow::Result<()> {
+        // The edited document as the Lambdas will merge it: never write what they would refuse.
+        secrets.check().context("the edited secrets document")?;
         for part in secrets.parts.iter().filter(|p| p.changed) {
-            let mut text = serde_json::to_string_pretty(&part.document)?;
-            text.push('\n');
-            bridge_core::ports::SecretsDocument::parse(&text).context("the edited secrets document")?;
+            let text = shard_text(&part.document);
+            if text.len() > SECRET_MAX_BYTES {
+                bail!(
+                    "{} would hold {} bytes, over Secrets Manager's {SECRET_MAX_BYTES}: raise the stack's SecretShards (PCB_SECRET_SHARDS)",
+                    part.shard.id,
+                    text.len()
+                );
+            }
             match self {
                 Backend::Local { secrets, .. } => write_private(secrets, &text)?,
                 Backend::Aws { secrets, .. } => {
@@ -193,7 +204,24 @@ pub struct SecretShards {
 /// Room left for a project's entry when a shard is chosen for it.
 const SHARD_LIMIT_BYTES: usize = 60 * 1024;
 
+/// Secrets Manager's limit on a secret's value.
+const SECRET_MAX_BYTES: usize = 65_536;
+
+/// A shard's text exactly as written (its size is what counts against the limit).
+fn shard_text(document: &Map<String, Value>) -> String {
+    let mut text = serde_json::to_string_pretty(document).expect("JSON values always serialise");
+    text.push('\n');
+    text
+}
+
 impl SecretShards {
+    /// The shards merged by the Lambdas' own rule (a project in two shards is refused).
+    fn check(&self) -> Result<(), bridge_core::ports::SecretsError> {
+        let texts: Vec<(String, Option<String>)> =
+            self.parts.iter().map(|p| (p.shard.id.clone(), Some(shard_text(&p.document)))).collect();
+        bridge_core::ports::merge_secret_shards(&texts).map(|_| ())
+    }
+
     /// Every shard's projects and the shared tokens, as the Lambdas merge them.
     fn view(&self) -> Map<String, Value> {
         let mut projects = Map::new();
@@ -221,7 +249,7 @@ impl SecretShards {
             None => self
                 .parts
                 .iter()
-                .position(|p| serde_json::to_string(&p.document).map_or(0, |t| t.len()) + 1024 < SHARD_LIMIT_BYTES)
+                .position(|p| shard_text(&p.document).len() + 1024 < SHARD_LIMIT_BYTES)
                 .ok_or_else(|| {
                     anyhow!(
                         "every secret shard is full ({} of them): raise the stack's SecretShards (PCB_SECRET_SHARDS)",
@@ -683,14 +711,16 @@ impl Projects {
         let (mut document, version) = self.document().await?;
         let before = document.rules.len();
         document.rules.retain(|r| r.matches.as_deref() != Some(key));
-        if document.rules.len() == before {
+        if document.rules.len() < before {
+            self.compile(&document)?;
+            self.backend.write_registry(&document.to_json(), version.as_deref()).await?;
+            say(format!("removed the rule `{key}` from {}", self.backend.registry_place()));
+        } else if keep_secrets || self.compile(&document)?.lookup(key).is_none() {
             bail!("no rule matches exactly `{key}` in {}", self.backend.registry_place());
         }
-        self.compile(&document)?;
-        self.backend.write_registry(&document.to_json(), version.as_deref()).await?;
-        say(format!("removed the rule `{key}` from {}", self.backend.registry_place()));
         let registry = self.compile(&document)?;
         if let Some((_, source)) = registry.lookup(key) {
+            // A pattern still routes it: without its tokens, its triggers are refused.
             say(format!("note: `{key}` is still routed by {source}"));
         }
         if !keep_secrets {
@@ -792,6 +822,10 @@ mod tests {
         assert_eq!(secrets.view()["shared_pagure_api_tokens"], json!({"bot": "b"}));
         assert!(secrets.remove_project("rpms/b") && !secrets.remove_project("rpms/b"));
         assert_eq!(secrets.view()["projects"].as_object().map(Map::len), Some(701));
+        assert!(secrets.check().is_ok());
+        // What the Lambdas would refuse, the CLI refuses before writing.
+        let twice = shards(&[json!({"projects": {"rpms/a": {}}}), json!({"projects": {"rpms/a": {}}})]);
+        assert!(twice.check().expect_err("in two shards").to_string().contains("rpms/a"));
         let mut all_full = shards(&[json!({"projects": full})]);
         let error = all_full.project_entry("rpms/more").expect_err("no room").to_string();
         assert!(error.contains("SecretShards"), "{error}");

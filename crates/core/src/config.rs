@@ -919,7 +919,16 @@ impl AdminConfig {
         let env = Env(get);
         // The same deployment values as the Lambdas: a rule the CLI accepts must be one they
         // accept too, or the whole registry would be refused where it matters.
-        for key in [env::REGISTRY_BUCKET, env::PAGURE_URL, env::GIT_URL, env::PIPELINE, env::PIPELINE_PREFIX] {
+        // The stack's CliEnvironment output sets every one of them.
+        for key in [
+            env::REGISTRY_BUCKET,
+            env::PAGURE_URL,
+            env::GIT_URL,
+            env::PIPELINE,
+            env::UNTRUSTED_PIPELINE,
+            env::PIPELINE_PREFIX,
+            env::SECRET_SHARDS,
+        ] {
             env.required(key)?;
         }
         Ok(AdminConfig {

@@ -551,6 +551,18 @@ fn check_rule(
             },
             other => RegistryError::Invalid { at: format!("rules[{index}]"), message: other.to_string() },
         })?;
+    // A shared token is the bot's for the deployment's forge: it never goes to another host.
+    if let (Some(name), Some(forge)) = (&project.shared_pagure_api_token, &deployment.pagure_url)
+        && url::Url::parse(forge).ok().map(|u| u.origin()) != Some(project.pagure_url.origin())
+    {
+        return Err(RegistryError::Invalid {
+            at: format!("rules[{index}].shared_pagure_api_token"),
+            message: format!(
+                "the shared token `{name}` is for {forge} (PCB_PAGURE_URL); this rule's Pagure is {}: give it a token of its own",
+                project.pagure_url
+            ),
+        });
+    }
     if let Some(prefix) = &deployment.pipeline_prefix {
         for (field, name) in
             [("pipeline", Some(&project.pipeline)), ("untrusted_pipeline", project.untrusted_pipeline.as_ref())]
@@ -809,6 +821,14 @@ mod tests {
         );
         assert_eq!(at(compile(&rules(r#"{"match": "x", "pagure_url": "http://pagure.io/"}"#))), "rules[1].pagure_url");
         assert!(compile(&rules(r#"{"match": "x", "pagure_url": "http://127.0.0.1:5000/"}"#)).is_ok(), "loopback");
+        // The bot's shared token only goes to the deployment's forge.
+        assert_eq!(
+            at(compile(&rules(
+                r#"{"match": "x", "pagure_url": "https://pagure.io/", "shared_pagure_api_token": "bot"}"#
+            ))),
+            "rules[1].shared_pagure_api_token"
+        );
+        assert!(compile(&rules(r#"{"match": "x", "shared_pagure_api_token": "bot"}"#)).is_ok());
         // Across rules: untrusted code never in a trusted pipeline, the deployment's or a rule's.
         assert_eq!(
             at(compile(&rules(

@@ -597,12 +597,20 @@ impl<R: StatusSink, L: PipelineLookup, M: Settlements> ReportService<R, L, M> {
         let Some((status, comment, percent)) = change.flag_state() else {
             return Ok(ReportOutcome::Ignored(format!("build status `{}` does not change the flag", change.status)));
         };
-        let pipeline = change.pipeline();
-        let variables = match (Correlation::from_variables(&change.variables), pipeline) {
-            (Some(_), _) => change.variables.clone(),
+        // The bridge only starts builds through its pipelines: a build started any other way
+        // (by hand, with PAGURE_* overrides) never posts with a project's token.
+        let Some(pipeline) = change.pipeline() else {
+            return Ok(ReportOutcome::Ignored(format!(
+                "{}: not started by a pipeline (initiator {:?})",
+                change.short_build_id(),
+                change.initiator.as_deref().unwrap_or("")
+            )));
+        };
+        let variables = match Correlation::from_variables(&change.variables) {
+            Some(_) => change.variables.clone(),
             // Not in the build's variables (a CodeBuild action without them): ask the
             // pipeline which execution ran this build, and read that execution's variables.
-            (None, Some(pipeline)) => {
+            None => {
                 let found =
                     self.lookup.execution_of_build(pipeline, change.short_build_id()).await.map_err(lookup_failed)?;
                 let facts = match found {
@@ -613,9 +621,8 @@ impl<R: StatusSink, L: PipelineLookup, M: Settlements> ReportService<R, L, M> {
                 };
                 facts.map(|f| f.variables).unwrap_or_default()
             }
-            (None, None) => BTreeMap::new(),
         };
-        let (update, request_id) = match self.correlate(&variables, pipeline, change.short_build_id()).await? {
+        let (update, request_id) = match self.correlate(&variables, Some(pipeline), change.short_build_id()).await? {
             Correlated::Subject(c, project) => {
                 let subject = subject_of(&c, &project);
                 (subject.update(status, &comment, change.console_url(), percent), c.request_id.clone())
