@@ -304,11 +304,12 @@ impl S3Store {
 }
 
 /// S3 user metadata travels in HTTP headers: printable ASCII only. Anything else is
-/// percent-encoded (a branch name may hold any UTF-8).
+/// percent-encoded (a branch name may hold any UTF-8), and so is `%` itself, so that the
+/// value can be read back exactly (`a%41` and `aA` stay two different branches).
 pub fn header_safe(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
-        if c.is_ascii_graphic() || c == ' ' {
+        if (c.is_ascii_graphic() && c != '%') || c == ' ' {
             out.push(c);
         } else {
             let mut buf = [0u8; 4];
@@ -1005,5 +1006,7 @@ mod tests {
         assert_eq!(request_token(&"a/".repeat(100)).len(), 128);
         assert_eq!(header_safe("PR #2 fix → main"), "PR #2 fix %E2%86%92 main");
         assert_eq!(header_safe("tab\there"), "tab%09here");
+        assert_eq!(header_safe("a%41"), "a%2541", "an encoded-looking name stays distinct from `aA`");
+        assert_ne!(header_safe("a%41"), header_safe("aA"));
     }
 }
