@@ -675,9 +675,15 @@ fn build_change(build: &aws_sdk_codebuild::types::Build) -> bridge_core::report:
     }
 }
 
-impl PipelineLookup for CodePipelineLookup {
-    async fn execution(&self, pipeline: &str, execution_id: &str) -> Result<Option<ExecutionFacts>, LookupError> {
-        let output = match self
+impl CodePipelineLookup {
+    /// `GetPipelineExecution`; `None` when CodePipeline knows neither the pipeline nor the
+    /// execution (both lookups treat that as "not ours / gone", not as a failure).
+    async fn get_execution(
+        &self,
+        pipeline: &str,
+        execution_id: &str,
+    ) -> Result<Option<aws_sdk_codepipeline::types::PipelineExecution>, LookupError> {
+        match self
             .client
             .get_pipeline_execution()
             .pipeline_name(pipeline)
@@ -685,17 +691,22 @@ impl PipelineLookup for CodePipelineLookup {
             .send()
             .await
         {
-            Ok(output) => output,
+            Ok(output) => Ok(output.pipeline_execution),
             Err(e)
                 if e.as_service_error().is_some_and(|se| {
                     se.is_pipeline_execution_not_found_exception() || se.is_pipeline_not_found_exception()
                 }) =>
             {
-                return Ok(None);
+                Ok(None)
             }
-            Err(e) => return Err(LookupError(error_text(e))),
-        };
-        let Some(execution) = output.pipeline_execution() else { return Ok(None) };
+            Err(e) => Err(LookupError(error_text(e))),
+        }
+    }
+}
+
+impl PipelineLookup for CodePipelineLookup {
+    async fn execution(&self, pipeline: &str, execution_id: &str) -> Result<Option<ExecutionFacts>, LookupError> {
+        let Some(execution) = self.get_execution(pipeline, execution_id).await? else { return Ok(None) };
         let variables = execution
             .variables()
             .iter()
@@ -725,25 +736,7 @@ impl PipelineLookup for CodePipelineLookup {
     }
 
     async fn execution_state(&self, pipeline: &str, execution_id: &str) -> Result<Option<ExecutionState>, LookupError> {
-        let output = match self
-            .client
-            .get_pipeline_execution()
-            .pipeline_name(pipeline)
-            .pipeline_execution_id(execution_id)
-            .send()
-            .await
-        {
-            Ok(output) => output,
-            Err(e)
-                if e.as_service_error().is_some_and(|se| {
-                    se.is_pipeline_execution_not_found_exception() || se.is_pipeline_not_found_exception()
-                }) =>
-            {
-                return Ok(None);
-            }
-            Err(e) => return Err(LookupError(error_text(e))),
-        };
-        let Some(execution) = output.pipeline_execution() else { return Ok(None) };
+        let Some(execution) = self.get_execution(pipeline, execution_id).await? else { return Ok(None) };
         let actions =
             self.actions(pipeline, Some(execution_id)).send().await.map_err(|e| LookupError(error_text(e)))?;
         // Newest first, whatever order the page came in.
