@@ -21,7 +21,7 @@ CDK app's synthesized template (run by scripts/check-infra):
   project or in the pipeline's action), no cache or file system, no customer KMS key; its
   artifact bucket is SSE-S3, versioned like the others, public access blocked, TLS only;
 - both pipelines declare exactly the bridge's PIPELINE_VARIABLES (read from
-  crates/core/src/buildspec.rs) and their build actions pass exactly those, as
+  crates/bridge-core/src/buildspec.rs) and their build actions pass exactly those, as
   `#{variables.NAME}`, plus PAGURE_PIPELINE_EXECUTION_ID: no branch name or other value the
   PR author chooses is pasted into the action's JSON text;
 - every CodeBuild role trusts codebuild.amazonaws.com alone;

@@ -1,5 +1,5 @@
 //! Local mode over real HTTP: what only a socket shows (size cap while streaming,
-//! keep-alive, headers). The shipped binary itself is tested in `crates/cli/tests`.
+//! keep-alive, headers). The shipped binary itself is tested in `crates/pagure-ci-bridge/tests`.
 
 use e2e_tests::{CAPTURE_CI_TOKEN, CAPTURE_PROJECT_TOML, LocalBridge, capture_secrets_json};
 
