@@ -4,8 +4,9 @@
 //! trust classification rests on). Reading never panics; a refusal
 //! always keeps its status and says something; whatever is read as Pagure's JSON is a JSON
 //! object (serde alone reads `["ek", "", "er"]` as a refusal with an empty error code).
-use bridge_core::pagure::answers::{flag_list, flag_posted, has_commit, pull_request, pull_request_status, refusal};
-use bridge_core::pagure::{FlagOn, FlagTarget, PagureError};
+use bridge_core::forge::{FlagOn, FlagTarget};
+use bridge_pagure::PagureError;
+use bridge_pagure::answers::{flag_list, flag_posted, has_commit, pull_request, pull_request_status, refusal};
 use libfuzzer_sys::fuzz_target;
 
 /// Whether an accepted text is a JSON object: it parsed whole, so its first non-whitespace

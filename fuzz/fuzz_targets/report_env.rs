@@ -12,8 +12,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = Correlation::from_variables(&env);
     if let Ok((target, flag)) = flag_from_build_env(&env, None, None, None, "AWS CodeBuild") {
         assert!(flag.uid.len() <= 32);
-        assert!(bridge_core::pagure::url_acceptable(&flag.url));
+        assert!(bridge_core::forge::url_acceptable(&flag.url));
         assert!(flag.check().is_ok());
-        let _ = target.api_path();
+        let _ = bridge_pagure::api_path(&target);
     }
 });

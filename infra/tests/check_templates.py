@@ -429,13 +429,19 @@ def check_buildspec_path(template, work_env, errors):
 
 
 def bridge_pipeline_variables():
-    """bridge_core::buildspec::PIPELINE_VARIABLES, as the work function starts runs with."""
+    """bridge_core::buildspec::PIPELINE_VARIABLES, as the work function starts runs with (read
+    from crates/bridge-core/src/buildspec.rs, or whichever crate folder holds it: the crates'
+    folders get renamed)."""
+    import glob
     import os
-    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "crates", "core", "src", "buildspec.rs")
-    found = re.search(r"pub const PIPELINE_VARIABLES: \[&str; \d+\] =\s*\[([^\]]*)\]", open(source).read())
-    if found is None:
-        sys.exit(f"{source}: no PIPELINE_VARIABLES")
-    return re.findall(r'"([A-Z_]+)"', found.group(1))
+    crates = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "crates")
+    wanted = os.path.join(crates, "bridge-core", "src", "buildspec.rs")
+    sources = [wanted] if os.path.exists(wanted) else sorted(glob.glob(os.path.join(crates, "*", "src", "buildspec.rs")))
+    pattern = r"pub const PIPELINE_VARIABLES: \[&str; \d+\] =\s*\[([^\]]*)\]"
+    found = [m for m in (re.search(pattern, open(s).read()) for s in sources) if m]
+    if len(found) != 1:
+        sys.exit(f"{len(found)} definitions of PIPELINE_VARIABLES in {sources or [wanted]}, not one")
+    return re.findall(r'"([A-Z_]+)"', found[0].group(1))
 
 
 def check_pipeline_variables(label, pipeline, action, render, errors):

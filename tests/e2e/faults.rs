@@ -25,7 +25,7 @@ use bridge_core::ports::{
     ArtifactMetadata, ArtifactStore, InProcessQueue, LocalPipeline, StaticSecrets, StoreError, StoredArtifact,
     StoredMarker,
 };
-use bridge_core::report::PagureFlags;
+use bridge_pagure::PagureForge;
 use bridge_worker::{Disposition, Ending, WorkSettings, Worker};
 use e2e_tests::fake_pagure::{FakePagure, Fault as PagureFault, Token};
 use e2e_tests::git_server::{DemoRepos, Fault as GitFault, demo_repos, git, publish};
@@ -75,7 +75,7 @@ impl ArtifactStore for StoppableStore {
     }
 }
 
-type FaultWorker = Worker<StoppableStore, LocalPipeline, PagureFlags<StaticSecrets>, StaticSecrets>;
+type FaultWorker = Worker<StoppableStore, LocalPipeline, PagureForge<StaticSecrets>, StaticSecrets>;
 
 /// Where a request ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,7 +236,7 @@ impl Rig {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let bridge_url = format!("http://{}", listener.local_addr().expect("addr"));
         let pipeline = LocalPipeline::new(&bridge_url);
-        let flags = PagureFlags::from_config(&config.report, config.accept.projects.clone(), secrets()).expect("flags");
+        let flags = PagureForge::from_config(&config.report, config.accept.projects.clone(), secrets()).expect("flags");
         let settings =
             WorkSettings { scratch_dir: temp_dir("fault-scratch"), ..WorkSettings::with_limits(&config.work) };
         let worker = Arc::new(Worker::new(config.accept.clone(), settings, store, pipeline.clone(), flags, secrets()));

@@ -15,8 +15,8 @@ use std::path::Path;
 
 use bridge_core::archive::ArchiveLimits;
 use bridge_core::config::LocalConfig;
+use bridge_core::forge::LogStatus;
 use bridge_core::ports::{DirectoryStore, LocalPipeline, StaticSecrets};
-use bridge_core::report::LogStatus;
 use bridge_worker::{Disposition, Ending, WorkSettings, Worker};
 use e2e_tests::git_server::GitServer;
 use e2e_tests::temp_dir;

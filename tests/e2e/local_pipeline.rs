@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use bridge_core::accept::AcceptService;
 use bridge_core::config::LocalConfig;
+use bridge_core::forge::{FlagOn, FlagStatus, PullRequestFacts};
+use bridge_core::forge::{FlagUpdate, Forge, ForgeError};
 use bridge_core::model::BuildRequest;
-use bridge_core::pagure::{FlagOn, FlagStatus, PullRequestFacts};
 use bridge_core::ports::{DirectoryStore, InProcessQueue, PipelineStarter, StartError, StaticSecrets, StoredArtifact};
-use bridge_core::report::{FlagUpdate, ReportError, StatusSink};
 use bridge_worker::{Disposition, Ending, WorkSettings, Worker};
 use e2e_tests::git_server::{DemoRepos, demo_repos};
 use e2e_tests::temp_dir;
@@ -51,8 +51,8 @@ impl PipelineStarter for Recorded {
     }
 }
 
-impl StatusSink for Recorded {
-    async fn report(&self, update: &FlagUpdate) -> Result<(), ReportError> {
+impl Forge for Recorded {
+    async fn report(&self, update: &FlagUpdate) -> Result<(), ForgeError> {
         self.flags.lock().expect("flags").push(update.clone());
         Ok(())
     }

@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use bridge_core::auth::Secret;
 use bridge_core::config::LocalConfig;
-use bridge_core::pagure::{Flag, FlagOn, FlagStatus, FlagTarget, PagureClient, PagureError, RetryPolicy};
+use bridge_core::forge::{Flag, FlagOn, FlagStatus, FlagTarget, RetryPolicy};
 use bridge_core::ports::{ExecutionFacts, LookupError, PipelineLookup, StaticSecrets};
-use bridge_core::report::{PagureFlags, ReportService, flag_uid};
+use bridge_core::report::{ReportService, flag_uid};
+use bridge_core::retry::Transience;
+use bridge_pagure::PagureForge;
+use bridge_pagure::{PagureClient, PagureError};
 use e2e_tests::fake_pagure::{FakePagure, Fault, Token};
 use serde_json::{Value, json};
 
@@ -253,13 +256,13 @@ project = "rpms/bash"
 pipeline = "demo-ci"  # one shared pipeline builds both
 "#;
 
-fn report_service(fake: &FakePagure, executions: Executions) -> ReportService<PagureFlags<StaticSecrets>, Executions> {
+fn report_service(fake: &FakePagure, executions: Executions) -> ReportService<PagureForge<StaticSecrets>, Executions> {
     let config = LocalConfig::parse(&PROJECTS.replace("PAGURE", &fake.url), std::path::Path::new("/")).expect("config");
     let doc = format!(
         r#"{{"projects": {{"demo": {{"pagure_api_token": "{TOKEN}"}}, "bash": {{"pagure_api_token": "{TOKEN}"}}}}}}"#
     );
     let secrets = StaticSecrets::new(bridge_core::ports::SecretsDocument::parse(&doc).expect("secrets"));
-    let flags = PagureFlags::new(client(), config.accept.projects.clone(), secrets, "AWS CodeBuild".into());
+    let flags = PagureForge::new(client(), config.accept.projects.clone(), secrets, "AWS CodeBuild".into());
     ReportService::new(config.accept, flags, executions)
 }
 
@@ -542,7 +545,7 @@ async fn failures_to_reach_pagure_fail_the_invocation() {
         fake.push_fault(Fault::Status(500, "down"));
     }
     let result = report::handle(&service, codebuild_event("SUCCEEDED", None, &[])).await;
-    assert!(matches!(&result, Err(report::HandleError::Report(e)) if e.transient), "{result:?}");
+    assert!(matches!(&result, Err(report::HandleError::Report(e)) if e.is_transient()), "{result:?}");
     // Pagure is back: the retried event posts the flag.
     let answer = report::handle(&service, codebuild_event("SUCCEEDED", None, &[])).await.expect("retried");
     assert_eq!(answer["outcome"], json!("posted"));

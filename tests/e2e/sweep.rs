@@ -9,12 +9,15 @@ use std::time::{Duration, Instant};
 
 use bridge_aws::{Encryption, S3Store};
 use bridge_core::config::LocalConfig;
-use bridge_core::pagure::{FlagStatus, PagureClient, RetryPolicy};
+use bridge_core::forge::Forge;
+use bridge_core::forge::{FlagStatus, RetryPolicy};
 use bridge_core::ports::{
     ArtifactMetadata, ArtifactStore, BuildAction, ExecutionState, InMemoryPipelines, SecretsDocument, StaticSecrets,
 };
-use bridge_core::report::{CodeBuildChange, FlagSubject, PagureFlags, ReportService, StatusSink, flag_uid};
+use bridge_core::report::{CodeBuildChange, FlagSubject, ReportService, flag_uid};
 use bridge_core::sweep::{SettlementMarkers, SweepSettings, Sweeper};
+use bridge_pagure::PagureClient;
+use bridge_pagure::PagureForge;
 use e2e_tests::fake_pagure::{FakePagure, Token};
 use e2e_tests::{Moto, temp_dir};
 use serde_json::json;
@@ -112,7 +115,7 @@ pipeline = "demo-ci"
             .expect("secrets"),
     );
     let retry = RetryPolicy { attempts: 2, timeout: Duration::from_secs(5), ..RetryPolicy::default() };
-    let flags = PagureFlags::new(
+    let flags = PagureForge::new(
         PagureClient::new(retry).expect("client"),
         config.accept.projects.clone(),
         secrets,

@@ -11,10 +11,10 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use bridge_core::config::{LocalConfig, RetrySchedule};
+use bridge_core::forge::{FlagStatus, PullRequestFacts};
+use bridge_core::forge::{FlagUpdate, Forge, ForgeError};
 use bridge_core::model::BuildRequest;
-use bridge_core::pagure::{FlagStatus, PullRequestFacts};
 use bridge_core::ports::{DirectoryStore, PipelineStarter, Queue, StartError, StaticSecrets, StoredArtifact};
-use bridge_core::report::{FlagUpdate, ReportError, StatusSink};
 use bridge_worker::{Disposition, Ending, WorkSettings, Worker};
 use e2e_tests::git_server::{DemoRepos, Fault, demo_repos};
 use e2e_tests::temp_dir;
@@ -52,8 +52,8 @@ impl PipelineStarter for Recorded {
     }
 }
 
-impl StatusSink for Recorded {
-    async fn report(&self, update: &FlagUpdate) -> Result<(), ReportError> {
+impl Forge for Recorded {
+    async fn report(&self, update: &FlagUpdate) -> Result<(), ForgeError> {
         self.flags.lock().expect("flags").push(update.clone());
         Ok(())
     }

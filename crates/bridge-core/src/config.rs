@@ -10,8 +10,8 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use url::Url;
 
+use crate::forge::RetryPolicy;
 use crate::model::TriggerKind;
-use crate::pagure::RetryPolicy;
 use crate::registry::{Deployment, Projects, Registry, RegistryDocument, RegistryError, RegistrySource, RuleSettings};
 use crate::report::DEFAULT_FLAG_USERNAME;
 use crate::validate::RepoPolicy;

@@ -13,7 +13,8 @@
 //! - [`buildspec`]: the trigger injected into the default branch's buildspec.
 //! - [`archive`]: the deterministic, streaming, link-safe source zip.
 //! - [`pack`]: one blob read straight out of a git pack file (index lookup, zlib stream).
-//! - [`pagure`]: the client of Pagure's flag API.
+//! - [`forge`]: the `Forge` port (flags, pull requests, commit access) and its flag model.
+//! - [`retry`]: the one transient-or-terminal classification every stage uses.
 //! - [`report`]: build states as flags, and the report stage that turns CodeBuild and
 //!   CodePipeline events into them.
 //! - [`sweep`]: the scheduled run that settles flags whose final event never came.
@@ -28,14 +29,15 @@ pub mod buildspec;
 pub mod config;
 pub mod dedupe;
 pub mod error;
+pub mod forge;
 pub mod gitpath;
 pub mod json;
 pub mod model;
 pub mod pack;
-pub mod pagure;
 pub mod ports;
 pub mod registry;
 pub mod report;
+pub mod retry;
 pub mod sweep;
 pub mod trigger;
 pub mod validate;

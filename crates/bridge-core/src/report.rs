@@ -11,33 +11,14 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-#[cfg(feature = "pagure-client")]
-use crate::config::ReportConfig;
 use crate::config::{AcceptConfig, ProjectConfig};
+use crate::forge::{Flag, FlagOn, FlagStatus, FlagTarget, FlagUpdate, Forge, ForgeError, MAX_COMMENT_CHARS};
 use crate::model::{BuildRequest, Cause, ProjectRef};
-#[cfg(feature = "pagure-client")]
-use crate::pagure::PagureClient;
-use crate::pagure::{Flag, FlagOn, FlagStatus, FlagTarget, MAX_COMMENT_CHARS, PagureError, PullRequestFacts};
-#[cfg(feature = "pagure-client")]
-use crate::ports::Secrets;
 use crate::ports::{ExecutionFacts, PipelineLookup};
 use crate::sweep::{CAPACITY_ERROR, NoSettlements, Settlement, Settlements};
 
 /// Default flag name on Pagure.
 pub const DEFAULT_FLAG_USERNAME: &str = "AWS CodeBuild";
-
-/// One flag to post: where, which, and what it says. The flag's `username` is the
-/// reporter's setting.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlagUpdate {
-    pub project_key: String,
-    pub target: FlagTarget,
-    pub uid: String,
-    pub status: FlagStatus,
-    pub comment: String,
-    pub url: String,
-    pub percent: Option<u8>,
-}
 
 /// What is being built, as far as flags are concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,186 +104,6 @@ fn short_comment(comment: &str) -> String {
     match comment.char_indices().nth(MAX_COMMENT_CHARS - 1) {
         Some((at, _)) => format!("{}…", &comment[..at]),
         None => comment.to_owned(),
-    }
-}
-
-/// A failed report. `transient` failures are worth another attempt later (the queue's or
-/// EventBridge's); the others will fail the same way again.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct ReportError {
-    pub transient: bool,
-    pub message: String,
-}
-
-impl ReportError {
-    pub fn transient(message: impl Into<String>) -> Self {
-        ReportError { transient: true, message: message.into() }
-    }
-
-    pub fn permanent(message: impl Into<String>) -> Self {
-        ReportError { transient: false, message: message.into() }
-    }
-}
-
-impl From<PagureError> for ReportError {
-    fn from(e: PagureError) -> Self {
-        ReportError { transient: e.is_transient(), message: e.to_string() }
-    }
-}
-
-/// Shows build states somewhere: Pagure flags, or the log.
-pub trait StatusSink: Send + Sync {
-    fn report(&self, update: &FlagUpdate) -> impl Future<Output = Result<(), ReportError>> + Send;
-
-    /// True when the flag already shows a final state for the same build (same `url`): a
-    /// late `IN_PROGRESS` event must not turn a finished build back to pending.
-    fn already_final(&self, _update: &FlagUpdate) -> impl Future<Output = bool> + Send {
-        async { false }
-    }
-
-    /// What Pagure says of pull request `id` of project `project_path` (`[ns/]name` of the
-    /// target): status, author, target branch, head. `None` when it cannot be asked or did
-    /// not answer usefully.
-    fn pull_request(
-        &self,
-        _project_key: &str,
-        _project_path: &str,
-        _id: u64,
-    ) -> impl Future<Output = Option<PullRequestFacts>> + Send {
-        async { None }
-    }
-
-    /// Whether Pagure lets `user` commit to `branch` of `project_path`; `None` when unknown
-    /// (not asked, unreachable, refused), which the work stage treats as "no".
-    fn has_commit(
-        &self,
-        _project_key: &str,
-        _project_path: &str,
-        _user: &str,
-        _branch: &str,
-    ) -> impl Future<Output = Option<bool>> + Send {
-        async { None }
-    }
-}
-
-/// Logs each state: local mode without a Pagure token, and tests.
-#[derive(Debug, Clone, Default)]
-pub struct LogStatus;
-
-impl StatusSink for LogStatus {
-    async fn report(&self, update: &FlagUpdate) -> Result<(), ReportError> {
-        tracing::info!(
-            project = %update.project_key, target = %update.target, uid = %update.uid, status = update.status.as_str(),
-            comment = %update.comment, url = %update.url, "build status (not posted: no Pagure token)"
-        );
-        Ok(())
-    }
-}
-
-#[cfg(feature = "pagure-client")]
-/// Posts flags on each project's Pagure with the project's `pagure_api_token`. A project
-/// without a token has its states logged instead.
-#[derive(Debug, Clone)]
-pub struct PagureFlags<S> {
-    client: PagureClient,
-    projects: crate::registry::Projects,
-    secrets: S,
-    username: String,
-}
-
-#[cfg(feature = "pagure-client")]
-impl<S: Secrets> PagureFlags<S> {
-    pub fn new(client: PagureClient, projects: crate::registry::Projects, secrets: S, username: String) -> Self {
-        PagureFlags { client, projects, secrets, username }
-    }
-
-    /// The reporter a deployment runs: a client with the configured retries and time limit,
-    /// flags under the configured name.
-    pub fn from_config(
-        report: &ReportConfig,
-        projects: crate::registry::Projects,
-        secrets: S,
-    ) -> Result<Self, PagureError> {
-        Ok(Self::new(PagureClient::new(report.retry)?, projects, secrets, report.flag_username.clone()))
-    }
-
-    async fn project(&self, key: &str) -> Result<std::sync::Arc<ProjectConfig>, ReportError> {
-        self.projects
-            .get(key)
-            .await
-            .map_err(|e| ReportError::transient(e.to_string()))?
-            .ok_or_else(|| ReportError::permanent(format!("project `{key}` is not configured")))
-    }
-
-    /// The project's own `pagure_api_token`, else the shared one its rule names.
-    async fn token(&self, project: &ProjectConfig) -> Result<Option<crate::auth::Secret>, crate::ports::SecretsError> {
-        let secrets = self.secrets.document().await?;
-        Ok(secrets.pagure_api_token(&project.key, project.shared_pagure_api_token.as_deref()).cloned())
-    }
-}
-
-#[cfg(feature = "pagure-client")]
-impl<S: Secrets> StatusSink for PagureFlags<S> {
-    async fn report(&self, update: &FlagUpdate) -> Result<(), ReportError> {
-        let project = self.project(&update.project_key).await?;
-        let pagure_url = &project.pagure_url;
-        let token = self.token(&project).await.map_err(|e| ReportError::transient(e.to_string()))?;
-        let Some(token) = token.as_ref() else {
-            tracing::warn!(project = %update.project_key, "no pagure_api_token in the secret: flag not posted");
-            return LogStatus.report(update).await;
-        };
-        let flag = Flag {
-            username: self.username.clone(),
-            comment: update.comment.clone(),
-            url: update.url.clone(),
-            status: update.status,
-            percent: update.percent,
-            uid: update.uid.clone(),
-        };
-        let posted = self.client.post_flag(pagure_url, &update.target, &flag, token).await?;
-        tracing::info!(
-            project = %update.project_key, target = %update.target, uid = %posted.uid, status = update.status.as_str(),
-            updated = posted.updated, "flag posted"
-        );
-        Ok(())
-    }
-
-    async fn pull_request(&self, project_key: &str, project_path: &str, id: u64) -> Option<PullRequestFacts> {
-        let project = self.project(project_key).await.ok()?;
-        let token = self.token(&project).await.ok().flatten();
-        match self.client.pull_request(&project.pagure_url, project_path, id, token.as_ref()).await {
-            Ok(facts) => Some(facts),
-            Err(e) => {
-                tracing::warn!(project = %project_key, pr = id, error = %e, "pull request unknown: treated as untrusted");
-                None
-            }
-        }
-    }
-
-    async fn has_commit(&self, project_key: &str, project_path: &str, user: &str, branch: &str) -> Option<bool> {
-        let project = self.project(project_key).await.ok()?;
-        let token = self.token(&project).await.ok().flatten();
-        match self.client.has_commit(&project.pagure_url, project_path, user, branch, token.as_ref()).await {
-            Ok(answer) => Some(answer),
-            Err(e) => {
-                tracing::warn!(project = %project_key, user, branch, error = %e, "commit access unknown: treated as none");
-                None
-            }
-        }
-    }
-
-    async fn already_final(&self, update: &FlagUpdate) -> bool {
-        let Ok(project) = self.project(&update.project_key).await else { return false };
-        match self.client.list_flags(&project.pagure_url, &update.target).await {
-            Ok(flags) => {
-                flags.iter().any(|f| f.url == update.url && f.username == self.username && f.status.is_final())
-            }
-            Err(e) => {
-                tracing::warn!(target = %update.target, error = %e, "could not read the current flags");
-                false
-            }
-        }
     }
 }
 
@@ -573,9 +374,9 @@ impl<R, L, M> ReportService<R, L, M> {
     }
 }
 
-impl<R: StatusSink, L: PipelineLookup, M: Settlements> ReportService<R, L, M> {
+impl<R: Forge, L: PipelineLookup, M: Settlements> ReportService<R, L, M> {
     /// Posts `update` and, when it is final, records the request as settled.
-    async fn post(&self, update: &FlagUpdate, project_key: &str, request_id: &str) -> Result<(), ReportError> {
+    async fn post(&self, update: &FlagUpdate, project_key: &str, request_id: &str) -> Result<(), ForgeError> {
         self.sink.report(update).await?;
         if update.status.is_final() {
             let settlement =
@@ -586,14 +387,14 @@ impl<R: StatusSink, L: PipelineLookup, M: Settlements> ReportService<R, L, M> {
     }
 
     /// Posts the flag an event calls for. `Err` means "try again" when it is transient.
-    pub async fn handle(&self, event: &BuildEvent) -> Result<ReportOutcome, ReportError> {
+    pub async fn handle(&self, event: &BuildEvent) -> Result<ReportOutcome, ForgeError> {
         match event {
             BuildEvent::CodeBuild(change) => self.codebuild(change).await,
             BuildEvent::Pipeline(change) => self.pipeline(change).await,
         }
     }
 
-    async fn codebuild(&self, change: &CodeBuildChange) -> Result<ReportOutcome, ReportError> {
+    async fn codebuild(&self, change: &CodeBuildChange) -> Result<ReportOutcome, ForgeError> {
         let Some((status, comment, percent)) = change.flag_state() else {
             return Ok(ReportOutcome::Ignored(format!("build status `{}` does not change the flag", change.status)));
         };
@@ -639,7 +440,7 @@ impl<R: StatusSink, L: PipelineLookup, M: Settlements> ReportService<R, L, M> {
         Ok(ReportOutcome::Posted(update))
     }
 
-    async fn pipeline(&self, change: &PipelineChange) -> Result<ReportOutcome, ReportError> {
+    async fn pipeline(&self, change: &PipelineChange) -> Result<ReportOutcome, ForgeError> {
         if !matches!(change.state.as_str(), "SUCCEEDED" | "FAILED" | "STOPPED" | "SUPERSEDED" | "CANCELED") {
             return Ok(ReportOutcome::Ignored(format!("pipeline state `{}` does not change the flag", change.state)));
         }
@@ -699,16 +500,16 @@ impl<R: StatusSink, L: PipelineLookup, M: Settlements> ReportService<R, L, M> {
         variables: &BTreeMap<String, String>,
         pipeline: Option<&str>,
         what: &str,
-    ) -> Result<Correlated, ReportError> {
+    ) -> Result<Correlated, ForgeError> {
         let correlation = match Correlation::from_variables(variables) {
             None => {
                 return Ok(Correlated::Ignored(format!("{what} was not started by the bridge (no PAGURE_REQUEST_ID)")));
             }
             // Ours, but unusable: retrying cannot fix it, and a flag cannot be placed.
-            Some(Err(why)) => return Err(ReportError::permanent(format!("{what}: {why}"))),
+            Some(Err(why)) => return Err(ForgeError::terminal(format!("{what}: {why}"))),
             Some(Ok(c)) => c,
         };
-        let registry = self.config.projects.snapshot().await.map_err(|e| ReportError::transient(e.to_string()))?;
+        let registry = self.config.projects.snapshot().await.map_err(|e| ForgeError::transient(e.to_string()))?;
         match correlation.resolve(&registry, pipeline) {
             Ok((_, project)) => Ok(Correlated::Subject(correlation, project)),
             Err(why) => Ok(Correlated::Ignored(format!("{what}: {why}"))),
@@ -725,8 +526,8 @@ pub(crate) fn subject_of<'a>(c: &'a Correlation, project: &'a ProjectRef) -> Fla
     FlagSubject { project, cause: &c.cause, commit: c.commit.as_deref(), request_id: &c.request_id }
 }
 
-fn lookup_failed(e: crate::ports::LookupError) -> ReportError {
-    ReportError::transient(e.to_string())
+fn lookup_failed(e: crate::ports::LookupError) -> ForgeError {
+    ForgeError::transient(e.to_string())
 }
 
 /// A flag reported from inside a build (`pagure-ci-bridge report`, for users without the

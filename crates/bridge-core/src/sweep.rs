@@ -33,12 +33,9 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
-use crate::pagure::FlagStatus;
+use crate::forge::{FlagStatus, FlagUpdate, Forge, ForgeError};
 use crate::ports::{ArtifactStore, BuildAction, ExecutionFacts, ExecutionState, PipelineLookup};
-use crate::report::{
-    Correlated, FlagState, FlagUpdate, PipelineChange, ReportError, ReportService, StatusSink, pipeline_console_url,
-    subject_of,
-};
+use crate::report::{Correlated, FlagState, PipelineChange, ReportService, pipeline_console_url, subject_of};
 
 /// Default of `PCB_SWEEP_AFTER_SECONDS` / `[report] sweep_after_seconds`.
 pub const DEFAULT_SWEEP_AFTER_SECONDS: u64 = 3600;
@@ -242,16 +239,16 @@ impl<St: ArtifactStore> Sweeper<St> {
 
     /// One run, from the cursor, until the listing ends, `max_checks` requests were looked
     /// up, or `deadline - margin`. Errors only when the store cannot be listed at all.
-    pub async fn run<R: StatusSink, L: PipelineLookup, M: Settlements>(
+    pub async fn run<R: Forge, L: PipelineLookup, M: Settlements>(
         &self,
         service: &ReportService<R, L, M>,
         now: OffsetDateTime,
         deadline: Instant,
-    ) -> Result<SweepReport, ReportError> {
+    ) -> Result<SweepReport, ForgeError> {
         let settings = &self.settings;
         let prefix = settings.key_prefix.trim_end_matches('/');
         let cursor = cursor_key(prefix);
-        let store_error = |e: crate::ports::StoreError| ReportError::transient(e.to_string());
+        let store_error = |e: crate::ports::StoreError| ForgeError::transient(e.to_string());
         let mut start_after = self.store.marker(&cursor).await.map_err(store_error)?.filter(|c| !c.trim().is_empty());
         let mut report = SweepReport::default();
         let mut settled: BTreeSet<String> = BTreeSet::new();
@@ -328,7 +325,7 @@ impl<St: ArtifactStore> Sweeper<St> {
     }
 
     /// Settles one request whose pending flag is old: see the module's documentation.
-    pub async fn decide<R: StatusSink, L: PipelineLookup, M: Settlements>(
+    pub async fn decide<R: Forge, L: PipelineLookup, M: Settlements>(
         &self,
         service: &ReportService<R, L, M>,
         project_key: &str,
@@ -443,7 +440,7 @@ impl<St: ArtifactStore> Sweeper<St> {
         self.post_final(service, project_key, request_id, update).await
     }
 
-    async fn unknown_execution<R: StatusSink, L: PipelineLookup, M: Settlements>(
+    async fn unknown_execution<R: Forge, L: PipelineLookup, M: Settlements>(
         &self,
         service: &ReportService<R, L, M>,
         project_key: &str,
@@ -494,7 +491,7 @@ impl<St: ArtifactStore> Sweeper<St> {
         self.post_final(service, project_key, request_id, update).await
     }
 
-    async fn post_final<R: StatusSink, L: PipelineLookup, M: Settlements>(
+    async fn post_final<R: Forge, L: PipelineLookup, M: Settlements>(
         &self,
         service: &ReportService<R, L, M>,
         project_key: &str,
@@ -514,7 +511,7 @@ impl<St: ArtifactStore> Sweeper<St> {
         Decision::Posted(update)
     }
 
-    async fn unflaggable<R: StatusSink, L: PipelineLookup, M: Settlements>(
+    async fn unflaggable<R: Forge, L: PipelineLookup, M: Settlements>(
         &self,
         service: &ReportService<R, L, M>,
         project_key: &str,

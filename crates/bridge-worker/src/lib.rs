@@ -26,10 +26,12 @@ use bridge_core::archive::{ArchiveError, ArchiveLimits, ArchiveOptions};
 use bridge_core::buildspec::{PIPELINE_VARIABLES, inject, trigger_variables};
 use bridge_core::config::{AcceptConfig, ProjectConfig};
 use bridge_core::dedupe;
+use bridge_core::forge::FlagStatus;
+use bridge_core::forge::Forge;
 use bridge_core::model::{BuildRequest, Cause, TrustClass};
-use bridge_core::pagure::FlagStatus;
 use bridge_core::ports::{ArtifactMetadata, ArtifactStore, PipelineStarter, Secrets, StartError};
-use bridge_core::report::{FlagSubject, StatusSink};
+use bridge_core::report::FlagSubject;
+use bridge_core::retry::Transience;
 use bridge_git::{FetchSettings, Fetched, GitCredentials};
 
 pub mod trust;
@@ -168,7 +170,7 @@ pub struct Worker<St, P, R, S> {
     secrets: S,
 }
 
-impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St, P, R, S> {
+impl<St: ArtifactStore, P: PipelineStarter, R: Forge, S: Secrets> Worker<St, P, R, S> {
     pub fn new(config: AcceptConfig, settings: WorkSettings, store: St, pipelines: P, status: R, secrets: S) -> Self {
         Worker { config, settings, store, pipelines, status, secrets }
     }
@@ -315,7 +317,7 @@ impl<St: ArtifactStore, P: PipelineStarter, R: StatusSink, S: Secrets> Worker<St
         };
         match self.status.report(&subject.update(FlagStatus::Error, reason, link, None)).await {
             Ok(()) => Disposition::Done(Ending::Failed { reason: reason.to_owned(), flagged: true }),
-            Err(e) if e.transient => {
+            Err(e) if e.is_transient() => {
                 tracing::warn!(request_id = %request.request_id, error = %e, "error flag not posted; the request will be retried");
                 Disposition::Retry(format!("{reason} (and the error flag could not be posted: {e})"))
             }

@@ -33,7 +33,7 @@ enum Command {
     Report {
         /// pending, success, failure, error or canceled.
         #[arg(long, required_unless_present = "from_codebuild_env")]
-        status: Option<bridge_core::pagure::FlagStatus>,
+        status: Option<bridge_core::forge::FlagStatus>,
         /// Take the status from CODEBUILD_BUILD_SUCCEEDING (1: success, 0: failure).
         #[arg(long, conflicts_with = "status")]
         from_codebuild_env: bool,

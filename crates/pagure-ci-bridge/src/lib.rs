@@ -23,12 +23,13 @@ use anyhow::Context as _;
 use bridge_core::accept::{AcceptService, TriggerHttpRequest};
 use bridge_core::config::LocalConfig;
 use bridge_core::model::BuildRequest;
-use bridge_core::pagure::PagureClient;
 use bridge_core::ports::{
     ArtifactMetadata, ArtifactStore, DirectoryStore, InProcessQueue, LocalPipeline, Queue, Secrets, StaticSecrets,
     StoreError, StoredArtifact, StoredMarker,
 };
-use bridge_core::report::{PagureFlags, ReportService};
+use bridge_core::report::ReportService;
+use bridge_pagure::PagureClient;
+use bridge_pagure::PagureForge;
 use bridge_worker::{Disposition, WorkSettings, Worker};
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
@@ -43,7 +44,7 @@ use tokio::sync::mpsc;
 pub type LocalAcceptService = AcceptService<InProcessQueue, StaticSecrets>;
 
 /// Local mode posts flags like the Lambdas (or logs them for a project without a token).
-pub type LocalFlags = PagureFlags<StaticSecrets>;
+pub type LocalFlags = PagureForge<StaticSecrets>;
 
 /// The work stage local mode runs.
 pub type LocalWorker = Worker<LocalStore, LocalPipeline, LocalFlags, StaticSecrets>;
@@ -217,7 +218,7 @@ pub async fn build_local(
         .kept_in(&runs_dir)
         .with_context(|| format!("local runs in {} (work.artifacts_dir)", runs_dir.display()))?;
     let accept = projects::with_registry(&config.accept);
-    let flags = PagureFlags::from_config(&config.report, accept.projects.clone(), secrets.clone())?;
+    let flags = PagureForge::from_config(&config.report, accept.projects.clone(), secrets.clone())?;
     let worker = Worker::new(
         accept.clone(),
         settings,
@@ -341,7 +342,7 @@ pub async fn consume<St, P, R, S>(
 ) where
     St: bridge_core::ports::ArtifactStore,
     P: bridge_core::ports::PipelineStarter,
-    R: bridge_core::report::StatusSink,
+    R: bridge_core::forge::Forge,
     S: Secrets,
 {
     while let Some(request) = receiver.recv().await {
@@ -394,7 +395,7 @@ pub async fn run_serve(config_path: &Path, listen: Option<SocketAddr>) -> anyhow
 #[derive(Debug, Clone)]
 pub struct ReportRequest {
     /// `None`: from `CODEBUILD_BUILD_SUCCEEDING`.
-    pub status: Option<bridge_core::pagure::FlagStatus>,
+    pub status: Option<bridge_core::forge::FlagStatus>,
     pub comment: Option<String>,
     pub url: Option<String>,
     pub pagure_url: String,
@@ -425,7 +426,7 @@ pub async fn run_report(request: ReportRequest, env: std::collections::BTreeMap<
         let path = format!("{}/", pagure_url.path());
         pagure_url.set_path(&path);
     }
-    let client = PagureClient::new(bridge_core::pagure::RetryPolicy::default())?;
+    let client = PagureClient::new(bridge_core::forge::RetryPolicy::default())?;
     let posted = client.post_flag(&pagure_url, &target, &flag, &token).await?;
     tracing::info!(%target, uid = %posted.uid, status = flag.status.as_str(), updated = posted.updated, "flag posted");
     Ok(())

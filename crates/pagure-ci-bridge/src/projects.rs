@@ -12,11 +12,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, anyhow, bail};
 use bridge_core::auth::Secret;
 use bridge_core::config::{AcceptConfig, ProjectConfig, RegistryLocation, RegistrySetup};
+use bridge_core::forge::RetryPolicy;
 use bridge_core::model::TriggerKind;
-use bridge_core::pagure::{PagureClient, RetryPolicy};
 use bridge_core::registry::{
     Registry, RegistryDocument, RegistryError, RegistrySource, RegistryStore, RuleSettings, RuleSource, StoredRegistry,
 };
+use bridge_pagure::PagureClient;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 

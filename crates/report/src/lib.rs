@@ -15,10 +15,9 @@ use std::collections::BTreeMap;
 
 use aws_lambda_events::event::codebuild::CodeBuildEvent;
 use aws_lambda_events::event::codepipeline_cloudwatch::CodePipelineCloudWatchEvent;
+use bridge_core::forge::Forge;
 use bridge_core::ports::{ArtifactStore, DirectoryStore, PipelineLookup};
-use bridge_core::report::{
-    BuildEvent, CodeBuildChange, PhaseOutcome, PipelineChange, ReportOutcome, ReportService, StatusSink,
-};
+use bridge_core::report::{BuildEvent, CodeBuildChange, PhaseOutcome, PipelineChange, ReportOutcome, ReportService};
 use bridge_core::sweep::{Settlements, Sweeper};
 
 pub const CODEBUILD_STATE_CHANGE: &str = "CodeBuild Build State Change";
@@ -45,9 +44,7 @@ pub fn deadline_from_epoch_ms(deadline_ms: u64) -> std::time::Instant {
 /// The report stage as deployed.
 #[cfg(feature = "lambda")]
 pub type LambdaReportService = ReportService<
-    bridge_core::report::PagureFlags<
-        std::sync::Arc<bridge_core::ports::CachedSecrets<bridge_aws::SecretsManagerSource>>,
-    >,
+    bridge_pagure::PagureForge<std::sync::Arc<bridge_core::ports::CachedSecrets<bridge_aws::SecretsManagerSource>>>,
     bridge_aws::CodePipelineLookup,
     Option<bridge_core::sweep::SettlementMarkers<bridge_aws::S3Store>>,
 >;
@@ -86,7 +83,7 @@ pub fn build_service(
         config.secrets_ttl,
     ));
     let accept = bridge_aws::S3Registry::attached(&config.accept, aws);
-    let flags = bridge_core::report::PagureFlags::from_config(&config.report, accept.projects.clone(), secrets)?;
+    let flags = bridge_pagure::PagureForge::from_config(&config.report, accept.projects.clone(), secrets)?;
     let lookup = bridge_aws::CodePipelineLookup::new(aws_sdk_codepipeline::Client::new(aws))
         .with_codebuild(aws_sdk_codebuild::Client::new(aws));
     let store = config.bucket.as_ref().map(|bucket| {
@@ -193,12 +190,12 @@ pub enum HandleError {
     #[error(transparent)]
     Event(#[from] EventError),
     #[error("{0}")]
-    Report(#[from] bridge_core::report::ReportError),
+    Report(#[from] bridge_core::forge::ForgeError),
 }
 
 /// Handles one event: the JSON answer says what was posted or why nothing was. A schedule
 /// event is answered `ignored` here (no sweep): see [`handle_with_sweep`].
-pub async fn handle<R: StatusSink, L: PipelineLookup, M: Settlements>(
+pub async fn handle<R: Forge, L: PipelineLookup, M: Settlements>(
     service: &ReportService<R, L, M>,
     event: serde_json::Value,
 ) -> Result<serde_json::Value, HandleError> {
@@ -206,7 +203,7 @@ pub async fn handle<R: StatusSink, L: PipelineLookup, M: Settlements>(
 }
 
 /// Handles one event; a schedule event runs `sweeper` until `deadline` (less its margin).
-pub async fn handle_with_sweep<R: StatusSink, L: PipelineLookup, M: Settlements, St: ArtifactStore>(
+pub async fn handle_with_sweep<R: Forge, L: PipelineLookup, M: Settlements, St: ArtifactStore>(
     service: &ReportService<R, L, M>,
     sweeper: Option<&Sweeper<St>>,
     event: serde_json::Value,
@@ -245,7 +242,7 @@ pub async fn handle_with_sweep<R: StatusSink, L: PipelineLookup, M: Settlements,
             Ok(serde_json::json!({"outcome": "ignored", "reason": reason}))
         }
         Err(e) => {
-            tracing::error!(event_id = %id, error = %e, transient = e.transient, "flag not posted");
+            tracing::error!(event_id = %id, error = %e, retry = e.retry.as_str(), "flag not posted");
             Err(e.into())
         }
     }

@@ -5,9 +5,9 @@
 
 use bridge_aws::{Encryption, S3Store};
 use bridge_core::config::WorkLambdaConfig;
+use bridge_core::forge::LogStatus;
 use bridge_core::model::BuildRequest;
 use bridge_core::ports::{LocalPipeline, SecretsDocument, StaticSecrets};
-use bridge_core::report::LogStatus;
 use bridge_worker::{Disposition, WorkSettings, Worker};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -21,14 +21,15 @@ use bridge_core::model::BuildRequest;
 use std::sync::Arc;
 use tokio::time::Instant;
 
+use bridge_core::forge::Forge;
 use bridge_core::ports::{ArtifactStore, CachedSecrets, PipelineStarter, Secrets};
-use bridge_core::report::{PagureFlags, StatusSink};
+use bridge_pagure::PagureForge;
 use bridge_worker::{CUT_SHORT, Disposition, WorkSettings, Worker};
 
 type LambdaSecrets = Arc<CachedSecrets<SecretsManagerSource>>;
 
 /// The worker as deployed.
-pub type LambdaWorker = Worker<S3Store, CodePipelineStarter, PagureFlags<LambdaSecrets>, LambdaSecrets>;
+pub type LambdaWorker = Worker<S3Store, CodePipelineStarter, PagureForge<LambdaSecrets>, LambdaSecrets>;
 
 /// Builds the worker once, in `main`.
 pub fn build_worker(config: &WorkLambdaConfig, aws: &aws_config::SdkConfig) -> anyhow::Result<LambdaWorker> {
@@ -38,7 +39,7 @@ pub fn build_worker(config: &WorkLambdaConfig, aws: &aws_config::SdkConfig) -> a
     let secrets =
         Arc::new(SecretsManagerSource::cached(aws, &config.secret_id, config.secret_shards, config.secrets_ttl));
     let accept = bridge_aws::S3Registry::attached(&config.accept, aws);
-    let flags = PagureFlags::from_config(&config.report, accept.projects.clone(), secrets.clone())?;
+    let flags = PagureForge::from_config(&config.report, accept.projects.clone(), secrets.clone())?;
     let settings = WorkSettings { key_prefix: config.key_prefix.clone(), ..WorkSettings::with_limits(&config.work) };
     Ok(Worker::new(accept, settings, store, pipelines, flags, secrets))
 }
@@ -166,7 +167,7 @@ pub async fn handle_batch<St, P, R, S>(
 where
     St: ArtifactStore,
     P: PipelineStarter,
-    R: StatusSink,
+    R: Forge,
     S: Secrets,
 {
     let settings = BatchSettings {
@@ -212,7 +213,7 @@ pub async fn handle_batch_until<St, P, R, S, V>(
 where
     St: ArtifactStore,
     P: PipelineStarter,
-    R: StatusSink,
+    R: Forge,
     S: Secrets,
     V: MessageVisibility,
 {

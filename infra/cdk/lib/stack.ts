@@ -1,7 +1,7 @@
 // The same resources and parameters as infra/sam/template.yaml (scripts/check-infra compares
 // them): the accept, work and report functions (report also on a sweep schedule), the build
 // queue and its dead-letter queue, the artifact buckets, the project registry's bucket, the
-// tokens' secret, alarms, and one shared pair of CodePipelines (V2, S3 source with key
+// tokens' secret, alarms (dead-letter queues, and the functions' own metrics), and one shared pair of CodePipelines (V2, S3 source with key
 // override, parallel runs) and CodeBuild projects for every project of the forge: the trusted
 // one, and the untrusted one for pull requests of authors who may not commit (its build role
 // can write its logs and read its own source, nothing else). No resource or parameter names a
@@ -48,6 +48,8 @@ const REGISTRY_KEY = 'registry.json';
 /** The work function's timeout; the queue's visibility timeout is 6 × this. */
 const WORK_TIMEOUT = cdk.Duration.seconds(300);
 const MAX_RECEIVE_COUNT = 5;
+/** The namespace of the metrics the functions write (embedded metric format; docs/operations.md). */
+const METRICS_NAMESPACE = 'PagureCiBridge';
 /** Where the work function writes archives and markers in the artifact bucket (PCB_KEY_PREFIX). */
 const KEY_PREFIX = 'sources';
 /**
@@ -146,7 +148,8 @@ export class PagureCiBridgeStack extends cdk.Stack {
     }).valueAsString;
     const flagUsername = parameter('FlagUsername', { type: 'String', default: props.flagUsername, description: 'The flags\' name on Pagure.' }).valueAsString;
     const alarmTopicArn = parameter('AlarmTopicArn', {
-      type: 'String', default: '', description: 'SNS topic notified when requests or events land in a dead-letter queue; empty for none.',
+      type: 'String', default: '',
+      description: 'SNS topic the stack\'s alarms notify (dead-letter queues, failures and refused triggers the functions count; docs/operations.md); empty for none.',
     }).valueAsString;
     const maximumConcurrency = parameter('MaximumConcurrency', {
       type: 'Number', default: 5, minValue: 2, maxValue: 1000,
@@ -629,21 +632,53 @@ export class PagureCiBridgeStack extends cdk.Stack {
       targets: [new targets.LambdaFunction(report)],
     });
 
+    // Every alarm notifies AlarmTopicArn, if set; none is breached by missing data.
+    const alarm = (id: string, what: string, metric: cloudwatch.IMetric, threshold: number, comparisonOperator: cloudwatch.ComparisonOperator) => {
+      const created = new cloudwatch.Alarm(this, id, {
+        alarmDescription: what,
+        metric,
+        threshold,
+        evaluationPeriods: 1,
+        comparisonOperator,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+      (created.node.defaultChild as cloudwatch.CfnAlarm).addPropertyOverride(
+        'AlarmActions', cdk.Fn.conditionIf(hasAlarmTopic.logicalId, [alarmTopicArn], cdk.Aws.NO_VALUE));
+      acknowledge(created, 'CloudFormation-Validate::W1030', 'The topic is used only when AlarmTopicArn is set (HasAlarmTopic); the validator does not evaluate the condition.');
+    };
     for (const [alarmId, dlq, what] of [
       ['BuildDeadLetterAlarm', deadLetters, 'A build request failed for good (its reason is in the work function\'s logs); see docs/operations.md to redrive.'],
       ['ReportDeadLetterAlarm', reportDeadLetters, 'A build state could not be posted on Pagure (Pagure down, or a token refused); see docs/operations.md.'],
     ] as const) {
-      const alarm = new cloudwatch.Alarm(this, alarmId, {
-        alarmDescription: what,
-        metric: dlq.metricApproximateNumberOfMessagesVisible({ period: cdk.Duration.minutes(5), statistic: 'Maximum' }),
-        threshold: 0,
-        evaluationPeriods: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      alarm(alarmId, what, dlq.metricApproximateNumberOfMessagesVisible({ period: cdk.Duration.minutes(5), statistic: 'Maximum' }),
+        0, cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD);
+    }
+    // Alarms on the bridge's own metrics: the functions write embedded-metric-format log lines,
+    // namespace PagureCiBridge, dimension FunctionName = the function's own name
+    // (AWS_LAMBDA_FUNCTION_NAME), plus Class or Reason where the contract has them
+    // (docs/operations.md lists every metric). An alarm names the exact dimension set a metric
+    // is written with, or it never sees a value.
+    const bridgeAlarms: [string, lambda.IFunction, string, Record<string, string>, number, number, string][] = [
+      ['WorkTerminalFailureAlarm', work, 'Failures', { Class: 'terminal' }, 5, 1,
+        'A build request failed for good and its commit got an error flag on Pagure (Failures of the work function, Class terminal); the reason is in the work function\'s logs, see docs/operations.md.'],
+      ['WorkTransientFailureAlarm', work, 'Failures', { Class: 'transient' }, 15, 10,
+        '10 or more build requests failed in 15 minutes and wait for a retry (Failures of the work function, Class transient); git, S3 or CodePipeline may be failing, see docs/operations.md.'],
+      ['ReportTerminalFailureAlarm', report, 'Failures', { Class: 'terminal' }, 5, 1,
+        'A flag could not be posted on Pagure for good, so a commit or pull request shows a stale state (Failures of the report function, Class terminal); see docs/operations.md.'],
+      ['AcceptUnavailableAlarm', accept, 'RequestsRefused', { Class: 'server' }, 5, 1,
+        'The accept function answered a trigger with a 5xx (queue full or unavailable, Secrets Manager or the registry unreachable; RequestsRefused, Class server); Pagure never retries, so that build is lost until pushed again, see docs/operations.md.'],
+      ['AcceptInvalidSignatureAlarm', accept, 'RequestsRefused', { Reason: 'invalid_signature' }, 15, 10,
+        '10 or more web-hook calls with an invalid signature in 15 minutes (RequestsRefused, Reason invalid_signature); a forged hook, or a web-hook key rotated in Pagure but not in the secret, see docs/operations.md.'],
+    ];
+    for (const [alarmId, fn, metricName, dimensions, minutes, threshold, what] of bridgeAlarms) {
+      const metric = new cloudwatch.Metric({
+        namespace: METRICS_NAMESPACE,
+        metricName,
+        dimensionsMap: { FunctionName: fn.functionName, ...dimensions },
+        statistic: cloudwatch.Stats.SUM,
+        period: cdk.Duration.minutes(minutes),
       });
-      (alarm.node.defaultChild as cloudwatch.CfnAlarm).addPropertyOverride(
-        'AlarmActions', cdk.Fn.conditionIf(hasAlarmTopic.logicalId, [alarmTopicArn], cdk.Aws.NO_VALUE));
-      acknowledge(alarm, 'CloudFormation-Validate::W1030', 'The topic is used only when AlarmTopicArn is set (HasAlarmTopic); the validator does not evaluate the condition.');
+      alarm(alarmId, what, metric, threshold, cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD);
     }
 
     // The same outputs as the SAM template.

@@ -92,7 +92,7 @@ fn console_links_follow_the_documented_forms() {
         c.console_url(),
         "https://eu-west-1.console.aws.amazon.com/codesuite/codebuild/123456789012/projects/demo-build/build/demo-build%3A8745a7a9/?region=eu-west-1"
     );
-    assert!(crate::pagure::url_acceptable(&c.console_url()));
+    assert!(crate::forge::url_acceptable(&c.console_url()));
     let url = pipeline_console_url("eu-west-1", "demo", "0f0a-11");
     assert_eq!(
         url,
@@ -174,7 +174,10 @@ fn a_build_reports_its_own_result() {
     ]);
     let (target, flag) = flag_from_build_env(&env, None, None, None, "CI").expect("flag");
     // A fork PR: the built commit on the target.
-    assert_eq!(target.api_path(), "api/0/demo/c/05bab967134e26fd2a307065b49ce0bc2a2063ed/flag");
+    assert_eq!(
+        (target.project_path.as_str(), &target.on),
+        ("demo", &crate::forge::FlagOn::Commit("05bab967134e26fd2a307065b49ce0bc2a2063ed".into()))
+    );
     assert_eq!((flag.status, flag.comment.as_str(), flag.percent), (FlagStatus::Failure, "Build #12 failed", Some(0)));
     assert_eq!(flag.uid, "0123456789abcdef0123456789abcdef");
     assert!(flag.url.contains("/projects/demo-build/build/demo-build%3A8745a7a9/"));

@@ -22,8 +22,8 @@ untrusted_pipeline = "demo-untrusted"
 #[derive(Debug, Default)]
 struct Recorder(Mutex<Vec<FlagUpdate>>);
 
-impl StatusSink for &Recorder {
-    async fn report(&self, update: &FlagUpdate) -> Result<(), ReportError> {
+impl Forge for &Recorder {
+    async fn report(&self, update: &FlagUpdate) -> Result<(), ForgeError> {
         self.0.lock().expect("flags").push(update.clone());
         Ok(())
     }
@@ -180,7 +180,10 @@ async fn a_finished_build_gets_the_flag_its_event_would_have_given_once() {
     assert_eq!(flag.status, FlagStatus::Failure);
     assert_eq!(flag.comment, "Build #7 failed in phase BUILD: COMMAND_EXECUTION_ERROR: make check");
     assert_eq!(flag.uid, flag_uid(&r), "the pending flag's uid");
-    assert_eq!(flag.target.api_path(), format!("api/0/demo/c/{SHA}/flag"));
+    assert_eq!(
+        (flag.target.project_path.as_str(), &flag.target.on),
+        ("demo", &crate::forge::FlagOn::Commit(SHA.into()))
+    );
     assert!(flag.url.contains("/projects/demo-build/build/demo-build%3Ab1/"), "{}", flag.url);
     let settled = w.settled(&r).await.expect("settled");
     assert_eq!((settled["status"].as_str(), settled["by"].as_str()), (Some("failure"), Some("sweep")));
@@ -225,7 +228,10 @@ async fn an_execution_codepipeline_forgot_is_an_error_placed_from_the_archive() 
         flag.comment
     );
     assert!(flag.comment.contains("rebuild"), "{}", flag.comment);
-    assert_eq!(flag.target.api_path(), format!("api/0/demo/c/{SHA}/flag"));
+    assert_eq!(
+        (flag.target.project_path.as_str(), &flag.target.on),
+        ("demo", &crate::forge::FlagOn::Commit(SHA.into()))
+    );
     assert_eq!(flag.url, format!("https://pagure.example.org/demo/c/{SHA}"));
     // Without the archive either, nothing says where a flag goes: recorded, not retried.
     let r2 = request(4);

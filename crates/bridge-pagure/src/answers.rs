@@ -4,8 +4,8 @@
 
 use serde::Deserialize;
 
-use super::PullRequestFacts;
-use super::{FlagPosted, FlagTarget, ListedFlag, PagureError};
+use crate::{FlagPosted, ListedFlag, PagureError};
+use bridge_core::forge::{FlagTarget, PullRequestFacts};
 
 #[derive(Deserialize)]
 struct PostAnswer {
@@ -33,7 +33,7 @@ struct PullRequestAnswer {
 /// A 200 answer to a flag POST (`{"flag": …, "message": "Flag added|updated", "uid": …}`);
 /// `sent_uid` when Pagure leaves the uid out.
 pub fn flag_posted(body: &[u8], target: &FlagTarget, sent_uid: &str) -> Result<FlagPosted, PagureError> {
-    let answer: PostAnswer = crate::json::from_slice(body)
+    let answer: PostAnswer = bridge_core::json::from_slice(body)
         .map_err(|e| PagureError::Invalid(format!("Pagure's answer for {target} is not the flag JSON: {e}")))?;
     Ok(FlagPosted {
         uid: answer.uid.unwrap_or_else(|| sent_uid.to_owned()),
@@ -43,7 +43,7 @@ pub fn flag_posted(body: &[u8], target: &FlagTarget, sent_uid: &str) -> Result<F
 
 /// A 200 answer to a flag GET (`{"flags": [...]}`).
 pub fn flag_list(body: &[u8], target: &FlagTarget) -> Result<Vec<ListedFlag>, PagureError> {
-    crate::json::from_slice::<ListAnswer>(body)
+    bridge_core::json::from_slice::<ListAnswer>(body)
         .map(|a| a.flags)
         .map_err(|e| PagureError::Invalid(format!("Pagure's flag list for {target} is not the expected JSON: {e}")))
 }
@@ -51,7 +51,7 @@ pub fn flag_list(body: &[u8], target: &FlagTarget) -> Result<Vec<ListedFlag>, Pa
 /// A 4xx answer: its `error_code`, `error` and `errors` when the body is Pagure's JSON, the
 /// status's reason otherwise (an HTML error page, say).
 pub fn refusal(status: u16, body: &[u8], target: &FlagTarget) -> PagureError {
-    let answer: Option<ErrorAnswer> = crate::json::from_slice(body).ok();
+    let answer: Option<ErrorAnswer> = bridge_core::json::from_slice(body).ok();
     let (error, code, errors) = match answer {
         Some(a) => (a.error, a.error_code, a.errors.map(|e| errors_text(&e))),
         None => (None, None, None),
@@ -69,7 +69,7 @@ pub fn refusal(status: u16, body: &[u8], target: &FlagTarget) -> PagureError {
 
 /// A pull request's `status` (`Open`, `Merged`, `Closed`) from its JSON.
 pub fn pull_request_status(body: &[u8]) -> Result<String, String> {
-    crate::json::from_slice::<PullRequestAnswer>(body)
+    bridge_core::json::from_slice::<PullRequestAnswer>(body)
         .map(|a| a.status)
         .map_err(|e| format!("not the expected pull-request JSON: {e}"))
 }
@@ -103,7 +103,7 @@ struct HasCommitJson {
 
 /// Reads `T` from a body whose structs must all be JSON objects ([`crate::json`]).
 fn from_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    crate::json::from_slice(body).map_err(|e| e.to_string())
+    bridge_core::json::from_slice(body).map_err(|e| e.to_string())
 }
 
 /// A pull request's JSON (`PullRequest.to_json`): status, author, target branch, head.
@@ -182,7 +182,7 @@ fn errors_text(errors: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pagure::FlagOn;
+    use bridge_core::forge::FlagOn;
 
     fn target() -> FlagTarget {
         FlagTarget { project_path: "demo".into(), on: FlagOn::PullRequest(2) }

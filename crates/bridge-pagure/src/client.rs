@@ -7,8 +7,10 @@ use std::time::Duration;
 use serde::Serialize;
 use url::Url;
 
-use super::{Flag, FlagPosted, FlagTarget, ListedFlag, PagureError, PullRequestFacts, RetryPolicy, answers};
-use crate::auth::Secret;
+use bridge_core::forge::{Flag, FlagTarget, PullRequestFacts, RetryPolicy};
+
+use crate::{FlagPosted, ListedFlag, PagureError, answers};
+use bridge_core::auth::Secret;
 
 /// A client for Pagure's flag endpoints. Cheap to clone; build it once per process.
 #[derive(Debug, Clone)]
@@ -283,7 +285,7 @@ fn token_header(token: &Secret) -> Result<reqwest::header::HeaderValue, PagureEr
 
 fn endpoint(pagure_url: &Url, target: &FlagTarget) -> Result<Url, PagureError> {
     pagure_url
-        .join(&target.api_path())
+        .join(&crate::api_path(target))
         .map_err(|e| PagureError::Invalid(format!("flag URL for {target} under {pagure_url}: {e}")))
 }
 

@@ -1,11 +1,8 @@
-//! Pagure's flag API, as `CONTRACT.md` section (a) describes it: commit and pull-request
-//! flags, `Authorization: token <t>`, `percent` always a string, one flag per build request
-//! updated in place through its `uid`.
+//! The forge port: what the stages need from a forge (Pagure today; Forgejo's commit
+//! statuses would fit the same shape). A build state is shown as a *flag*: a status, a
+//! comment and a link on one commit or pull request, updated in place through its `uid`.
 //!
-//! Transient failures (5xx, 429, timeouts, connection errors) are retried with exponential
-//! backoff and jitter; a 4xx is final and its error carries Pagure's `error_code` and
-//! `errors`. Errors and logs never contain the token: it only ever goes into one header,
-//! marked sensitive.
+//! `bridge-pagure` implements [`Forge`] over Pagure's API; [`LogStatus`] logs instead.
 
 use std::fmt;
 use std::time::Duration;
@@ -13,11 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-pub mod answers;
-#[cfg(feature = "pagure-client")]
-mod client;
-#[cfg(feature = "pagure-client")]
-pub use client::PagureClient;
+use crate::retry::{Retry, Transience};
 
 /// The statuses Pagure accepts (`FLAG_STATUSES_LABELS`; case-sensitive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -81,8 +74,8 @@ pub const MAX_COMMENT_CHARS: usize = 500;
 
 impl Flag {
     /// Checks what Pagure would refuse (or store wrongly), before any call is made.
-    pub fn check(&self) -> Result<(), PagureError> {
-        let invalid = |what: &str| Err(PagureError::Invalid(what.to_owned()));
+    pub fn check(&self) -> Result<(), InvalidFlag> {
+        let invalid = |what: &str| Err(InvalidFlag(what.to_owned()));
         if self.username.trim().is_empty() {
             return invalid("the flag username is empty");
         }
@@ -96,7 +89,7 @@ impl Flag {
             return invalid("the flag uid must be 1 to 32 letters, digits or dashes");
         }
         if !url_acceptable(&self.url) {
-            return Err(PagureError::Invalid(format!("Pagure would refuse the flag url `{}`", self.url)));
+            return Err(InvalidFlag(format!("Pagure would refuse the flag url `{}`", self.url)));
         }
         Ok(())
     }
@@ -151,15 +144,6 @@ impl FlagTarget {
         path.push_str(name);
         path
     }
-
-    /// `api/0/<project>/c/<sha>/flag` or `api/0/<project>/pull-request/<id>/flag`, relative
-    /// to Pagure's `APP_URL`.
-    pub fn api_path(&self) -> String {
-        match &self.on {
-            FlagOn::Commit(sha) => format!("api/0/{}/c/{sha}/flag", self.project_path),
-            FlagOn::PullRequest(id) => format!("api/0/{}/pull-request/{id}/flag", self.project_path),
-        }
-    }
 }
 
 impl fmt::Display for FlagTarget {
@@ -169,14 +153,6 @@ impl fmt::Display for FlagTarget {
             FlagOn::PullRequest(id) => write!(f, "{} PR #{id}", self.project_path),
         }
     }
-}
-
-/// Pagure's answer to a flag POST.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlagPosted {
-    pub uid: String,
-    /// `"Flag updated"` rather than `"Flag added"`.
-    pub updated: bool,
 }
 
 /// What Pagure's API says of a pull request (`GET /api/0/<repo>/pull-request/<id>`,
@@ -197,34 +173,23 @@ pub struct PullRequestFacts {
     pub source: Option<String>,
 }
 
-/// A flag as Pagure lists it (no `uid`: Pagure does not show it).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ListedFlag {
-    pub username: String,
+/// One flag to post: where, which, and what it says. The flag's `username` is the
+/// reporter's setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagUpdate {
+    pub project_key: String,
+    pub target: FlagTarget,
+    pub uid: String,
+    pub status: FlagStatus,
     pub comment: String,
     pub url: String,
-    pub status: FlagStatus,
+    pub percent: Option<u8>,
 }
 
+/// A flag that the forge would refuse or store wrongly.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PagureError {
-    /// A 4xx: Pagure will answer the same again, so it is not retried.
-    #[error("Pagure refused the flag on {target} with HTTP {status} {code}: {error}{}", errors.as_deref().map(|e| format!(" ({e})")).unwrap_or_default())]
-    Refused { target: String, status: u16, code: String, error: String, errors: Option<String> },
-    /// 5xx, 429, timeouts and connection failures, after every attempt.
-    #[error("Pagure did not answer usefully for {target} after {attempts} attempts: {last}")]
-    Unavailable { target: String, attempts: u32, last: String },
-    /// The flag or its answer is not what the contract allows.
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl PagureError {
-    /// Worth trying again later (another queue delivery, another EventBridge attempt).
-    pub fn is_transient(&self) -> bool {
-        matches!(self, PagureError::Unavailable { .. })
-    }
-}
+#[error("{0}")]
+pub struct InvalidFlag(pub String);
 
 /// Attempts and waits for transient failures: the wait before retry `n` (from 1) is drawn
 /// between half and all of `min(base × 2ⁿ⁻¹, cap)`, so concurrent reporters spread out.
@@ -256,64 +221,87 @@ impl RetryPolicy {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A failed forge call, and whether it is worth another attempt later (the queue's or
+/// EventBridge's).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ForgeError {
+    pub retry: Retry,
+    pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
 
-    #[test]
-    fn api_paths_follow_the_contract() {
-        let path = FlagTarget::project_path(Some("rpms"), "bash", None);
-        let commit = FlagTarget { project_path: path.clone(), on: FlagOn::Commit("ab12".into()) };
-        assert_eq!(commit.api_path(), "api/0/rpms/bash/c/ab12/flag");
-        let pr = FlagTarget { project_path: path, on: FlagOn::PullRequest(7) };
-        assert_eq!(pr.api_path(), "api/0/rpms/bash/pull-request/7/flag");
-        assert_eq!(FlagTarget::project_path(None, "demo", Some("bob")), "fork/bob/demo");
-        assert_eq!(FlagTarget::project_path(Some("ns"), "demo", Some("bob")), "fork/bob/ns/demo");
+impl ForgeError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        ForgeError { retry: Retry::Transient, message: message.into(), source: None }
     }
 
-    #[test]
-    fn url_rule_matches_pagure() {
-        for good in [
-            "https://eu-west-1.console.aws.amazon.com/codesuite/codebuild/1/projects/p/build/p%3Aab/?region=eu-west-1",
-            "http://localhost:8080/runs/1",
-            "http://127.0.0.1/x",
-            "http://[::1]/x",
-            "ftp://ci.example.org/log",
-            "git://example.io/x#frag",
-        ] {
-            assert!(url_acceptable(good), "{good}");
-        }
-        for bad in ["http://ci/1", "file:///etc/passwd", "https://example.c0m/", "not a url", "https://.io/"] {
-            assert!(!url_acceptable(bad), "{bad}");
-        }
+    pub fn terminal(message: impl Into<String>) -> Self {
+        ForgeError { retry: Retry::Terminal, message: message.into(), source: None }
     }
 
-    #[test]
-    fn flag_checks_uid_and_fields() {
-        let flag = Flag {
-            username: "AWS CodeBuild".into(),
-            comment: "Build #1 running".into(),
-            url: "https://example.org/".into(),
-            status: FlagStatus::Pending,
-            percent: None,
-            uid: "0123456789abcdef0123456789abcdef".into(),
-        };
-        assert_eq!(flag.check(), Ok(()));
-        let long = Flag { uid: "x".repeat(33), ..flag.clone() };
-        assert!(matches!(long.check(), Err(PagureError::Invalid(_))));
-        let no_comment = Flag { comment: "  ".into(), ..flag.clone() };
-        assert!(no_comment.check().is_err());
-        let bad_url = Flag { url: "http://ci/1".into(), ..flag };
-        assert!(bad_url.check().is_err());
-    }
-
-    #[test]
-    fn retry_delays_grow_and_stay_capped() {
-        let policy = RetryPolicy::default();
-        for retry in 1..10 {
-            let full = policy.base.saturating_mul(1 << (retry - 1)).min(policy.cap);
-            let delay = policy.delay(retry);
-            assert!(delay >= full / 2 && delay <= full, "retry {retry}: {delay:?} outside {:?}..={full:?}", full / 2);
-        }
+    /// Wraps an adapter's own error, keeping it as the source and its classification.
+    pub fn from_source<E: Transience + std::error::Error + Send + Sync + 'static>(error: E) -> Self {
+        ForgeError { retry: error.retry(), message: error.to_string(), source: Some(Box::new(error)) }
     }
 }
+
+impl Transience for ForgeError {
+    fn retry(&self) -> Retry {
+        self.retry
+    }
+}
+
+/// What the stages need from a forge: show a build state (a flag), and read the facts the
+/// trust decision rests on. `bridge-pagure` is the first adapter.
+pub trait Forge: Send + Sync {
+    fn report(&self, update: &FlagUpdate) -> impl Future<Output = Result<(), ForgeError>> + Send;
+
+    /// True when the flag already shows a final state for the same build (same `url`): a
+    /// late `IN_PROGRESS` event must not turn a finished build back to pending.
+    fn already_final(&self, _update: &FlagUpdate) -> impl Future<Output = bool> + Send {
+        async { false }
+    }
+
+    /// What Pagure says of pull request `id` of project `project_path` (`[ns/]name` of the
+    /// target): status, author, target branch, head. `None` when it cannot be asked or did
+    /// not answer usefully.
+    fn pull_request(
+        &self,
+        _project_key: &str,
+        _project_path: &str,
+        _id: u64,
+    ) -> impl Future<Output = Option<PullRequestFacts>> + Send {
+        async { None }
+    }
+
+    /// Whether Pagure lets `user` commit to `branch` of `project_path`; `None` when unknown
+    /// (not asked, unreachable, refused), which the work stage treats as "no".
+    fn has_commit(
+        &self,
+        _project_key: &str,
+        _project_path: &str,
+        _user: &str,
+        _branch: &str,
+    ) -> impl Future<Output = Option<bool>> + Send {
+        async { None }
+    }
+}
+
+/// Logs each state: local mode without a Pagure token, and tests.
+#[derive(Debug, Clone, Default)]
+pub struct LogStatus;
+
+impl Forge for LogStatus {
+    async fn report(&self, update: &FlagUpdate) -> Result<(), ForgeError> {
+        tracing::info!(
+            project = %update.project_key, target = %update.target, uid = %update.uid, status = update.status.as_str(),
+            comment = %update.comment, url = %update.url, "build status (not posted: no Pagure token)"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
