@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else { return };
     let objects = value.is_object() && value["detail"].is_object();
-    let parsed = report::parse_event(value);
+    let parsed = bridge_core::report::events::parse_event(value);
     if let Ok(Some(_)) = &parsed {
         // An event and its detail are objects; serde alone would read them from arrays.
         assert!(objects, "an event that is not objects was read");

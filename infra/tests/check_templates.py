@@ -76,13 +76,29 @@ One deployment for a whole forge (issue 13):
   <NamePrefix>-, and the pattern refuses a "-" in NamePrefix, so that one stack's <prefix>-*
   (grants, event rules) never matches another stack's names (pagure-ci-* would match the
   pipelines of a stack whose prefix is pagure-ci-staging);
+- alarms: every alarm (the dead-letter ones too) has AlarmActions = the AlarmTopicArn
+  parameter if HasAlarmTopic (true exactly when AlarmTopicArn is not empty), else none,
+  TreatMissingData notBreaching, actions enabled, and a description that points to
+  docs/operations.md, which explains it by name; the alarms on the bridge's own metrics
+  (embedded metric format, namespace PagureCiBridge, dimension FunctionName = the function's
+  own name, i.e. a Ref of the function) exist exactly as BRIDGE_ALARMS says: Failures of work
+  with Class terminal (Sum >= 1 in 5 minutes) and transient (>= 10 in 15 minutes), Failures of
+  report with Class terminal (>= 1 in 5 minutes), RequestsRefused of accept with Class server
+  (>= 1 in 5 minutes) and with Reason invalid_signature (>= 10 in 15 minutes); any alarm on
+  that namespace watches a metric and dimension set the function it names writes (METRICS:
+  CloudWatch keeps one metric per exact dimension set), and docs/operations.md explains every
+  metric;
 - parity: the SAM template and the CDK app have the same parameters (with the same defaults
-  and constraints), outputs, and function environment variable names.
+  and constraints), outputs, function environment variable names, and alarms (names without
+  CDK's hash, metrics, dimensions, thresholds, actions, descriptions).
 
 Usage: check_templates.py sam TEMPLATE | check_templates.py cdk TEMPLATE
        check_templates.py parity SAM_TEMPLATE CDK_TEMPLATE
-       check_templates.py mutants TEMPLATE (a synthesized CDK template: each broken copy in
-       CDK_MUTANTS must be refused; scripts/check-infra breaks the SAM template with sed)
+       check_templates.py mutants CDK_TEMPLATE [SAM_TEMPLATE] (CDK_TEMPLATE a synthesized CDK
+       template: each broken copy in CDK_MUTANTS must be refused; so must each ALARM_MUTANTS
+       copy of SAM_TEMPLATE, infra/sam/template.yaml by default, and parity must refuse an
+       alarm description that drifted; scripts/check-infra breaks the rest of the SAM template
+       with sed)
 """
 
 import fnmatch
@@ -750,6 +766,7 @@ def main(kind, path):
     check_work_list_bucket(template, kind, by_role, errors)
     check_trust_conditions(template, errors)
     check_forge(template, kind, by_role, errors)
+    check_alarms(template, kind, by_role, errors)
 
     if errors:
         sys.exit(f"{path}:\n  " + "\n  ".join(errors))
@@ -1129,8 +1146,195 @@ def check_secret_shards(template, envs, statements, render, errors):
             errors.append(f"the CliEnvironment output does not export {wanted}")
 
 
+# The bridge's own metrics (embedded metric format, issue "alarms on the EMF metrics"): the
+# namespace, and for each function the metrics it writes with every dimension set it writes
+# them with, besides FunctionName (always there: the function's own name,
+# AWS_LAMBDA_FUNCTION_NAME). CloudWatch keeps one metric per exact dimension set, so an alarm
+# on a set the bridge never writes never sees a value.
+METRICS_NAMESPACE = "PagureCiBridge"
+METRICS = {
+    "accept": {"RequestsAccepted": [()], "RequestsRefused": [(), ("Reason",), ("Class",)]},
+    "work": {"BuildsStarted": [()], "Failures": [("Class",)], "FetchDuration": [()], "ArchiveDuration": [()],
+             "UploadDuration": [()]},
+    "report": {"FlagsPosted": [()], "Failures": [("Class",)]},
+}
+# The values a Class dimension takes (Reason: the stable error code, snake_case).
+METRIC_CLASSES = {"RequestsRefused": {"client", "server"}, "Failures": {"transient", "terminal"}}
+# The alarms each template must have on them: alarm -> (function, metric, dimensions besides
+# FunctionName, period in seconds, threshold); each alarms on Sum >= threshold over one period.
+BRIDGE_ALARMS = {
+    "WorkTerminalFailureAlarm": ("work", "Failures", {"Class": "terminal"}, 300, 1),
+    "WorkTransientFailureAlarm": ("work", "Failures", {"Class": "transient"}, 900, 10),
+    "ReportTerminalFailureAlarm": ("report", "Failures", {"Class": "terminal"}, 300, 1),
+    "AcceptUnavailableAlarm": ("accept", "RequestsRefused", {"Class": "server"}, 300, 1),
+    "AcceptInvalidSignatureAlarm": ("accept", "RequestsRefused", {"Reason": "invalid_signature"}, 900, 10),
+}
+# Every alarm of the stack (the dead-letter ones too) notifies AlarmTopicArn if it is set.
+ALARM_TOPIC = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+OPERATIONS_DOC = "docs/operations.md"
+
+
+def unhashed(logical, kind):
+    """A CDK logical id without its hash suffix (SAM's are left as they are)."""
+    return re.sub(r"[0-9A-F]{8}$", "", logical) if kind == "cdk" else logical
+
+
+def alarms_of(template):
+    return {k: r.get("Properties", {}) for k, r in template["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+def alarm_dimensions(properties, errors, label):
+    """An alarm's Dimensions as a dict (a name given twice is an error)."""
+    found = {}
+    for dimension in as_list(properties.get("Dimensions", [])):
+        name = dimension.get("Name") if isinstance(dimension, dict) else None
+        if name in found:
+            errors.append(f"{label}: dimension {name} given twice")
+        found[name] = dimension.get("Value") if isinstance(dimension, dict) else None
+    return found
+
+
+def operations_doc():
+    import os
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", OPERATIONS_DOC)
+    try:
+        return open(path).read()
+    except OSError:
+        return None
+
+
+def check_alarms(template, kind, by_role, errors):
+    """Every alarm notifies AlarmTopicArn if it is set, is not breached by missing data and
+    points to docs/operations.md, which explains it; BRIDGE_ALARMS exist exactly as specified;
+    every alarm on the bridge's namespace watches a metric and dimension set the bridge writes,
+    of the function it names."""
+    alarms = alarms_of(template)
+    parameters = template.get("Parameters", {})
+    doc = operations_doc()
+    if doc is None:
+        errors.append(f"no {OPERATIONS_DOC} (the alarms' descriptions point to it)")
+    if "AlarmTopicArn" not in parameters or str(parameters["AlarmTopicArn"].get("Default")) != "":
+        errors.append("no AlarmTopicArn parameter defaulting to '' (no topic)")
+    else:
+        try:
+            for value, wanted in (("", False), ("arn:aws:sns:us-east-1:123456789012:alarms", True)):
+                renderer = Renderer(template, {"AlarmTopicArn": value})
+                if renderer.condition(template.get("Conditions", {}).get("HasAlarmTopic")) != wanted:
+                    errors.append(f"the HasAlarmTopic condition is not {wanted} when AlarmTopicArn is {value!r}")
+        except (ValueError, KeyError, TypeError) as e:
+            errors.append(f"the HasAlarmTopic condition cannot be evaluated ({e})")
+    for logical_id, props in alarms.items():
+        if props.get("AlarmActions") != ALARM_TOPIC:
+            errors.append(f"{logical_id}: AlarmActions {json.dumps(props.get('AlarmActions'))}, not {json.dumps(ALARM_TOPIC)} "
+                          "(the topic when AlarmTopicArn is set, none otherwise)")
+        for other in ("OKActions", "InsufficientDataActions"):
+            if other in props and props[other] != ALARM_TOPIC:
+                errors.append(f"{logical_id}: {other} {json.dumps(props[other])}, not the alarm topic's wiring")
+        if str(props.get("ActionsEnabled", True)).lower() == "false":
+            errors.append(f"{logical_id}: ActionsEnabled is false (it would never notify)")
+        if props.get("TreatMissingData") != "notBreaching":
+            errors.append(f"{logical_id}: TreatMissingData {props.get('TreatMissingData')!r}, not 'notBreaching' "
+                          "(a quiet forge is not an alarm)")
+        description = props.get("AlarmDescription")
+        if not isinstance(description, str) or OPERATIONS_DOC not in description:
+            errors.append(f"{logical_id}: the description {description!r} does not point to {OPERATIONS_DOC}")
+        if doc is not None and f"`{unhashed(logical_id, kind)}`" not in doc:
+            errors.append(f"{logical_id}: {OPERATIONS_DOC} does not explain `{unhashed(logical_id, kind)}`")
+
+    functions_by_logical = {logical_id: role for role, (logical_id, _) in by_role.items()}
+    for logical_id, props in alarms.items():
+        if props.get("Namespace") != METRICS_NAMESPACE:
+            continue
+        label = f"{logical_id} ({props.get('MetricName')})"
+        if "Metrics" in props:
+            errors.append(f"{label}: metric math on the bridge's metrics (check_templates.py cannot follow it)")
+        dimensions = alarm_dimensions(props, errors, label)
+        function = dimensions.get("FunctionName")
+        role = functions_by_logical.get(target_of(function)) if isinstance(function, dict) and set(function) == {"Ref"} else None
+        if role is None:
+            errors.append(f"{label}: FunctionName {json.dumps(function)} is not a Ref of one of the functions "
+                          f"{sorted(functions_by_logical)} (the bridge writes its own function name)")
+            continue
+        others = tuple(sorted(k for k in dimensions if k != "FunctionName"))
+        written = METRICS[role].get(props.get("MetricName"))
+        if written is None:
+            errors.append(f"{label}: the {role} function writes no metric {props.get('MetricName')!r} "
+                          f"(it writes {sorted(METRICS[role])})")
+        elif others not in written:
+            errors.append(f"{label}: the {role} function writes {props.get('MetricName')} with FunctionName and "
+                          f"{[list(w) for w in written]}, never with {list(others)} (the alarm would never see a value)")
+        if "Class" in dimensions and dimensions["Class"] not in METRIC_CLASSES.get(props.get("MetricName"), set()):
+            errors.append(f"{label}: Class {dimensions['Class']!r} is not one of "
+                          f"{sorted(METRIC_CLASSES.get(props.get('MetricName'), set()))}")
+        if "Reason" in dimensions and not (isinstance(dimensions["Reason"], str) and re.fullmatch(r"[a-z][a-z_]*", dimensions["Reason"])):
+            errors.append(f"{label}: Reason {dimensions['Reason']!r} is not an error code")
+
+    for name, (role, metric, extra, period, threshold) in BRIDGE_ALARMS.items():
+        found = [k for k in alarms if unhashed(k, kind) == name]
+        if len(found) != 1:
+            errors.append(f"{len(found)} alarms {name} ({found}), not one: {metric} of the {role} function {extra}, "
+                          f"Sum >= {threshold} in {period // 60} minutes")
+            continue
+        props = alarms[found[0]]
+        label = found[0]
+        wanted = {"Namespace": METRICS_NAMESPACE, "MetricName": metric, "Statistic": "Sum",
+                  "ComparisonOperator": "GreaterThanOrEqualToThreshold"}
+        for key, value in wanted.items():
+            if props.get(key) != value:
+                errors.append(f"{label}: {key} {props.get(key)!r}, not {value!r}")
+        dimensions = alarm_dimensions(props, [], label)
+        expected = {"FunctionName": {"Ref": by_role[role][0]}, **extra}
+        if dimensions != expected:
+            errors.append(f"{label}: dimensions {json.dumps(dimensions)}, not exactly {json.dumps(expected)} "
+                          f"(the {role} function's own name, as the bridge writes it)")
+        for key in ("ExtendedStatistic", "Metrics", "ThresholdMetricId"):
+            if key in props:
+                errors.append(f"{label}: has {key}")
+        if props.get("Unit", "Count") != "Count":
+            errors.append(f"{label}: Unit {props.get('Unit')!r} (the bridge writes {metric} as Count)")
+        try:
+            numbers = {"Period": int(props.get("Period")), "EvaluationPeriods": int(props.get("EvaluationPeriods")),
+                       "DatapointsToAlarm": int(props.get("DatapointsToAlarm", 1)), "Threshold": float(props.get("Threshold"))}
+        except (TypeError, ValueError) as e:
+            errors.append(f"{label}: Period, EvaluationPeriods, DatapointsToAlarm or Threshold is not a number ({e})")
+            continue
+        if numbers != {"Period": period, "EvaluationPeriods": 1, "DatapointsToAlarm": 1, "Threshold": threshold}:
+            errors.append(f"{label}: {numbers}, not Sum >= {threshold} over one period of {period} s")
+    if doc is not None:
+        for role, metrics in METRICS.items():
+            for metric in metrics:
+                if f"`{metric}`" not in doc:
+                    errors.append(f"{OPERATIONS_DOC} does not explain the {role} function's metric `{metric}`")
+
+
+def alarm_specs(template, kind):
+    """Each alarm by its name (without CDK's hash), its properties with the resources they name unhashed."""
+    def norm(value):
+        if isinstance(value, dict):
+            if set(value) == {"Ref"} and isinstance(value["Ref"], str):
+                return {"Ref": unhashed(value["Ref"], kind)}
+            if set(value) == {"Fn::GetAtt"}:
+                target, attribute = value["Fn::GetAtt"] if isinstance(value["Fn::GetAtt"], list) else str(value["Fn::GetAtt"]).split(".", 1)
+                return {"Fn::GetAtt": [unhashed(target, kind), attribute]}
+            return {k: norm(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [norm(v) for v in value]
+        if isinstance(value, bool) or value is None:
+            return value
+        if isinstance(value, (int, float)):
+            return float(value)
+        return str(value)
+    specs = {}
+    for logical_id, props in alarms_of(template).items():
+        spec = {k: norm(v) for k, v in props.items() if k != "Dimensions"}
+        spec["Dimensions"] = {str(d.get("Name")): norm(d.get("Value")) for d in as_list(props.get("Dimensions", []))}
+        specs[unhashed(logical_id, kind)] = spec
+    return specs
+
+
 def parity(sam_path, cdk_path):
-    """The SAM template and the CDK app offer the same parameters, outputs and function environments."""
+    """The SAM template and the CDK app offer the same parameters, outputs, function environments
+    and alarms (the same names, metrics, thresholds, actions and descriptions)."""
     sam, cdk = decode(sam_path)[0], decode(cdk_path)[0]
     errors = []
     keys = ("Type", "Default", "AllowedPattern", "AllowedValues", "MinValue", "MaxValue", "MinLength", "MaxLength")
@@ -1152,10 +1356,19 @@ def parity(sam_path, cdk_path):
         if envs["SAM"][role] != envs["CDK"].get(role):
             errors.append(f"{role}: environment SAM only {sorted(envs['SAM'][role] - envs['CDK'].get(role, set()))}, "
                           f"CDK only {sorted(envs['CDK'].get(role, set()) - envs['SAM'][role])}")
+    alarms = {"SAM": alarm_specs(sam, "sam"), "CDK": alarm_specs(cdk, "cdk")}
+    for name in sorted(set(alarms["SAM"]) | set(alarms["CDK"])):
+        if name not in alarms["SAM"] or name not in alarms["CDK"]:
+            errors.append(f"alarm {name} only in {'SAM' if name in alarms['SAM'] else 'CDK'}")
+            continue
+        for key in sorted(set(alarms["SAM"][name]) | set(alarms["CDK"][name])):
+            got = (alarms["SAM"][name].get(key), alarms["CDK"][name].get(key))
+            if got[0] != got[1]:
+                errors.append(f"alarm {name}: {key} SAM {json.dumps(got[0])} != CDK {json.dumps(got[1])}")
     if errors:
         sys.exit(f"{sam_path} vs {cdk_path}:\n  " + "\n  ".join(errors))
-    print(f"parity: {len(sam_parameters)} parameters, {len(sam['Outputs'])} outputs and the three functions' "
-          "environment names are the same in SAM and CDK")
+    print(f"parity: {len(sam_parameters)} parameters, {len(sam['Outputs'])} outputs, the three functions' "
+          f"environment names and {len(alarms['SAM'])} alarms are the same in SAM and CDK")
 
 
 def logical(template, prefix, kind):
@@ -1325,36 +1538,146 @@ CDK_MUTANTS = {
 }
 
 
-def mutants(path):
-    """Every CDK_MUTANTS copy of a template that passes must be refused."""
+def _alarm(t, name):
+    return _resource(t, name, "AWS::CloudWatch::Alarm")["Properties"]
+
+
+def _function_ref(t, name):
+    """A Ref of the function `name` (CDK's AWS::Lambda::Function, or SAM's own type)."""
+    for kind in ("AWS::Lambda::Function", "AWS::Serverless::Function"):
+        try:
+            return {"Ref": logical(t, name, kind)}
+        except KeyError:
+            pass
+    raise KeyError(name)
+
+
+def _dimension(t, alarm, name):
+    return next(d for d in _alarm(t, alarm)["Dimensions"] if d["Name"] == name)
+
+
+def _extra_alarm(t):
+    """A copy of ReportTerminalFailureAlarm on BuildsStarted, which the report function never writes."""
+    alarm = json.loads(json.dumps(_resource(t, "ReportTerminalFailureAlarm", "AWS::CloudWatch::Alarm")))
+    alarm["Properties"]["MetricName"] = "BuildsStarted"
+    t["Resources"]["ReportTerminalFailureAlarm2"] = alarm
+
+
+# Broken alarms, refused in the SAM template and in the synthesized CDK template alike.
+ALARM_MUTANTS = {
+    **{f"no {name}": (lambda name: lambda t: t["Resources"].pop(logical(t, name, "AWS::CloudWatch::Alarm")))(name)
+       for name in BRIDGE_ALARMS},
+    "the work terminal-failure alarm in the AWS/Lambda namespace": lambda t: _alarm(t, "WorkTerminalFailureAlarm").update(
+        Namespace="AWS/Lambda"),
+    "the report failure alarm on FlagsPosted": lambda t: _alarm(t, "ReportTerminalFailureAlarm").update(MetricName="FlagsPosted"),
+    "the work transient-failure alarm on a misspelt metric": lambda t: _alarm(t, "WorkTransientFailureAlarm").update(
+        MetricName="Failure"),
+    "the report failure alarm watching the work function": lambda t: _dimension(t, "ReportTerminalFailureAlarm", "FunctionName").update(
+        Value=_function_ref(t, "WorkFunction")),
+    "the accept unavailable alarm on the function's ARN": lambda t: _dimension(t, "AcceptUnavailableAlarm", "FunctionName").update(
+        Value={"Fn::GetAtt": [_function_ref(t, "AcceptFunction")["Ref"], "Arn"]}),
+    "the accept unavailable alarm without its Class dimension (every refusal)": lambda t: _alarm(t, "AcceptUnavailableAlarm").update(
+        Dimensions=[d for d in _alarm(t, "AcceptUnavailableAlarm")["Dimensions"] if d["Name"] != "Class"]),
+    "the invalid-signature alarm on invalid_token": lambda t: _dimension(t, "AcceptInvalidSignatureAlarm", "Reason").update(
+        Value="invalid_token"),
+    "the invalid-signature alarm on a dimension set never written (Reason and Class)": lambda t: _alarm(
+        t, "AcceptInvalidSignatureAlarm")["Dimensions"].append({"Name": "Class", "Value": "client"}),
+    "the work transient-failure alarm watching terminal failures": lambda t: _dimension(t, "WorkTransientFailureAlarm", "Class").update(
+        Value="terminal"),
+    "the work terminal-failure alarm on a Class never written": lambda t: _dimension(t, "WorkTerminalFailureAlarm", "Class").update(
+        Value="error"),
+    "the work terminal-failure alarm at a threshold of 5": lambda t: _alarm(t, "WorkTerminalFailureAlarm").update(Threshold=5),
+    "the work transient-failure alarm over 5 minutes": lambda t: _alarm(t, "WorkTransientFailureAlarm").update(Period=300),
+    "the accept unavailable alarm on the Average": lambda t: _alarm(t, "AcceptUnavailableAlarm").update(Statistic="Average"),
+    "the accept unavailable alarm on GreaterThanThreshold": lambda t: _alarm(t, "AcceptUnavailableAlarm").update(
+        ComparisonOperator="GreaterThanThreshold"),
+    "the work transient-failure alarm over 3 periods": lambda t: _alarm(t, "WorkTransientFailureAlarm").update(EvaluationPeriods=3),
+    "the report failure alarm breaching on missing data": lambda t: _alarm(t, "ReportTerminalFailureAlarm").update(
+        TreatMissingData="breaching"),
+    "the invalid-signature alarm notifying the topic unconditionally": lambda t: _alarm(t, "AcceptInvalidSignatureAlarm").update(
+        AlarmActions=[{"Ref": "AlarmTopicArn"}]),
+    "the work terminal-failure alarm without AlarmActions": lambda t: _alarm(t, "WorkTerminalFailureAlarm").pop("AlarmActions"),
+    "the build dead-letter alarm without AlarmActions": lambda t: _alarm(t, "BuildDeadLetterAlarm").pop("AlarmActions"),
+    "HasAlarmTopic true with no AlarmTopicArn": lambda t: t["Conditions"].update(
+        HasAlarmTopic={"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, "none"]}]}),
+    "an alarm description not pointing to docs/operations.md": lambda t: _alarm(t, "ReportTerminalFailureAlarm").update(
+        AlarmDescription=_alarm(t, "ReportTerminalFailureAlarm")["AlarmDescription"].replace("docs/operations.md", "the logs")),
+    "the accept unavailable alarm with its actions disabled": lambda t: _alarm(t, "AcceptUnavailableAlarm").update(ActionsEnabled=False),
+    "the work terminal-failure alarm in Seconds": lambda t: _alarm(t, "WorkTerminalFailureAlarm").update(Unit="Seconds"),
+    "an alarm on a metric the report function does not write": _extra_alarm,
+}
+CDK_MUTANTS.update(ALARM_MUTANTS)
+
+
+def refuse_all(kind, path, table, base=None):
+    """Each copy of the template at `path` broken by a mutation of `table` must be refused by
+    `check_templates.py KIND`; the unbroken copy, written the same way, must pass."""
     import copy
     import os
     import subprocess
     import tempfile
 
-    base = json.load(open(path))
+    base = base if base is not None else decode(path)[0]
     with tempfile.TemporaryDirectory() as folder:
         broken = os.path.join(folder, "broken.json")
-        for what, mutate in CDK_MUTANTS.items():
+        for what, mutate in [(None, None), *table.items()]:
             template = copy.deepcopy(base)
-            mutate(template)
-            if template == base:
-                sys.exit(f"the mutation '{what}' changed nothing")
+            if mutate is not None:
+                mutate(template)
+                if template == base:
+                    sys.exit(f"the mutation '{what}' changed nothing")
             with open(broken, "w") as f:
                 json.dump(template, f)
-            run = subprocess.run([sys.executable, __file__, "cdk", broken], capture_output=True, text=True)
+            run = subprocess.run([sys.executable, __file__, kind, broken], capture_output=True, text=True)
+            if what is None:
+                if run.returncode != 0:
+                    sys.exit(f"check_templates.py refused the unbroken {kind.upper()} template {path} once rewritten:\n{run.stderr}")
+                continue
             if run.returncode == 0:
-                sys.exit(f"check_templates.py accepted a CDK template with {what}")
+                sys.exit(f"check_templates.py accepted a {kind.upper()} template with {what}")
             if "Traceback" in run.stderr:
-                sys.exit(f"check_templates.py crashed on a CDK template with {what}:\n{run.stderr}")
-            print(f"refused, as it should: {what} ({run.stderr.strip().splitlines()[-1].strip()[:160]})")
+                sys.exit(f"check_templates.py crashed on a {kind.upper()} template with {what}:\n{run.stderr}")
+            print(f"refused, as it should{'' if kind == 'cdk' else ' (SAM)'}: {what} "
+                  f"({run.stderr.strip().splitlines()[-1].strip()[:160]})")
+    return len(table)
 
+
+def mutants(path, sam_path=None):
+    """Every CDK_MUTANTS copy of a synthesized CDK template must be refused; so must every
+    ALARM_MUTANTS copy of the SAM template (by default infra/sam/template.yaml beside this
+    script; scripts/check-infra breaks the rest of it with sed), and parity must refuse a SAM
+    alarm that drifted from the CDK one."""
+    import os
+    import subprocess
+    import tempfile
+
+    count = refuse_all("cdk", path, CDK_MUTANTS, json.load(open(path)))
+    if sam_path is None:
+        sam_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sam", "template.yaml")
+    count += refuse_all("sam", sam_path, ALARM_MUTANTS)
+    sam = decode(sam_path)[0]
+    _alarm(sam, "WorkTransientFailureAlarm")["AlarmDescription"] += " (drifted)"
+    with tempfile.TemporaryDirectory() as folder:
+        drift = os.path.join(folder, "drift.json")
+        with open(drift, "w") as f:
+            json.dump(sam, f)
+        run = subprocess.run([sys.executable, __file__, "parity", drift, path], capture_output=True, text=True)
+    if run.returncode == 0 or "Traceback" in run.stderr:
+        sys.exit(f"check_templates.py parity accepted (or crashed on) a SAM alarm description the CDK app does not have:\n{run.stderr}")
+    print(f"refused, as it should (parity): an alarm description that drifted ({run.stderr.strip().splitlines()[-1].strip()[:160]})")
+    print(f"mutants: {count} broken templates and 1 drift refused ({len(CDK_MUTANTS)} CDK, {len(ALARM_MUTANTS)} SAM)")
 
 if __name__ == "__main__":
-    if len(sys.argv) != (4 if sys.argv[1:2] == ["parity"] else 3) or sys.argv[1] not in ("sam", "cdk", "mutants", "parity"):
+    if sys.argv[1:2] == ["parity"]:
+        arguments = (4,)
+    elif sys.argv[1:2] == ["mutants"]:
+        arguments = (3, 4)
+    else:
+        arguments = (3,)
+    if len(sys.argv) not in arguments or sys.argv[1] not in ("sam", "cdk", "mutants", "parity"):
         sys.exit(__doc__)
     if sys.argv[1] == "mutants":
-        mutants(sys.argv[2])
+        mutants(*sys.argv[2:])
     elif sys.argv[1] == "parity":
         parity(sys.argv[2], sys.argv[3])
     else:

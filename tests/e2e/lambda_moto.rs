@@ -95,18 +95,18 @@ impl Aws {
             .unwrap_or_default()
     }
 
-    fn service(&self, vars: &[(&str, &str)]) -> accept::LambdaAcceptService {
+    fn service(&self, vars: &[(&str, &str)]) -> bridge_lambda::accept::LambdaAcceptService {
         let vars: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         let config = AcceptLambdaConfig::from_env(|k| vars.get(k).cloned()).expect("lambda config");
-        accept::build_service(config, &self.sdk)
+        bridge_lambda::accept::build_service(config, &self.sdk)
     }
 }
 
 async fn call(
-    service: &accept::LambdaAcceptService,
+    service: &bridge_lambda::accept::LambdaAcceptService,
     request: lambda_http::Request,
 ) -> (u16, serde_json::Value, Option<String>) {
-    let response = accept::handle(service, request).await.expect("handler");
+    let response = bridge_lambda::accept::handle(service, request).await.expect("handler");
     let location = response.headers().get("location").map(|v| v.to_str().expect("ascii").to_owned());
     let body = serde_json::from_slice(response.body().as_ref()).expect("json body");
     (response.status().as_u16(), body, location)

@@ -309,7 +309,7 @@ async fn sqs_batches_report_only_the_records_to_retry() {
     };
     let good = normalise("2", repos.server.url("forks/bob/demo.git"), "bob-fix", Some("rawhide"));
     let gone = normalise("9", repos.server.url("demo.git"), "x", Some("rawhide"));
-    let response = work::handle_batch(
+    let response = bridge_lambda::work::handle_batch(
         &running.worker,
         sqs_event(&[
             ("m-good", good.to_json(), 1),
@@ -334,10 +334,12 @@ async fn sqs_batches_report_only_the_records_to_retry() {
 
     repos.server.set_fault(e2e_tests::git_server::Fault::Status(500));
     let flaky = normalise("1", repos.server.url("demo.git"), "feature", Some("rawhide"));
-    let response = work::handle_batch(&running.worker, sqs_event(&[("m-try", flaky.to_json(), 1)]), 5).await;
+    let response =
+        bridge_lambda::work::handle_batch(&running.worker, sqs_event(&[("m-try", flaky.to_json(), 1)]), 5).await;
     assert_eq!(failed_ids(&response), ["m-try"]);
     assert_eq!(running.recorded.errors().len(), 1, "not reported before the last delivery");
-    let response = work::handle_batch(&running.worker, sqs_event(&[("m-last", flaky.to_json(), 5)]), 5).await;
+    let response =
+        bridge_lambda::work::handle_batch(&running.worker, sqs_event(&[("m-last", flaky.to_json(), 5)]), 5).await;
     assert_eq!(failed_ids(&response), ["m-last"], "the last delivery still fails, so SQS moves it to the DLQ");
     let errors = running.recorded.errors();
     assert_eq!(errors.len(), 2);

@@ -471,7 +471,8 @@ async fn every_build_state_becomes_the_right_flag() {
     ];
     for (name, event, expected) in cases {
         let before = fake.posts();
-        let answer = report::handle(&service, event).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let answer =
+            bridge_core::report::invoke::handle(&service, event).await.unwrap_or_else(|e| panic!("{name}: {e}"));
         match expected {
             None => {
                 assert_eq!(answer["outcome"], json!("ignored"), "{name}: {answer}");
@@ -505,7 +506,9 @@ async fn every_build_state_becomes_the_right_flag() {
     // The fork PR's pending and success are one flag; a late IN_PROGRESS does not undo it.
     let fork_flags: Vec<_> = fake.flags().into_iter().filter(|f| f.uid == flag_uid("req-fork-pr")).collect();
     assert_eq!(fork_flags.len(), 1);
-    let late = report::handle(&service, codebuild_event("IN_PROGRESS", None, &fork_pr)).await.expect("late event");
+    let late = bridge_core::report::invoke::handle(&service, codebuild_event("IN_PROGRESS", None, &fork_pr))
+        .await
+        .expect("late event");
     assert_eq!(late["outcome"], json!("ignored"), "{late}");
     assert_eq!(
         fake.flags().into_iter().find(|f| f.uid == flag_uid("req-fork-pr")).map(|f| f.status),
@@ -532,7 +535,9 @@ async fn events_without_variables_are_matched_through_the_pipeline() {
             .into_iter()
             .map(|name| (name, ""))
             .collect();
-    let answer = report::handle(&service, codebuild_event("SUCCEEDED", None, &no_vars)).await.expect("handled");
+    let answer = bridge_core::report::invoke::handle(&service, codebuild_event("SUCCEEDED", None, &no_vars))
+        .await
+        .expect("handled");
     assert_eq!(answer["outcome"], json!("posted"), "{answer}");
     assert_eq!(fake.flags()[0].uid, flag_uid("req-looked-up"));
 }
@@ -544,15 +549,25 @@ async fn failures_to_reach_pagure_fail_the_invocation() {
     for _ in 0..4 {
         fake.push_fault(Fault::Status(500, "down"));
     }
-    let result = report::handle(&service, codebuild_event("SUCCEEDED", None, &[])).await;
-    assert!(matches!(&result, Err(report::HandleError::Report(e)) if e.is_transient()), "{result:?}");
+    let result = bridge_core::report::invoke::handle(&service, codebuild_event("SUCCEEDED", None, &[])).await;
+    assert!(
+        matches!(&result, Err(bridge_core::report::invoke::HandleError::Report(e)) if e.is_transient()),
+        "{result:?}"
+    );
     // Pagure is back: the retried event posts the flag.
-    let answer = report::handle(&service, codebuild_event("SUCCEEDED", None, &[])).await.expect("retried");
+    let answer =
+        bridge_core::report::invoke::handle(&service, codebuild_event("SUCCEEDED", None, &[])).await.expect("retried");
     assert_eq!(answer["outcome"], json!("posted"));
     let broken = json!({"detail-type": "CodeBuild Build State Change", "detail": {"build-status": 7}});
-    assert!(matches!(report::handle(&service, broken).await, Err(report::HandleError::Event(_))));
+    assert!(matches!(
+        bridge_core::report::invoke::handle(&service, broken).await,
+        Err(bridge_core::report::invoke::HandleError::Event(_))
+    ));
     let other = json!({"detail-type": "EC2 Instance State-change Notification", "detail": {}});
-    assert_eq!(report::handle(&service, other).await.expect("ignored")["outcome"], json!("ignored"));
+    assert_eq!(
+        bridge_core::report::invoke::handle(&service, other).await.expect("ignored")["outcome"],
+        json!("ignored")
+    );
 }
 
 #[tokio::test]
@@ -722,7 +737,7 @@ async fn a_build_started_by_hand_is_ignored_whatever_its_variables() {
     let service = report_service(&fake, Executions::default());
     let mut event = codebuild_event("SUCCEEDED", None, &[]);
     event["detail"]["additional-information"]["initiator"] = json!("user/mallory");
-    let answer = report::handle(&service, event).await.expect("handled");
+    let answer = bridge_core::report::invoke::handle(&service, event).await.expect("handled");
     assert_eq!(answer["outcome"], json!("ignored"), "{answer}");
     assert!(answer["reason"].as_str().is_some_and(|r| r.contains("not started by a pipeline")), "{answer}");
     assert!(fake.flags().is_empty());

@@ -186,12 +186,14 @@ pipeline = "demo-ci"
             .map(|(k, v)| json!({"name": k, "type": "PLAINTEXT", "value": v}))
             .collect::<Vec<_>>()
     );
-    let answer = report::handle(&service, event).await.expect("event");
+    let answer = bridge_core::report::invoke::handle(&service, event).await.expect("event");
     assert_eq!(answer["outcome"], "posted", "{answer}");
     let posts_before = fake.posts();
 
     let deadline = Instant::now() + Duration::from_secs(60);
-    let answer = report::handle_with_sweep(&service, Some(&sweeper), schedule_event(), deadline).await.expect("sweep");
+    let answer = bridge_core::report::invoke::handle_with_sweep(&service, Some(&sweeper), schedule_event(), deadline)
+        .await
+        .expect("sweep");
     assert_eq!(answer["outcome"], "swept", "{answer}");
     let report = &answer["sweep"];
     assert_eq!(
@@ -224,11 +226,13 @@ pipeline = "demo-ci"
     assert_eq!(settled.len(), 3, "{settled:?}");
 
     // The next run posts nothing: what is settled stays settled, the running one is asked again.
-    let answer = report::handle_with_sweep(&service, Some(&sweeper), schedule_event(), deadline).await.expect("sweep");
+    let answer = bridge_core::report::invoke::handle_with_sweep(&service, Some(&sweeper), schedule_event(), deadline)
+        .await
+        .expect("sweep");
     assert_eq!((answer["sweep"]["due"].as_u64(), answer["sweep"]["posted"].as_u64()), (Some(1), Some(0)), "{answer}");
     assert_eq!(fake.posts(), posts_before + 2);
 
     // Without a sweeper (no PCB_BUCKET) a schedule event is answered, not failed.
-    let answer = report::handle(&service, schedule_event()).await.expect("ignored");
+    let answer = bridge_core::report::invoke::handle(&service, schedule_event()).await.expect("ignored");
     assert_eq!(answer["outcome"], "ignored");
 }

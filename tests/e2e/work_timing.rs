@@ -15,11 +15,11 @@ use bridge_core::forge::{FlagStatus, PullRequestFacts};
 use bridge_core::forge::{FlagUpdate, Forge, ForgeError};
 use bridge_core::model::BuildRequest;
 use bridge_core::ports::{DirectoryStore, PipelineStarter, Queue, StartError, StaticSecrets, StoredArtifact};
+use bridge_lambda::work::{BatchSettings, MessageVisibility, Timing};
 use bridge_worker::{Disposition, Ending, WorkSettings, Worker};
 use e2e_tests::git_server::{DemoRepos, Fault, demo_repos};
 use e2e_tests::temp_dir;
 use tokio::time::Instant;
-use work::{BatchSettings, MessageVisibility, Timing};
 
 /// Pipeline starts and flags, recorded.
 #[derive(Debug, Clone, Default)]
@@ -173,7 +173,7 @@ async fn a_hanging_record_is_cut_short_and_the_rest_go_back_at_once_before_the_d
     let next = rig.push(&repos, &repos.shas["f3"]);
     let visibility = Visibility::default();
     let deadline = Instant::now() + Duration::from_secs(3);
-    let response = work::handle_batch_until(
+    let response = bridge_lambda::work::handle_batch_until(
         &rig.worker,
         // The later delivery goes first, whatever the batch's order.
         sqs_event(&[("m-next", "rh-next", next.to_json(), 1), ("m-hang", "rh-hang", hanging.to_json(), 3)]),
@@ -202,7 +202,7 @@ async fn last_deliveries_cut_short_or_not_started_are_reported() {
     repos.server.set_fault(Fault::Hang);
     let hanging = rig.push(&repos, &repos.shas["f4"]);
     let visibility = Visibility::default();
-    let response = work::handle_batch_until(
+    let response = bridge_lambda::work::handle_batch_until(
         &rig.worker,
         sqs_event(&[("m-hang", "rh-hang", hanging.to_json(), 5)]),
         &settings(5),
@@ -225,7 +225,7 @@ async fn last_deliveries_cut_short_or_not_started_are_reported() {
     let last = rig.push(&repos, &repos.shas["f3"]);
     let first = rig.push(&repos, &repos.shas["f2"]);
     let deadline = Instant::now() + Duration::from_millis(1200);
-    let response = work::handle_batch_until(
+    let response = bridge_lambda::work::handle_batch_until(
         &rig.worker,
         sqs_event(&[("m-first", "rh-first", first.to_json(), 1), ("m-last", "rh-last", last.to_json(), 5)]),
         &settings(5),
@@ -303,7 +303,7 @@ async fn failed_requests_come_back_from_sqs_after_the_schedules_wait() {
     let first = receive(0).await;
     assert_eq!(first.len(), 1);
     repos.server.set_fault(Fault::Status(500));
-    let response = work::handle_batch_until(
+    let response = bridge_lambda::work::handle_batch_until(
         &rig.worker,
         event(&first[0]),
         &settings,
@@ -317,7 +317,7 @@ async fn failed_requests_come_back_from_sqs_after_the_schedules_wait() {
     let again = receive(10).await;
     assert_eq!(again.len(), 1, "back after about a second");
     assert_eq!(again[0].attributes().expect("attributes")[&MessageSystemAttributeName::ApproximateReceiveCount], "2");
-    let response = work::handle_batch_until(
+    let response = bridge_lambda::work::handle_batch_until(
         &rig.worker,
         event(&again[0]),
         &settings,

@@ -1,11 +1,10 @@
 use bridge_core::config::AcceptLambdaConfig;
-use lambda_http::{run, service_fn};
+use bridge_lambda::accept;
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    bridge_aws::init_lambda_tracing();
+async fn main() -> Result<(), bridge_lambda::Error> {
+    bridge_lambda::init_tracing();
     let config = AcceptLambdaConfig::from_env(|key| std::env::var(key).ok())?;
-    let aws = aws_config::load_from_env().await;
-    let service = accept::build_service(config, &aws);
-    run(service_fn(|request| accept::handle(&service, request))).await
+    let service = accept::build_service(config, &aws_config::load_from_env().await);
+    accept::serve(&service).await
 }

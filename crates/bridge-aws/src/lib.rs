@@ -16,20 +16,6 @@ use bridge_core::ports::{
 };
 use bridge_core::report::pipeline_console_url;
 
-/// The Lambdas' logs: JSON lines (CloudWatch adds the time), level from `RUST_LOG`
-/// (default `info`).
-pub fn init_lambda_tracing() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .without_time()
-        .init();
-}
-
 /// An SDK error with its whole chain of causes (every SDK crate re-exports the same
 /// `DisplayErrorContext`).
 fn error_text(error: impl std::error::Error) -> String {

@@ -15,6 +15,9 @@ use crate::config::{AcceptConfig, ProjectConfig};
 use crate::forge::{Flag, FlagOn, FlagStatus, FlagTarget, FlagUpdate, Forge, ForgeError, MAX_COMMENT_CHARS};
 use crate::model::{BuildRequest, Cause, ProjectRef};
 use crate::ports::{ExecutionFacts, PipelineLookup};
+pub mod events;
+pub mod invoke;
+
 use crate::sweep::{CAPACITY_ERROR, NoSettlements, Settlement, Settlements};
 
 /// Default flag name on Pagure.

@@ -119,10 +119,12 @@ impl HttpApp for LocalApp {
             Ok(event) => event,
             Err(e) => return Rejection::invalid("invalid_json", format!("the event is not JSON: {e}")).into_response(),
         };
-        match report::handle(&self.report, event).await {
+        match bridge_core::report::invoke::handle(&self.report, event).await {
             Ok(answer) => json_response(StatusCode::OK, &answer),
-            Err(report::HandleError::Event(e)) => Rejection::invalid("invalid_event", e.to_string()).into_response(),
-            Err(report::HandleError::Report(e)) => {
+            Err(bridge_core::report::invoke::HandleError::Event(e)) => {
+                Rejection::invalid("invalid_event", e.to_string()).into_response()
+            }
+            Err(bridge_core::report::invoke::HandleError::Report(e)) => {
                 Rejection::new(StatusCode::BAD_GATEWAY, "report_failed", e.to_string()).into_response()
             }
         }

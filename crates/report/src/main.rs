@@ -1,10 +1,10 @@
 use bridge_core::config::ReportLambdaConfig;
-use lambda_runtime::{run, service_fn};
+use bridge_lambda::report;
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    bridge_aws::init_lambda_tracing();
+async fn main() -> Result<(), bridge_lambda::Error> {
+    bridge_lambda::init_tracing();
     let config = ReportLambdaConfig::from_env(|key| std::env::var(key).ok())?;
-    let lambda = report::build_service(&config, &aws_config::load_from_env().await)?;
-    run(service_fn(|event| lambda.handle(event))).await
+    let function = report::build_service(&config, &aws_config::load_from_env().await)?;
+    report::serve(&function).await
 }

@@ -1,8 +1,9 @@
 // The same resources and parameters as infra/sam/template.yaml (scripts/check-infra compares
 // them): the accept, work and report functions (report also on a sweep schedule), the build
 // queue and its dead-letter queue, the artifact buckets, the project registry's bucket, the
-// tokens' secret, alarms (dead-letter queues, and the functions' own metrics), and one shared pair of CodePipelines (V2, S3 source with key
-// override, parallel runs) and CodeBuild projects for every project of the forge: the trusted
+// tokens' secret, alarms (on the dead-letter queues and on the functions' own metrics), and
+// one shared pair of CodePipelines (V2, S3 source with key override, parallel runs) and
+// CodeBuild projects for every project of the forge: the trusted
 // one, and the untrusted one for pull requests of authors who may not commit (its build role
 // can write its logs and read its own source, nothing else). No resource or parameter names a
 // project: they live in the registry (`pagure-ci-bridge projects add`).

@@ -1,4 +1,4 @@
-//! The accept Lambda: translates a function URL event (payload 2.0) into bridge-core's
+//! The accept function: translates a function URL event (payload 2.0) into bridge-core's
 //! `TriggerHttpRequest` and answers with the core handler's response.
 
 use bridge_aws::{SecretsManagerSource, SqsQueue};
@@ -49,4 +49,9 @@ pub fn to_trigger_request(request: Request) -> TriggerHttpRequest {
 pub async fn handle(service: &LambdaAcceptService, request: Request) -> Result<Response<Body>, lambda_http::Error> {
     let response = service.handle(to_trigger_request(request)).await;
     Ok(response.map(|bytes| Body::Binary(bytes.to_vec())))
+}
+
+/// Serves function URL requests until the runtime stops.
+pub async fn serve(service: &LambdaAcceptService) -> Result<(), crate::Error> {
+    lambda_http::run(lambda_http::service_fn(|request| handle(service, request))).await
 }

@@ -312,3 +312,16 @@ async fn change_visibility<V: MessageVisibility>(
     };
     tracing::warn!(message_id = %record.message_id, %error, wait_seconds = wait.as_secs(), "visibility not changed; the message comes back after the queue's visibility timeout");
 }
+
+/// libgit2's connect and I/O time limits, process-wide: set before any thread starts.
+pub fn init_git() -> Result<(), String> {
+    bridge_git::init_libgit2(Duration::from_secs(10), Duration::from_secs(60))
+}
+
+/// Serves SQS batches until the runtime stops.
+pub async fn serve(function: &WorkFunction) -> Result<(), crate::Error> {
+    lambda_runtime::run(lambda_runtime::service_fn(|event| async {
+        Ok::<_, crate::Error>(function.handle(event).await)
+    }))
+    .await
+}

@@ -1,0 +1,28 @@
+//! The AWS Lambda side of pagure-ci-bridge: each function's event (a function URL request, an
+//! SQS batch, an EventBridge event) translated for bridge-core's stages, and each function
+//! assembled once, in `main`, from its configuration and the AWS clients (`bridge-aws`),
+//! with Pagure (`bridge-pagure`) as its forge and git (`bridge-git`) as its source.
+//!
+//! The three binaries (`crates/accept`, `crates/work`, `crates/report`) are a few lines
+//! each around [`accept`], [`work`] and [`report`].
+
+pub mod accept;
+pub mod report;
+pub mod work;
+
+/// What a function's `main` may fail with (the runtime's own boxed error).
+pub type Error = lambda_runtime::Error;
+
+/// The Lambdas' logs: JSON lines (CloudWatch adds the time), level from `RUST_LOG`
+/// (default `info`).
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .without_time()
+        .init();
+}
