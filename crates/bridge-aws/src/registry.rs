@@ -71,7 +71,7 @@ impl RegistryStore for S3Registry {
         };
         match call.send().await {
             Ok(_) => Ok(()),
-            Err(e) if crate::lost_condition(&e) => Err(RegistryError::Conflict(self.describe())),
+            Err(e) if crate::s3::lost_condition(&e) => Err(RegistryError::Conflict(self.describe())),
             Err(e) => Err(RegistryError::Unavailable(format!("{}: {}", self.describe(), crate::error_text(e)))),
         }
     }

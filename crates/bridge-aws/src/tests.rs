@@ -7,6 +7,7 @@ use aws_sdk_codepipeline::types::error::PipelineNotFoundException;
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 
 use super::*;
+use bridge_core::ports::*;
 
 fn artifact() -> StoredArtifact {
     StoredArtifact { key: "sources/demo/0123456789abcdef0123456789abcdef.zip".into(), version_id: Some("v1".into()) }
