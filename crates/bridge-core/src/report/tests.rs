@@ -20,7 +20,13 @@ fn an_event_from_a_pipeline_the_project_does_not_use_is_not_its_own() {
     assert!(foreign.contains("builds in pipeline `demo-ci-staging`"), "{foreign}");
 }
 
+use super::subject::short_comment;
 use super::*;
+use crate::forge::MAX_COMMENT_CHARS;
+use crate::forge::{FlagOn, FlagStatus, FlagTarget};
+use crate::model::{Cause, ProjectRef};
+use crate::ports::ExecutionFacts;
+use std::collections::BTreeMap;
 
 fn change(status: &str, phases: &[(&str, &str, &str)]) -> CodeBuildChange {
     CodeBuildChange {
