@@ -21,7 +21,7 @@ CDK app's synthesized template (run by scripts/check-infra):
   project or in the pipeline's action), no cache or file system, no customer KMS key; its
   artifact bucket is SSE-S3, versioned like the others, public access blocked, TLS only;
 - both pipelines declare exactly the bridge's PIPELINE_VARIABLES (read from
-  crates/bridge-core/src/buildspec.rs) and their build actions pass exactly those, as
+  crates/bridge-core/src) and their build actions pass exactly those, as
   `#{variables.NAME}`, plus PAGURE_PIPELINE_EXECUTION_ID: no branch name or other value the
   PR author chooses is pasted into the action's JSON text;
 - every CodeBuild role trusts codebuild.amazonaws.com alone;
@@ -445,19 +445,21 @@ def check_buildspec_path(template, work_env, errors):
 
 
 def bridge_pipeline_variables():
-    """bridge_core::buildspec::PIPELINE_VARIABLES, as the work function starts runs with (read
-    from crates/bridge-core/src/buildspec.rs, or whichever crate folder holds it: the crates'
-    folders get renamed)."""
+    """bridge_core::buildspec::PIPELINE_VARIABLES, as the work function starts runs with: read
+    from the one Rust file of crates/bridge-core/src that defines it (the crates' files and
+    folders get moved around; any crate's src if bridge-core has none)."""
     import glob
     import os
     crates = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "crates")
-    wanted = os.path.join(crates, "bridge-core", "src", "buildspec.rs")
-    sources = [wanted] if os.path.exists(wanted) else sorted(glob.glob(os.path.join(crates, "*", "src", "buildspec.rs")))
     pattern = r"pub const PIPELINE_VARIABLES: \[&str; \d+\] =\s*\[([^\]]*)\]"
-    found = [m for m in (re.search(pattern, open(s).read()) for s in sources) if m]
+    for tree in ("bridge-core", "*"):
+        sources = sorted(glob.glob(os.path.join(crates, tree, "src", "**", "*.rs"), recursive=True))
+        found = [(source, m) for source, m in ((s, re.search(pattern, open(s).read())) for s in sources) if m]
+        if found:
+            break
     if len(found) != 1:
-        sys.exit(f"{len(found)} definitions of PIPELINE_VARIABLES in {sources or [wanted]}, not one")
-    return re.findall(r'"([A-Z_]+)"', found[0].group(1))
+        sys.exit(f"{len(found)} definitions of PIPELINE_VARIABLES under {crates} ({[f for f, _ in found]}), not one")
+    return re.findall(r'"([A-Z_]+)"', found[0][1].group(1))
 
 
 def check_pipeline_variables(label, pipeline, action, render, errors):
@@ -773,7 +775,9 @@ def main(kind, path):
     print(f"{path}: visibility {visibility} s = {visibility / work_timeout:.0f} x work timeout, "
           f"maxReceiveCount {max_receive}, IAM of {', '.join(roles)} names only their own resources; "
           f"BuildSpecPath drives every project and the work function; untrusted build role "
-          f"{untrusted['build_role']} may only write {untrusted['log_group']} and read {untrusted['bucket']}")
+          f"{untrusted['build_role']} may only write {untrusted['log_group']} and read {untrusted['bucket']}; "
+          f"{len(alarms_of(template))} alarms notify AlarmTopicArn if set, {len(BRIDGE_ALARMS)} of them on the "
+          f"bridge's {METRICS_NAMESPACE} metrics")
 
 
 

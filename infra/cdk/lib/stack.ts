@@ -663,7 +663,7 @@ export class PagureCiBridgeStack extends cdk.Stack {
       ['WorkTerminalFailureAlarm', work, 'Failures', { Class: 'terminal' }, 5, 1,
         'A build request failed for good and its commit got an error flag on Pagure (Failures of the work function, Class terminal); the reason is in the work function\'s logs, see docs/operations.md.'],
       ['WorkTransientFailureAlarm', work, 'Failures', { Class: 'transient' }, 15, 10,
-        '10 or more build requests failed in 15 minutes and wait for a retry (Failures of the work function, Class transient); git, S3 or CodePipeline may be failing, see docs/operations.md.'],
+        '10 or more transient failures of build requests in 15 minutes, each waiting for a retry (Failures of the work function, Class transient); git, S3 or CodePipeline may be failing, see docs/operations.md.'],
       ['ReportTerminalFailureAlarm', report, 'Failures', { Class: 'terminal' }, 5, 1,
         'A flag could not be posted on Pagure for good, so a commit or pull request shows a stale state (Failures of the report function, Class terminal); see docs/operations.md.'],
       ['AcceptUnavailableAlarm', accept, 'RequestsRefused', { Class: 'server' }, 5, 1,
