@@ -47,20 +47,9 @@ fn document() -> String {
     parsed.to_json()
 }
 
-fn deployment() -> Deployment {
-    Deployment {
-        pagure_url: Some("https://src.fedoraproject.org/".into()),
-        git_url: Some("https://src.fedoraproject.org".into()),
-        pipeline: Some("pcb-trusted".into()),
-        untrusted_pipeline: Some("pcb-untrusted".into()),
-        pipeline_prefix: Some("pcb-".into()),
-        rebuild_phrases: vec!["pretty please pagure-ci rebuild".into()],
-    }
-}
-
 fn compile(text: &str) -> Registry {
     let document = RegistryDocument::parse(text).expect("parse");
-    Registry::compile(&BTreeMap::new(), Some(&document), &deployment()).expect("compile")
+    Registry::compile(&BTreeMap::new(), Some(&document), &Deployment::example()).expect("compile")
 }
 
 fn bench(c: &mut Criterion) {

@@ -1,6 +1,13 @@
-use super::*;
+use std::borrow::Cow;
+
 use proptest::prelude::*;
+use saphyr_parser::{Event, Parser, ScalarStyle, Tag};
 use yaml_serde::Value;
+
+use super::digest::digest_of;
+use super::document::is_null;
+use super::entries::plain_name;
+use super::*;
 
 include!("../../../../tests/fixtures/buildspecs/generate.rs");
 

@@ -1,18 +1,14 @@
-use super::*;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
 
-fn deployment() -> Deployment {
-    Deployment {
-        pagure_url: Some("https://src.fedoraproject.org/".into()),
-        git_url: Some("https://src.fedoraproject.org".into()),
-        pipeline: Some("pcb-trusted".into()),
-        untrusted_pipeline: Some("pcb-untrusted".into()),
-        pipeline_prefix: Some("pcb-".into()),
-        rebuild_phrases: vec!["pretty please pagure-ci rebuild".into()],
-    }
-}
+use super::pattern::{Pattern, glob};
+use super::*;
+use crate::model::TriggerKind;
 
 fn compile(json: &str) -> Result<Registry, RegistryError> {
-    Registry::compile(&BTreeMap::new(), Some(&RegistryDocument::parse(json)?), &deployment())
+    Registry::compile(&BTreeMap::new(), Some(&RegistryDocument::parse(json)?), &Deployment::example())
 }
 
 fn at(result: Result<Registry, RegistryError>) -> String {
@@ -131,7 +127,7 @@ fn a_wrong_rule_refuses_the_document_and_says_where() {
     let no_pipeline = Registry::compile(
         &BTreeMap::new(),
         Some(&RegistryDocument::parse(r#"{"version": 1, "rules": [{"match": "a"}]}"#).expect("test value")),
-        &Deployment { pipeline: None, ..deployment() },
+        &Deployment { pipeline: None, ..Deployment::example() },
     );
     assert_eq!(at(no_pipeline), "rules[0].pipeline");
 }
@@ -176,7 +172,7 @@ async fn a_failed_refresh_keeps_the_last_good_registry() {
         Ok(Some("{".into())),
         Err(RegistryError::Unavailable("down".into())),
     ]));
-    let projects = Projects::loaded(source, Duration::ZERO, BTreeMap::new(), deployment());
+    let projects = Projects::loaded(source, Duration::ZERO, BTreeMap::new(), Deployment::example());
     assert!(projects.snapshot().await.is_err(), "nothing good yet: the error shows");
     assert!(projects.get("a").await.expect("test value").is_none(), "no document: an empty registry");
     assert!(projects.get("a").await.expect("test value").is_some());
