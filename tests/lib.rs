@@ -185,16 +185,17 @@ pub struct LocalBridge {
     pub addr: SocketAddr,
     pub queued: mpsc::Receiver<BuildRequest>,
     stop: Option<oneshot::Sender<()>>,
+    /// The configuration's folder (its secrets file), removed with the bridge.
+    _folder: tempfile::TempDir,
 }
 
 impl LocalBridge {
     /// `config` is a local configuration file's text without `[secrets]` (added here).
     pub async fn start(config: &str, secrets_json: &str) -> LocalBridge {
-        let dir = std::env::temp_dir().join(format!("pcb-test-{}", uuid_like()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        std::fs::write(dir.join("secrets.json"), secrets_json).expect("write secrets");
+        let folder = tempfile::Builder::new().prefix("pcb-test-").tempdir().expect("temp dir");
+        std::fs::write(folder.path().join("secrets.json"), secrets_json).expect("write secrets");
         let text = format!("[server]\nlisten = \"127.0.0.1:0\"\n[secrets]\nfile = \"secrets.json\"\n{config}");
-        let config = LocalConfig::parse(&text, &dir).expect("test config");
+        let config = LocalConfig::parse(&text, folder.path()).expect("test config");
         let listener = tokio::net::TcpListener::bind(config.listen).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (service, _worker, queued) =
@@ -203,7 +204,7 @@ impl LocalBridge {
         tokio::spawn(pagure_ci_bridge::serve(listener, Arc::new(service), async {
             let _ = stopped.await;
         }));
-        LocalBridge { addr, queued, stop: Some(stop) }
+        LocalBridge { addr, queued, stop: Some(stop), _folder: folder }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -231,7 +232,6 @@ impl Drop for LocalBridge {
     }
 }
 
-/// A fresh empty folder under the system temp folder.
 /// Every test process logs at TRACE, as JSON lines, to `target/test-logs/e2e-<pid>.jsonl`;
 /// after the tests, `scripts/check-test-logs` searches those files for every secret the
 /// tests use. Called by the harness's common entry points, so every test is covered; a test
@@ -259,18 +259,11 @@ pub fn trace_to_file() {
     });
 }
 
+/// A fresh empty folder under the system temp folder, `pcb-<label>-<random>`. It outlives
+/// the test (servers a test started may still read it); a test that wants it gone removes it.
 pub fn temp_dir(label: &str) -> PathBuf {
     trace_to_file();
-    let dir = std::env::temp_dir().join(format!("pcb-{label}-{}", uuid_like()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn uuid_like() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+    tempfile::Builder::new().prefix(&format!("pcb-{label}-")).tempdir().expect("temp dir").keep()
 }
 
 /// Captures everything logged (at TRACE) while `f` runs on this thread.
@@ -333,10 +326,10 @@ pub fn local_service(
 ) -> (pagure_ci_bridge::LocalAcceptService, mpsc::Receiver<BuildRequest>) {
     let text = format!("[secrets]\nfile = \"unused.json\"\n{config}");
     let config = LocalConfig::parse(&text, Path::new("/nonexistent")).expect("test config");
-    let secrets = bridge_core::ports::StaticSecrets::new(
+    let secrets = bridge_local::StaticSecrets::new(
         bridge_core::ports::SecretsDocument::parse(secrets_json).expect("secrets json"),
     );
-    let (queue, receiver) = bridge_core::ports::InProcessQueue::new(config.queue_capacity);
+    let (queue, receiver) = bridge_local::InProcessQueue::new(config.queue_capacity);
     (bridge_core::accept::AcceptService::new(config.accept, queue, secrets), receiver)
 }
 

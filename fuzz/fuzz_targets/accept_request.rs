@@ -5,7 +5,8 @@ use std::sync::LazyLock;
 
 use bridge_core::accept::{AcceptService, TriggerHttpRequest};
 use bridge_core::config::LocalConfig;
-use bridge_core::ports::{InProcessQueue, SecretsDocument, StaticSecrets};
+use bridge_core::ports::SecretsDocument;
+use bridge_local::{InProcessQueue, StaticSecrets};
 use libfuzzer_sys::fuzz_target;
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> =

@@ -12,8 +12,10 @@ use std::path::Path;
 
 use bridge_core::config::LocalConfig;
 use bridge_core::forge::LogStatus;
-use bridge_core::ports::{DirectoryStore, LocalPipeline, SecretsDocument, StaticSecrets};
-use bridge_worker::{Disposition, Ending, WorkSettings, Worker};
+use bridge_core::ports::SecretsDocument;
+use bridge_core::work::{Disposition, Ending, WorkSettings, Worker};
+use bridge_git::GitFetcher;
+use bridge_local::{DirectoryStore, LocalPipeline, StaticSecrets};
 use e2e_tests::git_server::{GitServer, git, publish};
 use e2e_tests::temp_dir;
 
@@ -136,7 +138,8 @@ async fn the_archive_holds_the_injected_buildspec_where_codebuild_reads_it() {
         let config = LocalConfig::parse(&text, Path::new("/")).expect("config");
         let worker = Worker::new(
             config.accept.clone(),
-            WorkSettings { scratch_dir: temp_dir("codebuild-path-scratch"), ..WorkSettings::with_limits(&config.work) },
+            WorkSettings::with_limits(&config.work),
+            GitFetcher::new(temp_dir("codebuild-path-scratch")),
             DirectoryStore::new(&config.work.artifacts_dir),
             LocalPipeline::new("http://127.0.0.1:8080"),
             LogStatus,

@@ -21,12 +21,11 @@ use bridge_aws::{Encryption, S3Store};
 use bridge_core::accept::AcceptService;
 use bridge_core::config::LocalConfig;
 use bridge_core::model::BuildRequest;
-use bridge_core::ports::{
-    ArtifactMetadata, ArtifactStore, InProcessQueue, LocalPipeline, StaticSecrets, StoreError, StoredArtifact,
-    StoredMarker,
-};
+use bridge_core::ports::{ArtifactMetadata, ArtifactStore, StoreError, StoredArtifact, StoredMarker};
+use bridge_core::work::{Disposition, Ending, WorkSettings, Worker};
+use bridge_git::GitFetcher;
+use bridge_local::{InProcessQueue, LocalPipeline, StaticSecrets};
 use bridge_pagure::PagureForge;
-use bridge_worker::{Disposition, Ending, WorkSettings, Worker};
 use e2e_tests::fake_pagure::{FakePagure, Fault as PagureFault, Token};
 use e2e_tests::git_server::{DemoRepos, Fault as GitFault, demo_repos, git, publish};
 use e2e_tests::{Moto, capture_logs, temp_dir};
@@ -75,7 +74,7 @@ impl ArtifactStore for StoppableStore {
     }
 }
 
-type FaultWorker = Worker<StoppableStore, LocalPipeline, PagureForge<StaticSecrets>, StaticSecrets>;
+type FaultWorker = Worker<GitFetcher, StoppableStore, LocalPipeline, PagureForge<StaticSecrets>, StaticSecrets>;
 
 /// Where a request ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,9 +236,10 @@ impl Rig {
         let bridge_url = format!("http://{}", listener.local_addr().expect("addr"));
         let pipeline = LocalPipeline::new(&bridge_url);
         let flags = PagureForge::from_config(&config.report, config.accept.projects.clone(), secrets()).expect("flags");
-        let settings =
-            WorkSettings { scratch_dir: temp_dir("fault-scratch"), ..WorkSettings::with_limits(&config.work) };
-        let worker = Arc::new(Worker::new(config.accept.clone(), settings, store, pipeline.clone(), flags, secrets()));
+        let settings = WorkSettings::with_limits(&config.work);
+        let source = GitFetcher::new(temp_dir("fault-scratch"));
+        let worker =
+            Arc::new(Worker::new(config.accept.clone(), settings, source, store, pipeline.clone(), flags, secrets()));
         let (queue, receiver) = InProcessQueue::new(4096);
         let service = Arc::new(AcceptService::new(config.accept.clone(), queue, secrets()));
         tokio::spawn(pagure_ci_bridge::serve(listener, service, std::future::pending()));

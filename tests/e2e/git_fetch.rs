@@ -7,7 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use bridge_core::model::{BuildRequest, BuildTarget, Cause, ProjectRef, TriggerKind};
-use bridge_git::{FetchError, FetchSettings, Fetched, fetch_build};
+use bridge_core::retry::Transience;
+use bridge_core::work::{FetchError, FetchSettings, Fetched};
+use bridge_git::fetch_build;
 use e2e_tests::git_server::{Fault, GitServer, demo_repos};
 use e2e_tests::temp_dir;
 
@@ -122,7 +124,7 @@ async fn commits_and_pull_requests_check_out_with_the_default_branch_buildspec()
 async fn every_bad_end_is_classified() {
     let repos = demo_repos().await;
     let target = repos.server.url("demo.git");
-    let terminal = |r: &Result<Fetched, FetchError>| r.as_ref().err().is_some_and(FetchError::is_terminal);
+    let terminal = |r: &Result<Fetched, FetchError>| r.as_ref().err().is_some_and(|e| !e.is_transient());
 
     let (r, _) = fetch(
         request(target.clone(), Cause::Commit { sha: repos.shas["other"].clone() }, "feature", None, None),
@@ -203,7 +205,7 @@ async fn every_bad_end_is_classified() {
     )
     .await;
     assert!(
-        matches!(&r, Err(FetchError::Transient(m)) if m.contains("stopped answering")),
+        matches!(&r, Err(e @ FetchError::Stalled(_)) if e.to_string().contains("stopped answering")),
         "a host that stops answering is retried: {r:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(30), "the I/O timeout ended the hang");
@@ -213,7 +215,8 @@ async fn every_bad_end_is_classified() {
 /// commit: same entries, modes, links and contents.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archives_from_the_object_database_match_a_checkout() {
-    use bridge_core::archive::{ArchiveLimits, ArchiveOptions, write_tree};
+    use bridge_core::archive::{ArchiveLimits, ArchiveOptions};
+    use bridge_local::folder::write_tree;
     use std::io::Read;
     let repos = demo_repos().await;
     let target = repos.server.url("demo.git");

@@ -16,8 +16,9 @@ use std::path::Path;
 use bridge_core::archive::ArchiveLimits;
 use bridge_core::config::LocalConfig;
 use bridge_core::forge::LogStatus;
-use bridge_core::ports::{DirectoryStore, LocalPipeline, StaticSecrets};
-use bridge_worker::{Disposition, Ending, WorkSettings, Worker};
+use bridge_core::work::{Disposition, Ending, WorkSettings, Worker};
+use bridge_git::GitFetcher;
+use bridge_local::{DirectoryStore, LocalPipeline, StaticSecrets};
 use e2e_tests::git_server::GitServer;
 use e2e_tests::temp_dir;
 
@@ -320,7 +321,6 @@ async fn hostile_repositories_end_safely_with_a_clear_outcome() {
     let artifacts = temp_dir("hostile-artifacts");
     let config = config(&server.base, &artifacts);
     let settings = WorkSettings {
-        scratch_dir: temp_dir("hostile-scratch"),
         archive: ArchiveLimits { max_bytes: 16 << 20, ..ArchiveLimits::default() },
         ..WorkSettings::with_limits(&config.work)
     };
@@ -328,6 +328,7 @@ async fn hostile_repositories_end_safely_with_a_clear_outcome() {
     let worker = Worker::new(
         config.accept.clone(),
         settings,
+        GitFetcher::new(temp_dir("hostile-scratch")),
         DirectoryStore::new(&artifacts),
         pipeline.clone(),
         LogStatus,

@@ -98,6 +98,60 @@ fn pipeline_event(pipeline: &str, execution_id: &str, state: &str) -> Value {
     })
 }
 
+/// The first line of `function`'s output that `wanted` picks (JSON lines only), waiting a
+/// little for its output readers.
+async fn line_of(function: &Function, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let found =
+            function.lines().iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|line| wanted(line));
+        if let Some(line) = found {
+            return line;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}: no {what} in its output:\n{}",
+            function.spec.name,
+            function.output()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An embedded-metric-format line of `metric`: `_aws` at the top level, the metric's value
+/// beside it.
+fn is_metric(line: &Value, metric: &str) -> bool {
+    line["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"] == metric && line[metric].is_number()
+}
+
+/// Whether a JSON log line was written inside the request's span (the runtime's JSON format
+/// lists the spans a line is in under `spans`).
+fn in_request_span(line: &Value, stage: &str, request_id: &str) -> bool {
+    line["spans"].as_array().into_iter().flatten().any(|span| span["name"] == stage && span["request_id"] == request_id)
+}
+
+/// A bad token on the JSON trigger: refused, and counted under its reason and class.
+async fn refused_trigger(accept: &mut Function, trigger: &Value) -> Value {
+    let response = accept
+        .invoke(&function_url_event(
+            "POST",
+            "/trigger/demo",
+            &[("authorization", "token not-the-trigger-token"), ("content-type", "application/json")],
+            &trigger.to_string(),
+        ))
+        .await;
+    assert_eq!(response["statusCode"], 401, "{response}");
+    let refused = line_of(accept, "RequestsRefused metric", |l| is_metric(l, "RequestsRefused")).await;
+    assert_eq!(refused["FunctionName"].as_str(), Some(accept.spec.name.as_str()), "{refused}");
+    assert_eq!((refused["Reason"].as_str(), refused["Class"].as_str()), (Some("invalid_token"), Some("client")));
+    assert_eq!(
+        refused["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        json!([["FunctionName"], ["FunctionName", "Reason"], ["FunctionName", "Class"]]),
+        "{refused}"
+    );
+    refused
+}
+
 fn secret_json() -> String {
     json!({"projects": {"demo": {"trigger_token": TRIGGER_TOKEN, "pagure_api_token": PAGURE_API_TOKEN}}}).to_string()
 }
@@ -130,17 +184,7 @@ async fn the_packaged_functions_run_the_whole_path_with_the_templates_environmen
     }
     let sdk = moto.sdk_config().await;
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
-    if let Some((key, document)) = &registry {
-        let bucket = specs["accept"].environment.get("PCB_REGISTRY_BUCKET").expect("PCB_REGISTRY_BUCKET");
-        let key = specs["accept"].environment.get("PCB_REGISTRY_KEY").unwrap_or(key);
-        s3.put_object()
-            .bucket(bucket)
-            .key(key)
-            .body(document.to_string().into_bytes().into())
-            .send()
-            .await
-            .expect("registry");
-    }
+    e2e_tests::lambda::stack::put_registry(&moto, &specs["accept"], registry.as_ref()).await;
 
     let mut accept = Function::start(specs["accept"].clone()).await.expect("accept");
     let mut work = Function::start(specs["work"].clone()).await.expect("work");
@@ -166,6 +210,30 @@ async fn the_packaged_functions_run_the_whole_path_with_the_templates_environmen
     let answer: Value = serde_json::from_str(response["body"].as_str().expect("body")).expect("json body");
     assert_eq!(answer["status"], "queued", "{answer}");
     let request_id = answer["request_id"].as_str().expect("request_id").to_owned();
+
+    // Its metric, as an embedded-metric-format line of its own (the template logs JSON), and
+    // its log lines inside the request's span.
+    assert_eq!(specs["accept"].test_environment.get("AWS_LAMBDA_LOG_FORMAT").map(String::as_str), Some("JSON"));
+    let accepted = line_of(&accept, "RequestsAccepted metric", |l| is_metric(l, "RequestsAccepted")).await;
+    let directive = &accepted["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], "PagureCiBridge", "{accepted}");
+    assert_eq!(directive["Dimensions"], json!([["FunctionName"]]), "{accepted}");
+    assert_eq!(directive["Metrics"], json!([{"Name": "RequestsAccepted", "Unit": "Count"}]), "{accepted}");
+    assert_eq!(accepted["FunctionName"].as_str(), Some(accept.spec.name.as_str()), "{accepted}");
+    assert_eq!(accepted["RequestsAccepted"], 1, "{accepted}");
+    assert!(accepted["_aws"]["Timestamp"].as_u64().is_some_and(|t| t > 1_700_000_000_000), "{accepted}");
+    assert_eq!(accepted["request_id"].as_str(), Some(request_id.as_str()), "{accepted}");
+    let queued =
+        line_of(&accept, "`build request queued` log line", |l| l["fields"]["message"] == "build request queued").await;
+    assert_eq!(queued["level"], "INFO", "{queued}");
+    assert_eq!(queued["span"]["name"], "accept", "{queued}");
+    assert_eq!(queued["span"]["request_id"].as_str(), Some(request_id.as_str()), "{queued}");
+    assert_eq!(
+        (queued["span"]["project"].as_str(), queued["span"]["cause"].as_str()),
+        (Some("demo"), Some(commit.as_str()))
+    );
+    assert!(queued["fields"].get("request_id").is_none(), "the span carries it: {queued}");
+    refused_trigger(&mut accept, &trigger).await;
 
     let queue_url = specs["accept"].environment["PCB_QUEUE_URL"].clone();
     let sqs = aws_sdk_sqs::Client::new(&sdk);
@@ -209,6 +277,9 @@ async fn the_packaged_functions_run_the_whole_path_with_the_templates_environmen
     );
     let execution = &executions[0];
     let pipeline = codepipeline.pipeline(&execution.pipeline);
+    // The worker's log lines are inside the record's span.
+    let started = line_of(&work, "`pipeline started` log line", |l| l["fields"]["message"] == "pipeline started").await;
+    assert!(in_request_span(&started, "work", &request_id), "{started}");
     assert_eq!(execution.variables.get("PAGURE_REQUEST_ID"), Some(&request_id));
     assert_eq!(execution.variables.get("PAGURE_COMMIT"), Some(&commit));
     // The archive is where the pipeline's source action reads it.
@@ -235,6 +306,10 @@ async fn the_packaged_functions_run_the_whole_path_with_the_templates_environmen
     let event = codebuild_event(&pipeline.build_project, &build_uuid, &pipeline.name, "IN_PROGRESS", &variables);
     let response = report.invoke(&event).await;
     assert_eq!(response["outcome"], "posted", "{response}");
+    // Counted inside the event's span, once correlated with its request.
+    let posted = line_of(&report, "FlagsPosted metric", |l| is_metric(l, "FlagsPosted")).await;
+    assert_eq!(posted["FunctionName"].as_str(), Some(report.spec.name.as_str()), "{posted}");
+    assert_eq!(posted["request_id"].as_str(), Some(request_id.as_str()), "{posted}");
     let event = codebuild_event(&pipeline.build_project, &build_uuid, &pipeline.name, "SUCCEEDED", &variables);
     let response = report.invoke(&event).await;
     assert_eq!(
@@ -253,7 +328,16 @@ async fn the_packaged_functions_run_the_whole_path_with_the_templates_environmen
     assert_eq!(response["outcome"], "ignored", "{response}");
     assert_eq!(pagure.flags()[0].status, "success");
 
-    for function in [accept, work, report] {
+    // With the text log format, the metrics are the same EMF lines.
+    let mut text = specs["accept"].clone();
+    text.test_environment.insert("AWS_LAMBDA_LOG_FORMAT".into(), "Text".into());
+    let mut accept_text = Function::start(text).await.expect("accept (text logs)");
+    accept_text.ready(Duration::from_secs(10)).await.unwrap_or_else(|e| panic!("{e}"));
+    refused_trigger(&mut accept_text, &trigger).await;
+    let refusal = accept_text.lines().into_iter().find(|l| l.contains("trigger refused")).expect("a refusal log line");
+    assert!(serde_json::from_str::<Value>(&refusal).is_err(), "a text line: {refusal}");
+
+    for function in [accept, accept_text, work, report] {
         function.stop().await;
     }
 }

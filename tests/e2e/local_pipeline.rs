@@ -4,77 +4,29 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bridge_core::accept::AcceptService;
 use bridge_core::config::LocalConfig;
-use bridge_core::forge::{FlagOn, FlagStatus, PullRequestFacts};
-use bridge_core::forge::{FlagUpdate, Forge, ForgeError};
+use bridge_core::fakes::{FakeForge, FakePipelines};
+use bridge_core::forge::{FlagOn, FlagStatus};
 use bridge_core::model::BuildRequest;
-use bridge_core::ports::{DirectoryStore, InProcessQueue, PipelineStarter, StartError, StaticSecrets, StoredArtifact};
-use bridge_worker::{Disposition, Ending, WorkSettings, Worker};
+use bridge_core::work::{Disposition, Ending, WorkSettings, Worker};
+use bridge_git::GitFetcher;
+use bridge_local::{DirectoryStore, InProcessQueue, StaticSecrets};
 use e2e_tests::git_server::{DemoRepos, demo_repos};
 use e2e_tests::temp_dir;
 
-/// One recorded pipeline start: pipeline, archive key, variables.
-type Start = (String, String, Vec<(&'static str, String)>);
-
-#[derive(Debug, Clone, Default)]
-struct Recorded {
-    starts: Arc<Mutex<Vec<Start>>>,
-    flags: Arc<Mutex<Vec<FlagUpdate>>>,
+/// The `error` flags posted so far: (uid, comment).
+fn errors(forge: &FakeForge) -> Vec<(String, String)> {
+    forge.errors().into_iter().map(|f| (f.uid, f.comment)).collect()
 }
 
-impl Recorded {
-    /// The `error` flags posted so far: (uid, comment).
-    fn errors(&self) -> Vec<(String, String)> {
-        let flags = self.flags.lock().expect("flags");
-        flags.iter().filter(|f| f.status == FlagStatus::Error).map(|f| (f.uid.clone(), f.comment.clone())).collect()
-    }
-}
-
-impl PipelineStarter for Recorded {
-    async fn start(
-        &self,
-        pipeline: &str,
-        artifact: &StoredArtifact,
-        variables: &[(&'static str, String)],
-    ) -> Result<String, StartError> {
-        let mut starts = self.starts.lock().expect("starts");
-        starts.push((pipeline.to_owned(), artifact.key.clone(), variables.to_vec()));
-        Ok(format!("exec-{}", starts.len()))
-    }
-
-    fn execution_url(&self, pipeline: &str, execution_id: &str) -> String {
-        format!("https://pipelines.example.org/{pipeline}/{execution_id}")
-    }
-}
-
-impl Forge for Recorded {
-    async fn report(&self, update: &FlagUpdate) -> Result<(), ForgeError> {
-        self.flags.lock().expect("flags").push(update.clone());
-        Ok(())
-    }
-
-    /// Every PR is open, by a committer, from the project itself: these tests are about the
-    /// build path (trust.rs is about trust).
-    async fn pull_request(&self, _project_key: &str, project_path: &str, _id: u64) -> Option<PullRequestFacts> {
-        Some(PullRequestFacts {
-            status: "Open".into(),
-            author: "pingou".into(),
-            target_branch: "rawhide".into(),
-            head: None,
-            source: Some(project_path.to_owned()),
-        })
-    }
-
-    async fn has_commit(&self, _project_key: &str, _project_path: &str, user: &str, _branch: &str) -> Option<bool> {
-        Some(user == "pingou")
-    }
-}
-
-type TestWorker = Worker<DirectoryStore, Recorded, Recorded, StaticSecrets>;
+/// Pipeline starts and flags go to in-memory fakes; every PR is open, by a committer, from
+/// the project itself (`FakeForge`'s default): these tests are about the build path
+/// (trust.rs is about trust).
+type TestWorker = Worker<GitFetcher, DirectoryStore, FakePipelines, FakeForge, StaticSecrets>;
 
 const TOKEN: &str = "local-test-token";
 
@@ -119,7 +71,8 @@ fn secrets() -> StaticSecrets {
 
 struct Running {
     url: String,
-    recorded: Recorded,
+    pipelines: FakePipelines,
+    forge: FakeForge,
     worker: Arc<TestWorker>,
     artifacts: PathBuf,
     config: LocalConfig,
@@ -128,13 +81,14 @@ struct Running {
 async fn start(repos: &DemoRepos) -> Running {
     let artifacts = temp_dir("artifacts");
     let config = config(repos, &artifacts);
-    let recorded = Recorded::default();
+    let (pipelines, forge) = (FakePipelines::default(), FakeForge::default());
     let worker = Arc::new(Worker::new(
         config.accept.clone(),
-        WorkSettings { scratch_dir: temp_dir("scratch"), ..WorkSettings::default() },
+        WorkSettings::default(),
+        GitFetcher::new(temp_dir("scratch")),
         DirectoryStore::new(&config.work.artifacts_dir),
-        recorded.clone(),
-        recorded.clone(),
+        pipelines.clone(),
+        forge.clone(),
         secrets(),
     ));
     let (queue, receiver) = InProcessQueue::new(16);
@@ -143,7 +97,7 @@ async fn start(repos: &DemoRepos) -> Running {
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(pagure_ci_bridge::serve(listener, service, std::future::pending()));
     tokio::spawn(pagure_ci_bridge::consume(receiver, worker.clone(), 3, Duration::from_millis(50)));
-    Running { url, recorded, worker, artifacts, config }
+    Running { url, pipelines, forge, worker, artifacts, config }
 }
 
 async fn trigger(bridge_url: &str, project: &str, body: serde_json::Value) -> String {
@@ -212,11 +166,11 @@ async fn a_fork_pull_request_becomes_an_archive_with_the_default_branch_buildspe
     assert_eq!(metadata["metadata"]["pagure-commit"], repos.shas["bob"].as_str());
     assert!(metadata["revision_summary"].as_str().expect("summary").starts_with("demo PR #2 bob-fix -> rawhide"));
 
-    let starts = running.recorded.starts.lock().expect("starts").clone();
+    let starts = running.pipelines.starts();
     assert_eq!(starts.len(), 1);
-    assert_eq!(starts[0].0, "demo-ci");
-    assert!(starts[0].2.iter().all(|(_, v)| !v.is_empty()), "pipeline variables are never empty");
-    let names: Vec<&str> = starts[0].2.iter().map(|(name, _)| *name).collect();
+    assert_eq!(starts[0].pipeline, "demo-ci");
+    assert!(starts[0].variables.iter().all(|(_, v)| !v.is_empty()), "pipeline variables are never empty");
+    let names: Vec<&str> = starts[0].variables.iter().map(|(name, _)| *name).collect();
     assert_eq!(names.len(), bridge_core::buildspec::PIPELINE_VARIABLES.len(), "{names:?}");
 }
 
@@ -242,7 +196,7 @@ async fn redelivery_starts_nothing_and_terminal_failures_are_reported() {
         running.worker.handle(&request, false).await,
         Disposition::Done(Ending::Started { execution_id: "exec-1".into() })
     );
-    assert_eq!(running.recorded.starts.lock().expect("starts").len(), 1, "one pipeline start per request");
+    assert_eq!(running.pipelines.starts().len(), 1, "one pipeline start per request");
 
     let nospec = repos.server.url("nospec.git");
     let id = trigger(
@@ -265,20 +219,20 @@ async fn redelivery_starts_nothing_and_terminal_failures_are_reported() {
     )
     .await;
     for _ in 0..200 {
-        if running.recorded.errors().len() >= 3 {
+        if errors(&running.forge).len() >= 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
-        running.recorded.errors(),
+        errors(&running.forge),
         vec![
             (id, "no buildspec.yml or buildspec.yaml on the default branch `main` of `nospec`".into()),
             (gone, "branch `deleted` does not exist (any more) in the repository".into()),
             (bad, "`buildspec.yml` on the default branch `main`: the buildspec is not valid YAML at line 5: while parsing a flow sequence, expected ',' or ']'".into()),
         ]
     );
-    assert_eq!(running.recorded.starts.lock().expect("starts").len(), 1);
+    assert_eq!(running.pipelines.starts().len(), 1);
 }
 
 fn sqs_event(records: &[(&str, String, u32)]) -> aws_lambda_events::event::sqs::SqsEvent {
@@ -320,13 +274,13 @@ async fn sqs_batches_report_only_the_records_to_retry() {
     )
     .await;
     assert_eq!(failed_ids(&response), ["m-garbage"]);
-    assert_eq!(running.recorded.starts.lock().expect("starts").len(), 1);
-    assert_eq!(running.recorded.errors().len(), 1, "the missing PR is reported");
-    let flags = running.recorded.flags.lock().expect("flags").clone();
+    assert_eq!(running.pipelines.starts().len(), 1);
+    assert_eq!(errors(&running.forge).len(), 1, "the missing PR is reported");
+    let flags = running.forge.flags();
     let queued: Vec<_> = flags.iter().filter(|f| f.status == FlagStatus::Pending).collect();
     assert_eq!(queued.len(), 1, "the started build is flagged pending");
     assert_eq!(queued[0].uid, good.request_id);
-    assert_eq!(queued[0].comment, bridge_worker::QUEUED_COMMENT);
+    assert_eq!(queued[0].comment, bridge_core::work::QUEUED_COMMENT);
     assert_eq!(queued[0].url, "https://pipelines.example.org/demo-ci/exec-1");
     // A fork PR: flagged on the built commit of the target project.
     assert_eq!(queued[0].target.project_path, "demo");
@@ -337,11 +291,11 @@ async fn sqs_batches_report_only_the_records_to_retry() {
     let response =
         bridge_lambda::work::handle_batch(&running.worker, sqs_event(&[("m-try", flaky.to_json(), 1)]), 5).await;
     assert_eq!(failed_ids(&response), ["m-try"]);
-    assert_eq!(running.recorded.errors().len(), 1, "not reported before the last delivery");
+    assert_eq!(errors(&running.forge).len(), 1, "not reported before the last delivery");
     let response =
         bridge_lambda::work::handle_batch(&running.worker, sqs_event(&[("m-last", flaky.to_json(), 5)]), 5).await;
     assert_eq!(failed_ids(&response), ["m-last"], "the last delivery still fails, so SQS moves it to the DLQ");
-    let errors = running.recorded.errors();
+    let errors = errors(&running.forge);
     assert_eq!(errors.len(), 2);
     assert!(errors[1].1.starts_with("the build could not be started after several attempts"), "{errors:?}");
 }
@@ -352,13 +306,14 @@ async fn the_worker_uploads_to_s3_and_the_object_unzips_to_the_tree() {
     let moto = e2e_tests::Moto::start();
     let s3 = moto.versioned_bucket("sources").await;
     let config = config(&repos, &temp_dir("unused"));
-    let recorded = Recorded::default();
+    let pipelines = FakePipelines::default();
     let worker = Worker::new(
         config.accept.clone(),
-        WorkSettings { scratch_dir: temp_dir("scratch"), ..WorkSettings::default() },
+        WorkSettings::default(),
+        GitFetcher::new(temp_dir("scratch")),
         bridge_aws::S3Store::new(s3.clone(), "sources", bridge_aws::Encryption::S3Managed),
-        recorded.clone(),
-        recorded.clone(),
+        pipelines.clone(),
+        FakeForge::default(),
         secrets(),
     );
     let request =
@@ -379,8 +334,8 @@ async fn the_worker_uploads_to_s3_and_the_object_unzips_to_the_tree() {
     assert_eq!(entry(&mut zip, "run.sh").1.map(|m| m & 0o777), Some(0o755));
     let (target, _, is_link) = entry(&mut zip, "link-in");
     assert_eq!((target.as_str(), is_link), ("README", true));
-    let starts = recorded.starts.lock().expect("starts").clone();
-    assert_eq!(starts[0].1, key, "the pipeline is started on exactly this object");
+    let starts = pipelines.starts();
+    assert_eq!(starts[0].artifact.key, key, "the pipeline is started on exactly this object");
     assert!(
         s3.get_object()
             .bucket("sources")
@@ -518,17 +473,18 @@ fn private_repositories_are_fetched_with_the_credentials_from_the_secret() {
             repos.server.set_fault(e2e_tests::git_server::Fault::RequireBasic("ci-bot".into(), PASSWORD.into()));
             let artifacts = temp_dir("private");
             let config = config(&repos, &artifacts);
-            let recorded = Recorded::default();
+            let pipelines = FakePipelines::default();
             let worker = |password: &str| {
                 let doc = format!(
                     r#"{{"projects": {{"demo": {{"trigger_token": "{TOKEN}", "git_username": "ci-bot", "git_password": "{password}"}}}}}}"#
                 );
                 Worker::new(
                     config.accept.clone(),
-                    WorkSettings { scratch_dir: temp_dir("scratch"), ..WorkSettings::default() },
+                    WorkSettings::default(),
+                    GitFetcher::new(temp_dir("scratch")),
                     DirectoryStore::new(&artifacts),
-                    recorded.clone(),
-                    recorded.clone(),
+                    pipelines.clone(),
+                    FakeForge::default(),
                     StaticSecrets::new(bridge_core::ports::SecretsDocument::parse(&doc).expect("secrets")),
                 )
             };
@@ -536,7 +492,7 @@ fn private_repositories_are_fetched_with_the_credentials_from_the_secret() {
                 |cause: &str| build_request(&config, "demo", cause, repos.server.url("demo.git"), "feature", None);
             let right = worker(PASSWORD).handle(&request(&repos.shas["f4"]), false).await;
             let wrong = worker("not-the-password").handle(&request(&repos.shas["f3"]), false).await;
-            (right, wrong, recorded.starts.lock().expect("starts").len())
+            (right, wrong, pipelines.starts().len())
         })
     });
     assert!(matches!(right, Disposition::Done(Ending::Started { .. })), "{right:?}");

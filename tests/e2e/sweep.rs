@@ -12,10 +12,11 @@ use bridge_core::config::LocalConfig;
 use bridge_core::forge::Forge;
 use bridge_core::forge::{FlagStatus, RetryPolicy};
 use bridge_core::ports::{
-    ArtifactMetadata, ArtifactStore, BuildAction, ExecutionState, InMemoryPipelines, SecretsDocument, StaticSecrets,
+    ArtifactMetadata, ArtifactStore, BuildAction, ExecutionState, InMemoryPipelines, SecretsDocument,
 };
 use bridge_core::report::{CodeBuildChange, FlagSubject, ReportService, flag_uid};
 use bridge_core::sweep::{SettlementMarkers, SweepSettings, Sweeper};
+use bridge_local::StaticSecrets;
 use bridge_pagure::PagureClient;
 use bridge_pagure::PagureForge;
 use e2e_tests::fake_pagure::{FakePagure, Token};

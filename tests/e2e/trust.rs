@@ -24,7 +24,7 @@ use bridge_core::auth::{Secret, sign256};
 use bridge_core::config::LocalConfig;
 use bridge_core::model::{Approval, BuildRequest, TriggerKind};
 use bridge_core::report::flag_uid;
-use bridge_worker::{Disposition, Ending};
+use bridge_core::work::{Disposition, Ending};
 use e2e_tests::fake_pagure::{FakePagure, PullSource, StoredFlag, Token};
 use e2e_tests::git_server::{DemoRepos, demo_repos, git};
 use serde_json::{Value, json};

@@ -11,67 +11,17 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use bridge_core::config::{LocalConfig, RetrySchedule};
-use bridge_core::forge::{FlagStatus, PullRequestFacts};
-use bridge_core::forge::{FlagUpdate, Forge, ForgeError};
+use bridge_core::fakes::{FakeForge, FakePipelines};
+use bridge_core::forge::FlagStatus;
 use bridge_core::model::BuildRequest;
-use bridge_core::ports::{DirectoryStore, PipelineStarter, Queue, StartError, StaticSecrets, StoredArtifact};
+use bridge_core::ports::Queue;
+use bridge_core::work::{Disposition, Ending, WorkSettings, Worker};
+use bridge_git::GitFetcher;
 use bridge_lambda::work::{BatchSettings, MessageVisibility, Timing};
-use bridge_worker::{Disposition, Ending, WorkSettings, Worker};
+use bridge_local::{DirectoryStore, StaticSecrets};
 use e2e_tests::git_server::{DemoRepos, Fault, demo_repos};
 use e2e_tests::temp_dir;
 use tokio::time::Instant;
-
-/// Pipeline starts and flags, recorded.
-#[derive(Debug, Clone, Default)]
-struct Recorded {
-    starts: Arc<Mutex<Vec<String>>>,
-    flags: Arc<Mutex<Vec<FlagUpdate>>>,
-}
-
-impl Recorded {
-    fn errors(&self) -> Vec<String> {
-        let flags = self.flags.lock().expect("flags");
-        flags.iter().filter(|f| f.status == FlagStatus::Error).map(|f| f.comment.clone()).collect()
-    }
-}
-
-impl PipelineStarter for Recorded {
-    async fn start(
-        &self,
-        _pipeline: &str,
-        artifact: &StoredArtifact,
-        _variables: &[(&'static str, String)],
-    ) -> Result<String, StartError> {
-        let mut starts = self.starts.lock().expect("starts");
-        starts.push(artifact.key.clone());
-        Ok(format!("exec-{}", starts.len()))
-    }
-
-    fn execution_url(&self, pipeline: &str, execution_id: &str) -> String {
-        format!("https://pipelines.example.org/{pipeline}/{execution_id}")
-    }
-}
-
-impl Forge for Recorded {
-    async fn report(&self, update: &FlagUpdate) -> Result<(), ForgeError> {
-        self.flags.lock().expect("flags").push(update.clone());
-        Ok(())
-    }
-
-    async fn pull_request(&self, _project_key: &str, project_path: &str, _id: u64) -> Option<PullRequestFacts> {
-        Some(PullRequestFacts {
-            status: "Open".into(),
-            author: "pingou".into(),
-            target_branch: "rawhide".into(),
-            head: None,
-            source: Some(project_path.to_owned()),
-        })
-    }
-
-    async fn has_commit(&self, _project_key: &str, _project_path: &str, user: &str, _branch: &str) -> Option<bool> {
-        Some(user == "pingou")
-    }
-}
 
 /// `ChangeMessageVisibility` calls, recorded: (receipt handle, wait).
 #[derive(Debug, Clone, Default)]
@@ -84,11 +34,12 @@ impl MessageVisibility for Visibility {
     }
 }
 
-type TestWorker = Worker<DirectoryStore, Recorded, Recorded, StaticSecrets>;
+type TestWorker = Worker<GitFetcher, DirectoryStore, FakePipelines, FakeForge, StaticSecrets>;
 
 struct Rig {
     config: LocalConfig,
-    recorded: Recorded,
+    pipelines: FakePipelines,
+    forge: FakeForge,
     worker: TestWorker,
     artifacts: std::path::PathBuf,
 }
@@ -106,19 +57,25 @@ fn rig(repos: &DemoRepos) -> Rig {
         bridge_core::ports::SecretsDocument::parse(r#"{"projects": {"demo": {"trigger_token": "t"}}}"#)
             .expect("secrets"),
     );
-    let recorded = Recorded::default();
+    let (pipelines, forge) = (FakePipelines::default(), FakeForge::default());
     let worker = Worker::new(
         config.accept.clone(),
-        WorkSettings { scratch_dir: temp_dir("timing-scratch"), ..WorkSettings::default() },
+        WorkSettings::default(),
+        GitFetcher::new(temp_dir("timing-scratch")),
         DirectoryStore::new(&artifacts),
-        recorded.clone(),
-        recorded.clone(),
+        pipelines.clone(),
+        forge.clone(),
         secrets,
     );
-    Rig { config, recorded, worker, artifacts }
+    Rig { config, pipelines, forge, worker, artifacts }
 }
 
 impl Rig {
+    /// The comments of the `error` flags posted so far.
+    fn error_comments(&self) -> Vec<String> {
+        self.forge.errors().into_iter().map(|f| f.comment).collect()
+    }
+
     /// pagure-ci's call for a push of `sha` to `feature`, accepted now.
     fn push(&self, repos: &DemoRepos, sha: &str) -> BuildRequest {
         crate::local_pipeline::build_request(&self.config, "demo", sha, repos.server.url("demo.git"), "feature", None)
@@ -189,8 +146,8 @@ async fn a_hanging_record_is_cut_short_and_the_rest_go_back_at_once_before_the_d
         [("rh-hang".to_owned(), Duration::from_secs(120)), ("rh-next".to_owned(), Duration::ZERO)],
         "the third delivery waits 30 s × 2²; the record not started comes back at once"
     );
-    assert!(rig.recorded.errors().is_empty(), "not the last delivery: nothing reported");
-    assert!(rig.recorded.starts.lock().expect("starts").is_empty());
+    assert!(rig.error_comments().is_empty(), "not the last delivery: nothing reported");
+    assert!(rig.pipelines.starts().is_empty());
 }
 
 /// On its last delivery, a record cut short is reported (`error` flag) and left to the
@@ -211,12 +168,12 @@ async fn last_deliveries_cut_short_or_not_started_are_reported() {
     )
     .await;
     assert_eq!(failed_ids(&response), ["m-hang"], "reported, and on to the dead-letter queue");
-    let errors = rig.recorded.errors();
+    let errors = rig.error_comments();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
         errors[0].starts_with(&format!(
             "the build could not be started after several attempts: {}",
-            bridge_worker::CUT_SHORT
+            bridge_core::work::CUT_SHORT
         )),
         "{errors:?}"
     );
@@ -236,7 +193,7 @@ async fn last_deliveries_cut_short_or_not_started_are_reported() {
     assert!(Instant::now() < deadline);
     assert_eq!(failed_ids(&response), ["m-last", "m-first"]);
     assert_eq!(
-        rig.recorded.errors()[1],
+        rig.error_comments()[1],
         "the build could not be started after several attempts: the work function had no time left for it on its last delivery"
     );
     assert_eq!(
@@ -326,7 +283,7 @@ async fn failed_requests_come_back_from_sqs_after_the_schedules_wait() {
     )
     .await;
     assert_eq!(failed_ids(&response), Vec::<String>::new());
-    assert_eq!(rig.recorded.starts.lock().expect("starts").len(), 1);
+    assert_eq!(rig.pipelines.starts().len(), 1);
 
     // The adapter itself: visibility 0 brings a message back at once; a stale receipt
     // handle is an error (logged by the batch, which then leaves the queue's timeout).
@@ -367,7 +324,7 @@ async fn a_rerun_after_the_pipeline_started_builds_a_copy_from_before_is_merged(
     // The rerun, accepted after the start (within the dedupe window): builds.
     let rerun = rig.push(&repos, &repos.shas["f4"]);
     assert!(matches!(rig.worker.handle(&rerun, false).await, Disposition::Done(Ending::Started { .. })));
-    assert_eq!(rig.recorded.starts.lock().expect("starts").len(), 2);
+    assert_eq!(rig.pipelines.starts().len(), 2);
     // And the claim says which request holds the build now, and since when it runs.
     let claim = std::fs::read_to_string(rig.artifacts.join(format!("sources/demo/claims/{}", rerun.idempotency_key)))
         .expect("claim");
@@ -387,11 +344,11 @@ async fn a_request_already_settled_gets_no_late_pending_flag() {
     std::fs::create_dir_all(marker.parent().expect("folder")).expect("folder");
     std::fs::write(&marker, r#"{"status": "error"}"#).expect("settled marker");
     assert!(matches!(settled_rig.worker.handle(&settled, false).await, Disposition::Done(Ending::Started { .. })));
-    assert!(settled_rig.recorded.flags.lock().expect("flags").is_empty(), "no pending flag over a final one");
+    assert!(settled_rig.forge.flags().is_empty(), "no pending flag over a final one");
     // The control: the same request, not settled, gets its pending flag.
     let control = rig(&repos);
     let request = control.push(&repos, &repos.shas["f4"]);
     assert!(matches!(control.worker.handle(&request, false).await, Disposition::Done(Ending::Started { .. })));
-    let flags = control.recorded.flags.lock().expect("flags");
+    let flags = control.forge.flags();
     assert_eq!(flags.iter().map(|f| f.status).collect::<Vec<_>>(), [FlagStatus::Pending]);
 }

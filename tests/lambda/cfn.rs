@@ -85,6 +85,9 @@ pub struct FunctionSettings {
     pub handler: Option<String>,
     pub runtime: Option<String>,
     pub binary: Option<String>,
+    /// What the Lambda service makes of `LoggingConfig` (`LogFormat`, `ApplicationLogLevel`):
+    /// `AWS_LAMBDA_LOG_FORMAT` and `AWS_LAMBDA_LOG_LEVEL`.
+    pub logging: BTreeMap<String, String>,
 }
 
 type Resolved = Result<Option<Value>, String>;
@@ -184,6 +187,20 @@ impl Template {
         };
         let memory_mb = number(setting("MemorySize", stack)?, 128, "MemorySize")? as u32;
         let timeout_seconds = number(setting("Timeout", stack)?, 3, "Timeout")?;
+        let mut logging = BTreeMap::new();
+        let logging_config = properties.get("LoggingConfig").or_else(|| globals.get("LoggingConfig"));
+        if let Some(config) = logging_config {
+            let where_ = format!("{logical_id}.LoggingConfig");
+            let config = self.resolve(config, stack, &where_)?.unwrap_or(Value::Null);
+            for (property, variable) in
+                [("LogFormat", "AWS_LAMBDA_LOG_FORMAT"), ("ApplicationLogLevel", "AWS_LAMBDA_LOG_LEVEL")]
+            {
+                if let Some(value) = config.get(property) {
+                    let value = scalar(value).map_err(|e| format!("{where_}.{property}: {e}"))?;
+                    logging.insert(variable.to_owned(), value);
+                }
+            }
+        }
         Ok(FunctionSettings {
             logical_id: logical_id.to_owned(),
             environment,
@@ -192,6 +209,7 @@ impl Template {
             handler: setting("Handler", stack)?,
             runtime: setting("Runtime", stack)?,
             binary: resource.pointer("/Metadata/BuildProperties/Binary").and_then(Value::as_str).map(str::to_owned),
+            logging,
         })
     }
 

@@ -40,7 +40,8 @@ pub struct FunctionSpec {
     /// The function's own environment (the template's variables).
     pub environment: BTreeMap<String, String>,
     /// What the test environment adds that a deployment gets from elsewhere (endpoints of
-    /// the emulated services, dummy credentials in place of the role's).
+    /// the emulated services, dummy credentials in place of the role's, the log variables
+    /// the Lambda service derives from the function's `LoggingConfig`).
     pub test_environment: BTreeMap<String, String>,
     pub memory_mb: u32,
     pub timeout: Duration,
@@ -223,6 +224,11 @@ impl Function {
         let text = self.output.lock().expect("output").clone();
         let cut = text.char_indices().rev().nth(6_000).map_or(0, |(i, _)| i);
         text[cut..].to_owned()
+    }
+
+    /// Every line the process printed so far (stdout and stderr, each line whole).
+    pub fn lines(&self) -> Vec<String> {
+        self.output.lock().expect("output").lines().map(str::to_owned).collect()
     }
 
     /// Waits until the runtime asks for its first event; the init duration. An error (with

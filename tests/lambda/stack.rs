@@ -233,7 +233,7 @@ impl TestStack {
         let id = template.function_of_binary(binary)?;
         let mut stack = |t: &Template, r: &Reference| self.answer(t, r);
         let settings = template.function(&id, &mut stack)?;
-        let test_environment = [
+        let mut test_environment: BTreeMap<String, String> = [
             ("AWS_ENDPOINT_URL", self.moto_endpoint.as_str()),
             ("AWS_ENDPOINT_URL_CODEPIPELINE", codepipeline_endpoint),
             ("AWS_ACCESS_KEY_ID", "testing"),
@@ -244,6 +244,8 @@ impl TestStack {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
+        // Set by the Lambda service from the function's `LoggingConfig`, not its variables.
+        test_environment.extend(settings.logging.clone());
         let logs = root().join("target/test-logs");
         std::fs::create_dir_all(&logs).expect("log folder");
         Ok(FunctionSpec {
@@ -326,4 +328,21 @@ pub async fn configure_project(
                    "allow_insecure_git_url": true}]
     });
     (template, Some(("registry.json".to_owned(), registry)))
+}
+
+/// Puts the registry [`configure_project`] made, if it made one, where the accept function
+/// reads it: `PCB_REGISTRY_BUCKET`, under `PCB_REGISTRY_KEY` or else the registry's own key.
+pub async fn put_registry(moto: &Moto, accept: &FunctionSpec, registry: Option<&(String, Value)>) {
+    let Some((key, document)) = registry else { return };
+    let sdk = moto.sdk_config().await;
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+    let bucket = accept.environment.get("PCB_REGISTRY_BUCKET").expect("PCB_REGISTRY_BUCKET");
+    let key = accept.environment.get("PCB_REGISTRY_KEY").unwrap_or(key);
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(document.to_string().into_bytes().into())
+        .send()
+        .await
+        .expect("registry");
 }

@@ -3,10 +3,17 @@
 
 use crate::error_text;
 use bridge_core::ports::{
-    BuildAction, ExecutionFacts, ExecutionState, LookupError, PipelineLookup, PipelineStarter, StartError,
+    BuildAction, Cause, ExecutionFacts, ExecutionState, LookupError, PipelineLookup, PipelineStarter, StartError,
     StoredArtifact,
 };
 use bridge_core::report::pipeline_console_url;
+use bridge_core::retry::Retry;
+
+/// A CodePipeline or CodeBuild call that failed: the SDK's error as its text, with its whole
+/// chain of causes.
+fn lookup_failed(error: impl std::error::Error) -> LookupError {
+    LookupError::Failed(error_text(error).into())
+}
 
 /// Starts CodePipeline V2 runs on exactly one archive: a source revision override
 /// (`S3_OBJECT_KEY`) for the pipeline's S3 source action, pipeline variables for the
@@ -48,7 +55,7 @@ impl PipelineStarter for CodePipelineStarter {
             .revision_type(SourceRevisionType::S3ObjectKey)
             .revision_value(&artifact.key)
             .build()
-            .map_err(|e| StartError::Terminal(e.to_string()))?;
+            .map_err(|e| StartError::Terminal(Cause::new(e)))?;
         let mut call = self
             .client
             .start_pipeline_execution()
@@ -60,14 +67,14 @@ impl PipelineStarter for CodePipelineStarter {
                 .name(*name)
                 .value(value)
                 .build()
-                .map_err(|e| StartError::Terminal(e.to_string()))?;
+                .map_err(|e| StartError::Terminal(Cause::new(e)))?;
             call = call.variables(variable);
         }
         match call.send().await {
             Ok(output) => Ok(output.pipeline_execution_id().unwrap_or_default().to_owned()),
             Err(e) => {
                 use aws_sdk_codepipeline::error::ProvideErrorMetadata;
-                let terminal = e.as_service_error().is_some_and(|se| {
+                let retry = e.as_service_error().map_or(Retry::Transient, |se| {
                     let code = if se.is_pipeline_not_found_exception() {
                         Some("PipelineNotFoundException")
                     } else if se.is_validation_exception() {
@@ -76,10 +83,9 @@ impl PipelineStarter for CodePipelineStarter {
                         se.code()
                     };
                     // The display holds the message of modeled and unmodeled errors alike.
-                    start_error_is_terminal(code, Some(&se.to_string()))
+                    start_error_retry(code, Some(&se.to_string()))
                 });
-                let message = error_text(e);
-                Err(if terminal { StartError::Terminal(message) } else { StartError::Transient(message) })
+                Err(StartError::new(retry, error_text(e)))
             }
         }
     }
@@ -89,14 +95,15 @@ impl PipelineStarter for CodePipelineStarter {
     }
 }
 
-/// Whether an error `StartPipelineExecution` answered means the pipeline cannot be started
-/// by trying again: only a missing pipeline or a request CodePipeline refuses as invalid.
-/// Limits are never terminal, whatever their code or wording: CodePipeline's
-/// `ConcurrentPipelineExecutionsLimitExceededException` and `LimitExceededException`,
-/// throttling, and CodeBuild's `AccountLimitExceededException` (a new account's concurrent
-/// build quota) pass when running builds end, so they are tried again, never flagged `error`.
-/// Anything else (conflicts, server errors, unknown codes) is transient too.
-pub fn start_error_is_terminal(code: Option<&str>, message: Option<&str>) -> bool {
+/// Whether trying again may start the pipeline, after `StartPipelineExecution` answered an
+/// error with `code` and `message`. Terminal only for a missing pipeline or a request
+/// CodePipeline refuses as invalid. Limits are never terminal, whatever their code or
+/// wording: CodePipeline's `ConcurrentPipelineExecutionsLimitExceededException` and
+/// `LimitExceededException`, throttling, and CodeBuild's `AccountLimitExceededException` (a
+/// new account's concurrent build quota) pass when running builds end, so they are tried
+/// again, never flagged `error`. Anything else (conflicts, server errors, unknown codes) is
+/// transient too.
+pub fn start_error_retry(code: Option<&str>, message: Option<&str>) -> Retry {
     // Phrases with a space: a pipeline name in the message (no spaces) never matches one.
     let text = message.unwrap_or_default().to_ascii_lowercase();
     let limit = [
@@ -111,7 +118,11 @@ pub fn start_error_is_terminal(code: Option<&str>, message: Option<&str>) -> boo
     ]
     .iter()
     .any(|phrase| text.contains(phrase));
-    !limit && matches!(code, Some("PipelineNotFoundException" | "ValidationException"))
+    if !limit && matches!(code, Some("PipelineNotFoundException" | "ValidationException")) {
+        Retry::Terminal
+    } else {
+        Retry::Transient
+    }
 }
 
 /// `PipelineLookup` on CodePipeline: `GetPipelineExecution` for an execution's variables and
@@ -247,7 +258,7 @@ impl CodePipelineLookup {
             {
                 Ok(None)
             }
-            Err(e) => Err(LookupError(error_text(e))),
+            Err(e) => Err(lookup_failed(e)),
         }
     }
 }
@@ -260,8 +271,7 @@ impl PipelineLookup for CodePipelineLookup {
             .iter()
             .filter_map(|v| Some((v.name()?.to_owned(), v.resolved_value()?.to_owned())))
             .collect();
-        let actions =
-            self.actions(pipeline, Some(execution_id)).send().await.map_err(|e| LookupError(error_text(e)))?;
+        let actions = self.actions(pipeline, Some(execution_id)).send().await.map_err(lookup_failed)?;
         // A CodeBuild action whose StartBuild was refused (no build id) ran nothing: no build
         // event will report it.
         let build_ran =
@@ -272,7 +282,7 @@ impl PipelineLookup for CodePipelineLookup {
     async fn execution_of_build(&self, pipeline: &str, build_id: &str) -> Result<Option<String>, LookupError> {
         // The build is recent (its event is being handled): the latest 100 action executions
         // hold it.
-        let actions = self.actions(pipeline, None).send().await.map_err(|e| LookupError(error_text(e)))?;
+        let actions = self.actions(pipeline, None).send().await.map_err(lookup_failed)?;
         Ok(actions
             .action_execution_details()
             .iter()
@@ -285,8 +295,7 @@ impl PipelineLookup for CodePipelineLookup {
 
     async fn execution_state(&self, pipeline: &str, execution_id: &str) -> Result<Option<ExecutionState>, LookupError> {
         let Some(execution) = self.get_execution(pipeline, execution_id).await? else { return Ok(None) };
-        let actions =
-            self.actions(pipeline, Some(execution_id)).send().await.map_err(|e| LookupError(error_text(e)))?;
+        let actions = self.actions(pipeline, Some(execution_id)).send().await.map_err(lookup_failed)?;
         // Newest first, whatever order the page came in.
         let mut details: Vec<_> = actions.action_execution_details().iter().filter(|a| is_codebuild(a)).collect();
         details.sort_by_key(|a| std::cmp::Reverse(a.last_update_time().or(a.start_time()).map(|t| t.as_nanos())));
@@ -305,17 +314,13 @@ impl PipelineLookup for CodePipelineLookup {
 
     async fn builds(&self, build_ids: &[String]) -> Result<Vec<bridge_core::report::CodeBuildChange>, LookupError> {
         let Some(codebuild) = &self.codebuild else {
-            return Err(LookupError("no CodeBuild client to read builds with".into()));
+            return Err(LookupError::Unsupported("no CodeBuild client to read builds with"));
         };
         let mut found = Vec::new();
         // BatchGetBuilds takes at most 100 ids.
         for chunk in build_ids.chunks(100) {
-            let output = codebuild
-                .batch_get_builds()
-                .set_ids(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| LookupError(error_text(e)))?;
+            let output =
+                codebuild.batch_get_builds().set_ids(Some(chunk.to_vec())).send().await.map_err(lookup_failed)?;
             found.extend(output.builds().iter().map(build_change));
         }
         Ok(found)
@@ -346,7 +351,7 @@ impl PipelineLookup for CodePipelineLookup {
                 tracing::warn!(pipeline, stage, execution_id, error = %error_text(e), "stage retry refused");
                 Ok(false)
             }
-            Err(e) => Err(LookupError(error_text(e))),
+            Err(e) => Err(lookup_failed(e)),
         }
     }
 }

@@ -20,6 +20,12 @@ impl S3Registry {
         S3Registry { client, bucket: bucket.into(), key: key.into() }
     }
 
+    /// An S3 call that failed: where, and the SDK's error as its text, with its whole chain
+    /// of causes.
+    fn unavailable(&self, error: impl std::error::Error) -> RegistryError {
+        RegistryError::Unavailable(format!("{}: {}", RegistryStore::describe(self), crate::error_text(error)).into())
+    }
+
     /// `config` with its projects read through its S3 registry, when it has one (the
     /// Lambdas' builders, called once in `main`).
     pub fn attached(config: &AcceptConfig, aws: &aws_config::SdkConfig) -> AcceptConfig {
@@ -41,7 +47,7 @@ impl RegistryStore for S3Registry {
                     .body
                     .collect()
                     .await
-                    .map_err(|e| RegistryError::Unavailable(format!("{}: {e}", self.describe())))?
+                    .map_err(|e| RegistryError::Unavailable(format!("{}: {e}", self.describe()).into()))?
                     .into_bytes();
                 let text = String::from_utf8(bytes.to_vec()).map_err(|_| RegistryError::Invalid {
                     at: self.describe(),
@@ -52,7 +58,7 @@ impl RegistryStore for S3Registry {
             // Only a real "no such key" is an empty registry. A denied read (403: a missing
             // grant, a wrong bucket policy) is an error, never taken for "no projects".
             Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => Ok(None),
-            Err(e) => Err(RegistryError::Unavailable(format!("{}: {}", self.describe(), crate::error_text(e)))),
+            Err(e) => Err(self.unavailable(e)),
         }
     }
 
@@ -72,7 +78,7 @@ impl RegistryStore for S3Registry {
         match call.send().await {
             Ok(_) => Ok(()),
             Err(e) if crate::s3::lost_condition(&e) => Err(RegistryError::Conflict(self.describe())),
-            Err(e) => Err(RegistryError::Unavailable(format!("{}: {}", self.describe(), crate::error_text(e)))),
+            Err(e) => Err(self.unavailable(e)),
         }
     }
 

@@ -2,8 +2,14 @@
 
 use crate::error_text;
 use bridge_core::ports::{
-    ArtifactMetadata, ArtifactStore, ListedObject, Listing, StoreError, StoredArtifact, StoredMarker,
+    ArtifactMetadata, ArtifactStore, Cause, ListedObject, Listing, StoreError, StoredArtifact, StoredMarker,
 };
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+
+/// An S3 call that failed: the SDK's error as its text, with its whole chain of causes.
+fn sdk_failed(error: impl std::error::Error) -> StoreError {
+    StoreError::Failed(error_text(error).into())
+}
 
 /// Server-side encryption of stored archives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +58,7 @@ impl S3Store {
         path: &std::path::Path,
         len: u64,
         metadata: &std::collections::HashMap<String, String>,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, StoreError> {
         use aws_sdk_s3::primitives::ByteStream;
         use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
         let (sse, kms) = self.sse();
@@ -67,8 +73,8 @@ impl S3Store {
             .set_ssekms_key_id(kms)
             .send()
             .await
-            .map_err(error_text)?;
-        let upload_id = created.upload_id().ok_or("S3 returned no upload id")?.to_owned();
+            .map_err(sdk_failed)?;
+        let upload_id = created.upload_id().ok_or(StoreError::Failed("S3 returned no upload id".into()))?.to_owned();
         let result = async {
             let mut parts = Vec::new();
             let mut offset = 0;
@@ -81,7 +87,7 @@ impl S3Store {
                     .length(aws_sdk_s3::primitives::Length::Exact(length))
                     .build()
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| StoreError::Failed(Cause::new(e)))?;
                 let part = self
                     .client
                     .upload_part()
@@ -92,7 +98,7 @@ impl S3Store {
                     .body(body)
                     .send()
                     .await
-                    .map_err(error_text)?;
+                    .map_err(sdk_failed)?;
                 parts.push(
                     CompletedPart::builder().part_number(number).set_e_tag(part.e_tag().map(str::to_owned)).build(),
                 );
@@ -108,7 +114,7 @@ impl S3Store {
                 .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
                 .send()
                 .await
-                .map_err(error_text)?;
+                .map_err(sdk_failed)?;
             Ok(done.version_id().map(str::to_owned))
         }
         .await;
@@ -121,22 +127,16 @@ impl S3Store {
     }
 }
 
-/// S3 user metadata travels in HTTP headers: printable ASCII only. Anything else is
-/// percent-encoded (a branch name may hold any UTF-8), and so is `%` itself, so that the
-/// value can be read back exactly (`a%41` and `aA` stay two different branches).
+/// What [`header_safe`] encodes besides every non-ASCII byte: the control characters
+/// (DEL included) and `%` itself.
+const NOT_HEADER_SAFE: &AsciiSet = &CONTROLS.add(b'%');
+
+/// S3 user metadata travels in HTTP headers: printable ASCII (and space) only. Anything else
+/// is percent-encoded, byte by byte of its UTF-8 (a branch name may hold any), and so is `%`
+/// itself, so that the value can be read back exactly (`a%41` and `aA` stay two different
+/// branches).
 pub fn header_safe(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        if (c.is_ascii_graphic() && c != '%') || c == ' ' {
-            out.push(c);
-        } else {
-            let mut buf = [0u8; 4];
-            for byte in c.encode_utf8(&mut buf).bytes() {
-                out.push_str(&format!("%{byte:02X}"));
-            }
-        }
-    }
-    out
+    utf8_percent_encode(value, NOT_HEADER_SAFE).to_string()
 }
 
 /// The metadata key CodePipeline shows as the revision summary.
@@ -149,16 +149,17 @@ impl ArtifactStore for S3Store {
         path: &std::path::Path,
         metadata: &ArtifactMetadata,
     ) -> Result<StoredArtifact, StoreError> {
-        let len = std::fs::metadata(path).map_err(|e| StoreError(e.to_string()))?.len();
+        let len = std::fs::metadata(path).map_err(|e| StoreError::Failed(e.into()))?.len();
         let mut map: std::collections::HashMap<String, String> =
             metadata.entries.iter().map(|(k, v)| (k.to_ascii_lowercase(), header_safe(v))).collect();
         map.insert(REVISION_SUMMARY_KEY.into(), header_safe(&metadata.revision_summary));
         let version_id = if len > self.multipart_threshold {
-            self.multipart(key, path, len, &map).await.map_err(StoreError)?
+            self.multipart(key, path, len, &map).await?
         } else {
             let (sse, kms) = self.sse();
-            let body =
-                aws_sdk_s3::primitives::ByteStream::from_path(path).await.map_err(|e| StoreError(e.to_string()))?;
+            let body = aws_sdk_s3::primitives::ByteStream::from_path(path)
+                .await
+                .map_err(|e| StoreError::Failed(Cause::new(e)))?;
             self.client
                 .put_object()
                 .bucket(&self.bucket)
@@ -170,7 +171,7 @@ impl ArtifactStore for S3Store {
                 .set_ssekms_key_id(kms)
                 .send()
                 .await
-                .map_err(|e| StoreError(error_text(e)))?
+                .map_err(sdk_failed)?
                 .version_id()
                 .map(str::to_owned)
         };
@@ -178,7 +179,7 @@ impl ArtifactStore for S3Store {
     }
 
     async fn put_marker(&self, key: &str, content: &str) -> Result<(), StoreError> {
-        self.put_small(key, content).send().await.map(|_| ()).map_err(|e| StoreError(error_text(e)))
+        self.put_small(key, content).send().await.map(|_| ()).map_err(sdk_failed)
     }
 
     async fn marker(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -194,8 +195,8 @@ impl ArtifactStore for S3Store {
                 .await?
                 .map(Some)
                 // Lost to a write that is not visible yet: the message is tried again.
-                .ok_or_else(|| StoreError(format!("`{key}` was being created by another request"))),
-            Err(e) => Err(StoreError(error_text(e))),
+                .ok_or_else(|| StoreError::Contended(format!("`{key}` was being created by another request"))),
+            Err(e) => Err(sdk_failed(e)),
         }
     }
 
@@ -204,7 +205,7 @@ impl ArtifactStore for S3Store {
         match sent {
             Ok(_) => Ok(true),
             Err(e) if lost_condition(&e) || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
-            Err(e) => Err(StoreError(error_text(e))),
+            Err(e) => Err(sdk_failed(e)),
         }
     }
 
@@ -218,7 +219,7 @@ impl ArtifactStore for S3Store {
             .max_keys(max.clamp(1, 1000) as i32)
             .send()
             .await
-            .map_err(|e| StoreError(error_text(e)))?;
+            .map_err(sdk_failed)?;
         let objects = output
             .contents()
             .iter()
@@ -237,7 +238,7 @@ impl ArtifactStore for S3Store {
                 output.metadata().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
             )),
             Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) => Ok(None),
-            Err(e) => Err(StoreError(error_text(e))),
+            Err(e) => Err(sdk_failed(e)),
         }
     }
 }
@@ -263,11 +264,11 @@ impl S3Store {
         match self.client.get_object().bucket(&self.bucket).key(key).send().await {
             Ok(output) => {
                 let version = output.e_tag().unwrap_or_default().to_owned();
-                let bytes = output.body.collect().await.map_err(|e| StoreError(e.to_string()))?.into_bytes();
+                let bytes = output.body.collect().await.map_err(|e| StoreError::Failed(Cause::new(e)))?.into_bytes();
                 Ok(Some(StoredMarker { content: String::from_utf8_lossy(&bytes).into_owned(), version }))
             }
             Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => Ok(None),
-            Err(e) => Err(StoreError(error_text(e))),
+            Err(e) => Err(sdk_failed(e)),
         }
     }
 }

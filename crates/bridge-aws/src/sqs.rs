@@ -53,7 +53,8 @@ impl Queue for SqsQueue {
         if self.fifo {
             send = send.message_group_id(&request.project.key).message_deduplication_id(&request.request_id);
         }
-        send.send().await.map(|_| ()).map_err(|e| QueueError::Unavailable(error_text(e)))
+        // The SDK error is kept as its text (with its whole chain of causes).
+        send.send().await.map(|_| ()).map_err(|e| QueueError::Unavailable(error_text(e).into()))
     }
 }
 

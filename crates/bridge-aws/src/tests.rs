@@ -98,14 +98,18 @@ async fn limits_and_throttling_are_transient() {
         assert_eq!(rule.num_calls(), 1);
     }
     // The two terminal answers, for contrast.
-    assert!(start_error_is_terminal(Some("ValidationException"), Some("Variable name is not valid")));
-    assert!(start_error_is_terminal(Some("PipelineNotFoundException"), None));
-    assert!(start_error_is_terminal(
-        Some("PipelineNotFoundException"),
-        Some("PipelineNotFoundException: no pipeline named 'rate-limit-exceeded-ci'")
-    ));
-    assert!(!start_error_is_terminal(Some("ValidationException"), Some("Rate exceeded")));
-    assert!(!start_error_is_terminal(None, None));
+    use bridge_core::retry::Retry::{Terminal, Transient};
+    assert_eq!(start_error_retry(Some("ValidationException"), Some("Variable name is not valid")), Terminal);
+    assert_eq!(start_error_retry(Some("PipelineNotFoundException"), None), Terminal);
+    assert_eq!(
+        start_error_retry(
+            Some("PipelineNotFoundException"),
+            Some("PipelineNotFoundException: no pipeline named 'rate-limit-exceeded-ci'")
+        ),
+        Terminal
+    );
+    assert_eq!(start_error_retry(Some("ValidationException"), Some("Rate exceeded")), Transient);
+    assert_eq!(start_error_retry(None, None), Transient);
 }
 
 fn codebuild_action(execution: &str, build: &str) -> aws_sdk_codepipeline::types::ActionExecutionDetail {
@@ -188,4 +192,45 @@ fn tokens_and_headers() {
     assert_eq!(header_safe("tab\there"), "tab%09here");
     assert_eq!(header_safe("a%41"), "a%2541", "an encoded-looking name stays distinct from `aA`");
     assert_ne!(header_safe("a%41"), header_safe("aA"));
+}
+
+/// The encoder before it was `percent-encoding`'s: printable ASCII and space kept, except
+/// `%`; every other character's UTF-8 bytes as `%XX`.
+fn header_safe_by_hand(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if (c.is_ascii_graphic() && c != '%') || c == ' ' {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for byte in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn header_safe_encodes_exactly_as_before() {
+    let every: String = (0..0x3000u32).chain([0xFEFF, 0xFFFD, 0x1F600, 0x10FFFF]).filter_map(char::from_u32).collect();
+    assert_eq!(header_safe(&every), header_safe_by_hand(&every));
+    for value in ["", "%", "%%41", "main", "feature/ü-ß", "\u{7f}\u{0}\r\n", "PR #2 fix → main"] {
+        assert_eq!(header_safe(value), header_safe_by_hand(value), "{value:?}");
+    }
+}
+
+#[tokio::test]
+async fn store_failures_keep_their_cause_and_are_transient() {
+    use bridge_core::retry::Transience;
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder().behavior_version(aws_sdk_s3::config::BehaviorVersion::latest()).build(),
+    );
+    let store = S3Store::new(client, "bucket", Encryption::S3Managed);
+    let missing = std::path::Path::new("/nonexistent/pcb-archive.zip");
+    let metadata = ArtifactMetadata { entries: Vec::new(), revision_summary: String::new() };
+    let error = store.put_archive("sources/k.zip", missing, &metadata).await.expect_err("no file");
+    assert!(error.is_transient(), "{error}");
+    let StoreError::Failed(cause) = &error else { panic!("{error:?}") };
+    assert!(cause.error().downcast_ref::<std::io::Error>().is_some(), "the I/O error itself: {cause:?}");
 }

@@ -1,11 +1,12 @@
-//! The accept handler in process: route, authenticate, parse, validate, enqueue on the
-//! in-process queue (drained each iteration so it never fills). One benchmark per door, and
+//! The accept handler in process: route, authenticate, parse, validate, enqueue on an
+//! in-memory queue (drained each iteration so it never fills). One benchmark per door, and
 //! a refused request for comparison.
 
 use bridge_core::accept::{AcceptService, TriggerHttpRequest};
 use bridge_core::auth::{Secret, sign256};
 use bridge_core::config::LocalConfig;
-use bridge_core::ports::{InProcessQueue, SecretsDocument, StaticSecrets};
+use bridge_core::fakes::FakeSecrets;
+use bridge_core::ports::{InMemoryQueue, SecretsDocument};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const CONFIG: &str =
@@ -39,8 +40,8 @@ fn bench(c: &mut Criterion) {
         r#"{{"projects": {{"demo-job": {{"trigger_token": "{TOKEN}", "hook_token": "{HOOK}"}}}}}}"#
     ))
     .expect("secrets");
-    let (queue, mut receiver) = InProcessQueue::new(1024);
-    let service = AcceptService::new(config.accept, queue, StaticSecrets::new(secrets));
+    let queue = std::sync::Arc::new(InMemoryQueue::new(1024));
+    let service = AcceptService::new(config.accept, queue.clone(), FakeSecrets::new(secrets));
 
     let jenkins = request(
         "POST",
@@ -95,7 +96,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let response = runtime.block_on(service.handle(req.clone()));
                 assert_eq!(response.status().as_u16(), status);
-                let _ = receiver.try_recv();
+                queue.take();
             })
         });
     }

@@ -12,9 +12,12 @@ use time::OffsetDateTime;
 use crate::auth::{Presented, parse_authorization, signature256_matches, token_matches};
 use crate::config::{AcceptConfig, ProjectConfig, is_project_key};
 use crate::error::{Rejection, json_response};
+use crate::metrics::{self, Metric};
 use crate::model::{BuildRequest, TriggerKind};
 use crate::ports::{ProjectSecrets, Queue, QueueError, Secrets};
-use crate::trigger::{RawTrigger, WebhookOutcome, normalise, parse_jenkins, parse_json, parse_webhook};
+use crate::trigger::{
+    RawTrigger, TriggerError, TriggerErrorKind, WebhookOutcome, normalise, parse_jenkins, parse_json, parse_webhook,
+};
 
 /// An HTTP request as the handler sees it, whatever carried it.
 #[derive(Debug, Clone)]
@@ -87,7 +90,7 @@ fn route(path: &str) -> Option<Route> {
         if marker != "job" || name.is_empty() {
             return None;
         }
-        job.push(percent_decode(name)?);
+        job.push(percent_decode(name));
     }
     if job.is_empty() {
         return None;
@@ -95,11 +98,10 @@ fn route(path: &str) -> Option<Route> {
     Some(Route::Jenkins { prefix, job: job.join("/") })
 }
 
-fn percent_decode(segment: &str) -> Option<String> {
-    let decoded: Vec<u8> = url::form_urlencoded::parse(format!("x={}", segment.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned().into_bytes())?;
-    String::from_utf8(decoded).ok()
+/// A path segment decoded: `%XX` escapes only (a `+` stays a `+`, as in any path), and bytes
+/// that are not UTF-8 shown as U+FFFD (no project key has one).
+fn percent_decode(segment: &str) -> String {
+    percent_encoding::percent_decode_str(segment).decode_utf8_lossy().into_owned()
 }
 
 /// The handler and what it depends on. Built once per process; `handle` is re-entrant.
@@ -119,11 +121,24 @@ impl<Q: Queue, S: Secrets> AcceptService<Q, S> {
         &self.config
     }
 
-    /// Answers one request. Refusals are logged (code, reason, route; never a credential).
+    /// Answers one request. Refusals are logged (code, reason, route; never a credential)
+    /// and counted.
+    ///
+    /// One span per request, its fields recorded once known: `project` once the project is
+    /// found, `request_id` and `cause` once the trigger is normalised. At ERROR level, so
+    /// that it is enabled at any log level and the warnings and errors inside carry them.
     pub async fn handle(&self, request: TriggerHttpRequest) -> Response<Bytes> {
+        use tracing::field::Empty;
+        let span = tracing::error_span!("accept", request_id = Empty, project = Empty, cause = Empty);
+        tracing::Instrument::instrument(self.answer(request), span).await
+    }
+
+    async fn answer(&self, request: TriggerHttpRequest) -> Response<Bytes> {
         match self.dispatch(&request).await {
             Ok(response) => response,
             Err(rejection) => {
+                let class = metrics::class_of_status(rejection.status);
+                metrics::count(Metric::RequestsRefused, &[(metrics::REASON, rejection.code), (metrics::CLASS, class)]);
                 tracing::warn!(
                     status = rejection.status.as_u16(),
                     error = rejection.code,
@@ -212,6 +227,7 @@ impl<Q: Queue, S: Secrets> AcceptService<Q, S> {
                     ),
                 )
             })?;
+        tracing::Span::current().record("project", key);
         if !project.accepts(kind) {
             return Err(Rejection::new(
                 StatusCode::FORBIDDEN,
@@ -380,8 +396,12 @@ impl<Q: Queue, S: Secrets> AcceptService<Q, S> {
     }
 
     async fn send(&self, build: BuildRequest) -> Result<BuildRequest, Rejection> {
+        let span = tracing::Span::current();
+        span.record("request_id", build.request_id.as_str());
+        span.record("project", build.project.key.as_str());
+        span.record("cause", build.cause.as_trigger_value().as_str());
         self.queue.enqueue(&build).await.map_err(|e| {
-            tracing::error!(error = %e, request_id = %build.request_id, "enqueue failed");
+            tracing::error!(error = %e, "enqueue failed");
             let code = match e {
                 QueueError::Full => "queue_full",
                 QueueError::Unavailable(_) => "queue_unavailable",
@@ -392,8 +412,8 @@ impl<Q: Queue, S: Secrets> AcceptService<Q, S> {
                 format!("{e}; nothing was queued, send the trigger again shortly"),
             )
         })?;
+        metrics::count(Metric::RequestsAccepted, &[]);
         tracing::info!(
-            request_id = %build.request_id,
             idempotency_key = %build.idempotency_key,
             project = %build.project.key,
             fork_user = build.project.fork_user.as_deref().unwrap_or(""),
@@ -446,6 +466,23 @@ fn no_secret(key: &str, field: &str) -> Rejection {
             "the bridge has no {field} for project `{key}`: its administrator must add projects.{key}.{field} to the secret"
         ),
     )
+}
+
+/// The one place a refused trigger gets its HTTP status: a repository outside the project
+/// (the SSRF boundary) is 403, every other refusal of the trigger's content 400. The body's
+/// `error` is the refusal's stable code.
+impl From<TriggerError> for Rejection {
+    fn from(error: TriggerError) -> Self {
+        let status = match error.kind {
+            TriggerErrorKind::RepoNotAllowed => StatusCode::FORBIDDEN,
+            TriggerErrorKind::InvalidCause
+            | TriggerErrorKind::InvalidBranch
+            | TriggerErrorKind::InvalidField
+            | TriggerErrorKind::MissingField
+            | TriggerErrorKind::MalformedBody => StatusCode::BAD_REQUEST,
+        };
+        Rejection::new(status, error.code(), error.reason)
+    }
 }
 
 /// The path is logged; the query is not (it carries Jenkins' `token=`).

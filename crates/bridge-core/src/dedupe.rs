@@ -130,7 +130,7 @@ pub async fn claim_received<St: ArtifactStore>(
             return Ok(ClaimOutcome::Won);
         }
     }
-    Err(StoreError(format!("the claim `{key}` kept changing under this request")))
+    Err(StoreError::Contended(format!("the claim `{key}` kept changing under this request")))
 }
 
 /// Records in `request_id`'s claim that its pipeline started at `at`: requests accepted from
@@ -168,7 +168,7 @@ pub async fn mark_started<St: ArtifactStore>(
             return Ok(());
         }
     }
-    Err(StoreError(format!("the claim `{key}` kept changing while its start was recorded")))
+    Err(StoreError::Contended(format!("the claim `{key}` kept changing while its start was recorded")))
 }
 
 /// Marks `request_id`'s claim as released, so that the next request for the same build is
@@ -190,8 +190,8 @@ pub async fn release<St: ArtifactStore>(store: &St, key: &str, request_id: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fakes::FakeStore;
     use crate::model::{BuildTarget, ProjectRef, TriggerKind};
-    use crate::ports::DirectoryStore;
 
     fn request(cause: Cause) -> BuildRequest {
         let branch_to = matches!(cause, Cause::PullRequest { .. }).then(|| "main".to_owned());
@@ -208,9 +208,10 @@ mod tests {
         )
     }
 
-    fn store() -> (DirectoryStore, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("pcb-dedupe-{}", uuid::Uuid::new_v4().simple()));
-        (DirectoryStore::new(&dir), dir)
+    /// Markers in memory, created and swapped atomically as S3's conditional writes do
+    /// (`bridge-local` and `bridge-aws` test their own stores' atomicity).
+    fn store() -> FakeStore {
+        FakeStore::default()
     }
 
     const WINDOW: Duration = Duration::from_secs(60);
@@ -234,7 +235,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_first_claim_wins_the_others_are_duplicates_within_the_window() {
-        let (store, dir) = store();
+        let store = store();
         assert_eq!(claim(&store, "c/k", "first", false, at(0), WINDOW).await.expect("store"), ClaimOutcome::Won);
         assert_eq!(
             claim(&store, "c/k", "second", false, at(59), WINDOW).await.expect("store"),
@@ -248,12 +249,11 @@ mod tests {
             claim(&store, "c/k", "fourth", false, at(61), WINDOW).await.expect("store"),
             ClaimOutcome::DuplicateOf { request_id: "third".into(), age: Duration::from_secs(1), started: false }
         );
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]
     async fn rebuilds_always_win_and_take_the_claim_and_a_zero_window_claims_nothing() {
-        let (store, dir) = store();
+        let store = store();
         assert_eq!(claim(&store, "c/k", "first", false, at(0), WINDOW).await.expect("store"), ClaimOutcome::Won);
         assert_eq!(claim(&store, "c/k", "rebuild", true, at(1), WINDOW).await.expect("store"), ClaimOutcome::Won);
         assert!(matches!(
@@ -263,7 +263,6 @@ mod tests {
         assert_eq!(claim(&store, "c/zero", "a", false, at(0), Duration::ZERO).await.expect("store"), ClaimOutcome::Won);
         assert_eq!(claim(&store, "c/zero", "b", false, at(0), Duration::ZERO).await.expect("store"), ClaimOutcome::Won);
         assert_eq!(store.marker("c/zero").await.expect("store"), None);
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     /// pagure-ci's "rerun CI" is the first trigger's call again: once the first build's
@@ -271,7 +270,7 @@ mod tests {
     /// start, whenever it is handled, is merged into that build.
     #[tokio::test]
     async fn requests_accepted_after_the_holders_pipeline_started_build_again() {
-        let (store, dir) = store();
+        let store = store();
         let ms = |seconds: i64, millis: i64| at(seconds) + time::Duration::milliseconds(millis);
         assert_eq!(claim(&store, "c/k", "first", false, at(0), WINDOW).await.expect("store"), ClaimOutcome::Won);
         // Not started yet: merged, whenever it was accepted.
@@ -314,12 +313,11 @@ mod tests {
         // No claim (a window of zero): nothing is written.
         mark_started(&store, "c/none", "first", at(0)).await.expect("store");
         assert_eq!(store.marker("c/none").await.expect("store"), None);
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]
     async fn a_released_claim_is_taken_over_and_only_its_holder_releases_it() {
-        let (store, dir) = store();
+        let store = store();
         assert_eq!(claim(&store, "c/k", "failed", false, at(0), WINDOW).await.expect("store"), ClaimOutcome::Won);
         release(&store, "c/k", "someone-else").await.expect("store");
         assert!(matches!(
@@ -329,23 +327,21 @@ mod tests {
         release(&store, "c/k", "failed").await.expect("store");
         assert_eq!(claim(&store, "c/k", "retrigger", false, at(2), WINDOW).await.expect("store"), ClaimOutcome::Won);
         release(&store, "c/missing", "failed").await.expect("store");
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]
     async fn a_damaged_claim_is_replaced_rather_than_dropping_builds() {
-        let (store, dir) = store();
+        let store = store();
         store.put_marker("c/k", "not json").await.expect("store");
         assert_eq!(claim(&store, "c/k", "a", false, at(0), WINDOW).await.expect("store"), ClaimOutcome::Won);
         assert!(matches!(
             claim(&store, "c/k", "b", false, at(1), WINDOW).await.expect("store"),
             ClaimOutcome::DuplicateOf { .. }
         ));
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     /// How many of 100 concurrent claims (ids `<prefix><n>`) at `now` win.
-    async fn winners(store: &std::sync::Arc<DirectoryStore>, prefix: &str, now: OffsetDateTime) -> usize {
+    async fn winners(store: &std::sync::Arc<FakeStore>, prefix: &str, now: OffsetDateTime) -> usize {
         let tasks: Vec<_> = (0..100)
             .map(|i| {
                 let (store, id) = (store.clone(), format!("{prefix}{i}"));
@@ -361,11 +357,10 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn of_a_hundred_concurrent_claims_exactly_one_wins() {
-        let (store, dir) = store();
+        let store = store();
         let store = std::sync::Arc::new(store);
         assert_eq!(winners(&store, "r", at(0)).await, 1);
         // And of concurrent take-overs of a stale claim, exactly one wins too.
         assert_eq!(winners(&store, "s", at(600)).await, 1);
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

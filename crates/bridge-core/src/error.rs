@@ -1,5 +1,8 @@
-//! Rejections: every refused trigger is answered with the right status and a JSON body
-//! `{"error": "<code>", "reason": "<what to do>"}`.
+//! Rejections: the accept edge's answer to a refused request, with the right status and a
+//! JSON body `{"error": "<code>", "reason": "<what to do>"}`. Only the HTTP edges (the accept
+//! handler, local mode's server) make them: the stages below say what went wrong in their
+//! own error types (e.g. [`crate::trigger::TriggerError`]), and the accept handler chooses
+//! the status.
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -27,10 +30,6 @@ impl Rejection {
 
     pub fn unauthorized(code: &'static str, reason: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, code, reason)
-    }
-
-    pub fn repo_not_allowed(reason: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "repo_not_allowed", reason)
     }
 
     pub fn with_header(mut self, name: header::HeaderName, value: &'static str) -> Self {

@@ -69,6 +69,9 @@ pub struct Flag {
     pub uid: String,
 }
 
+/// The flags' name when the deployment does not choose one (`PCB_FLAG_USERNAME`).
+pub const DEFAULT_FLAG_USERNAME: &str = "AWS CodeBuild";
+
 /// Longest comment sent: Pagure has no limit, but a flag is read at a glance.
 pub const MAX_COMMENT_CHARS: usize = 500;
 

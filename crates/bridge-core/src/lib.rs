@@ -8,7 +8,8 @@
 //! - [`accept`]: the HTTP-agnostic accept handler served by the Lambda and by local mode.
 //! - [`config`]: typed configuration from a TOML file or the environment.
 //! - [`json`]: outside JSON read strictly: a struct is only ever read from a JSON object.
-//! - [`ports`]: the `Queue` and `Secrets` ports, with their local adapters.
+//! - [`ports`]: the queue, secrets, artifact store and pipeline ports, one file each, with
+//!   their errors; their adapters live in `bridge-aws` and `bridge-local`.
 //! - [`registry`]: the project registry: routing rules read at run time, exact keys and patterns.
 //! - [`buildspec`]: the trigger injected into the default branch's buildspec.
 //! - [`archive`]: the deterministic, streaming, link-safe source zip.
@@ -18,6 +19,9 @@
 //! - [`report`]: build states as flags, and the report stage that turns CodeBuild and
 //!   CodePipeline events into them.
 //! - [`sweep`]: the scheduled run that settles flags whose final event never came.
+//! - [`work`]: the work stage (fetch, inject, zip, store, start) behind its ports, the
+//!   source port among them.
+//! - [`fakes`]: in-memory adapters of the ports, for tests.
 //!
 //! An architecture test (`tests/architecture.rs` of the e2e crate) fails if this crate ever
 //! depends on an `aws-*` or `lambda*` crate.
@@ -29,9 +33,11 @@ pub mod buildspec;
 pub mod config;
 pub mod dedupe;
 pub mod error;
+pub mod fakes;
 pub mod forge;
 pub mod gitpath;
 pub mod json;
+pub mod metrics;
 pub mod model;
 pub mod pack;
 pub mod ports;
@@ -41,6 +47,7 @@ pub mod retry;
 pub mod sweep;
 pub mod trigger;
 pub mod validate;
+pub mod work;
 
 #[cfg(test)]
 mod proptests;

@@ -8,7 +8,8 @@ use proptest::prelude::*;
 use crate::accept::{AcceptService, TriggerHttpRequest};
 use crate::auth::{Secret, parse_authorization, sign256, signature256_matches};
 use crate::config::LocalConfig;
-use crate::ports::{InProcessQueue, SecretsDocument, StaticSecrets};
+use crate::fakes::FakeSecrets;
+use crate::ports::{InMemoryQueue, SecretsDocument};
 use crate::trigger::{parse_jenkins, parse_json, parse_webhook};
 use crate::validate::{RepoPolicy, check_branch, parse_cause};
 
@@ -195,8 +196,7 @@ proptest! {
     fn handler_is_total(request in request_strategy()) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let secrets = SecretsDocument::parse(r#"{"projects": {"demo-job": {"trigger_token": "t", "hook_token": "h"}}}"#).expect("secrets");
-        let (queue, _rx) = InProcessQueue::new(16);
-        let service = AcceptService::new(config().accept, queue, StaticSecrets::new(secrets));
+        let service = AcceptService::new(config().accept, InMemoryQueue::new(16), FakeSecrets::new(secrets));
         let response = runtime.block_on(service.handle(request));
         prop_assert!([200, 201, 202, 400, 401, 403, 404, 405, 413, 415, 503].contains(&response.status().as_u16()), "{}", response.status());
         prop_assert_eq!(response.headers()["content-type"].to_str().expect("ascii"), "application/json");

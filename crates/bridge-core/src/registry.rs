@@ -56,11 +56,22 @@ pub enum RegistryError {
     /// The document (or one rule of it) is wrong; `at` says where.
     #[error("the project registry is invalid at {at}: {message}")]
     Invalid { at: String, message: String },
+    /// Reading or writing it failed (the store's error, or its words, is the source).
     #[error("the project registry could not be read: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] crate::ports::Cause),
     /// A conditional write lost: someone changed the document since it was read.
     #[error("the project registry changed while it was being edited ({0}): run the command again")]
     Conflict(String),
+}
+
+impl crate::retry::Transience for RegistryError {
+    fn retry(&self) -> crate::retry::Retry {
+        match self {
+            // The same document is refused the same way until a person changes it.
+            RegistryError::Invalid { .. } => crate::retry::Retry::Terminal,
+            RegistryError::Unavailable(_) | RegistryError::Conflict(_) => crate::retry::Retry::Transient,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -21,8 +21,5 @@ pub use correlation::*;
 pub use service::*;
 pub use subject::*;
 
-/// Default flag name on Pagure.
-pub const DEFAULT_FLAG_USERNAME: &str = "AWS CodeBuild";
-
 #[cfg(test)]
 mod tests;

@@ -248,8 +248,9 @@ impl<St: ArtifactStore> Sweeper<St> {
         let settings = &self.settings;
         let prefix = settings.key_prefix.trim_end_matches('/');
         let cursor = cursor_key(prefix);
-        let store_error = |e: crate::ports::StoreError| ForgeError::transient(e.to_string());
-        let mut start_after = self.store.marker(&cursor).await.map_err(store_error)?.filter(|c| !c.trim().is_empty());
+        // The store's error is kept as the source, with its own classification.
+        let mut start_after =
+            self.store.marker(&cursor).await.map_err(ForgeError::from_source)?.filter(|c| !c.trim().is_empty());
         let mut report = SweepReport::default();
         let mut settled: BTreeSet<String> = BTreeSet::new();
         let mut checks = 0;
@@ -262,7 +263,7 @@ impl<St: ArtifactStore> Sweeper<St> {
             }
             let page = match self.store.list(&listing_prefix, start_after.as_deref(), settings.page_size.max(1)).await {
                 Ok(page) => page,
-                Err(e) if report.listed == 0 => return Err(store_error(e)),
+                Err(e) if report.listed == 0 => return Err(ForgeError::from_source(e)),
                 Err(e) => {
                     stop(&format!("listing failed: {e}"), &mut report);
                     break;

@@ -7,8 +7,10 @@ use bridge_aws::{Encryption, S3Store};
 use bridge_core::config::WorkLambdaConfig;
 use bridge_core::forge::LogStatus;
 use bridge_core::model::BuildRequest;
-use bridge_core::ports::{LocalPipeline, SecretsDocument, StaticSecrets};
-use bridge_worker::{Disposition, WorkSettings, Worker};
+use bridge_core::ports::SecretsDocument;
+use bridge_core::work::{Disposition, WorkSettings, Worker};
+use bridge_git::GitFetcher;
+use bridge_local::{LocalPipeline, StaticSecrets};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     bridge_git::init_libgit2(std::time::Duration::from_secs(10), std::time::Duration::from_secs(60))?;
@@ -24,6 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let worker = Worker::new(
             config.accept.clone(),
             settings,
+            GitFetcher::default(),
             store,
             LocalPipeline::new("http://localhost/"),
             LogStatus,

@@ -7,22 +7,16 @@
 //! each around [`accept`], [`work`] and [`report`].
 
 pub mod accept;
+pub mod emf;
+pub mod logging;
 pub mod report;
 pub mod work;
 
 /// What a function's `main` may fail with (the runtime's own boxed error).
 pub type Error = lambda_runtime::Error;
 
-/// The Lambdas' logs: JSON lines (CloudWatch adds the time), level from `RUST_LOG`
-/// (default `info`).
+/// The Lambdas' logs (Lambda's advanced logging controls: `AWS_LAMBDA_LOG_FORMAT`,
+/// `AWS_LAMBDA_LOG_LEVEL`, `RUST_LOG`) and metric lines, on stdout: see [`logging`].
 pub fn init_tracing() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .without_time()
-        .init();
+    logging::init();
 }

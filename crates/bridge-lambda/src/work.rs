@@ -1,4 +1,5 @@
-//! The work Lambda: each SQS record is a build request for bridge-worker. Failed records
+//! The work Lambda: each SQS record is a build request for core's worker
+//! ([`bridge_core::work::Worker`], fetching with `bridge-git`). Failed records
 //! are returned as `batchItemFailures` so that only they are retried (the event source
 //! mapping needs `ReportBatchItemFailures`); the delivery whose `ApproximateReceiveCount`
 //! reaches the queue's `maxReceiveCount` is the last, and a failure then is reported before
@@ -22,14 +23,17 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use bridge_core::forge::Forge;
+use bridge_core::metrics::{self, Metric};
 use bridge_core::ports::{ArtifactStore, CachedSecrets, PipelineStarter, Secrets};
+use bridge_core::retry::Retry;
+use bridge_core::work::{CUT_SHORT, Disposition, SourceFetcher, WorkSettings, Worker};
+use bridge_git::GitFetcher;
 use bridge_pagure::PagureForge;
-use bridge_worker::{CUT_SHORT, Disposition, WorkSettings, Worker};
 
 type LambdaSecrets = Arc<CachedSecrets<SecretsManagerSource>>;
 
 /// The worker as deployed.
-pub type LambdaWorker = Worker<S3Store, CodePipelineStarter, PagureForge<LambdaSecrets>, LambdaSecrets>;
+pub type LambdaWorker = Worker<GitFetcher, S3Store, CodePipelineStarter, PagureForge<LambdaSecrets>, LambdaSecrets>;
 
 /// Builds the worker once, in `main`.
 pub fn build_worker(config: &WorkLambdaConfig, aws: &aws_config::SdkConfig) -> anyhow::Result<LambdaWorker> {
@@ -41,7 +45,8 @@ pub fn build_worker(config: &WorkLambdaConfig, aws: &aws_config::SdkConfig) -> a
     let accept = bridge_aws::S3Registry::attached(&config.accept, aws);
     let flags = PagureForge::from_config(&config.report, accept.projects.clone(), secrets.clone())?;
     let settings = WorkSettings { key_prefix: config.key_prefix.clone(), ..WorkSettings::with_limits(&config.work) };
-    Ok(Worker::new(accept, settings, store, pipelines, flags, secrets))
+    // Scratch folders in `/tmp`, the only writable place in Lambda.
+    Ok(Worker::new(accept, settings, GitFetcher::default(), store, pipelines, flags, secrets))
 }
 
 /// The queue, for `ChangeMessageVisibility` (`None` without `PCB_QUEUE_URL`).
@@ -159,12 +164,13 @@ pub fn deadline_instant(deadline: std::time::SystemTime) -> Instant {
 
 /// Processes a batch, one record after the other (each needs `/tmp` space), without a
 /// deadline or visibility changes (tests, tools), and returns the ids of the records to retry.
-pub async fn handle_batch<St, P, R, S>(
-    worker: &Worker<St, P, R, S>,
+pub async fn handle_batch<Src, St, P, R, S>(
+    worker: &Worker<Src, St, P, R, S>,
     event: SqsEvent,
     max_receive_count: u32,
 ) -> SqsBatchResponse
 where
+    Src: SourceFetcher,
     St: ArtifactStore,
     P: PipelineStarter,
     R: Forge,
@@ -196,6 +202,25 @@ impl Record {
         let request = message.body.as_deref().and_then(|body| BuildRequest::from_json(body).ok());
         Some(Record { message_id, receipt_handle: message.receipt_handle, receive_count, request })
     }
+
+    /// The record's span: the request's fields (none when the body is not a request), the
+    /// message and its delivery. At ERROR level, so that it is enabled at any log level.
+    fn span(&self) -> tracing::Span {
+        let span = tracing::error_span!(
+            "work",
+            request_id = tracing::field::Empty,
+            project = tracing::field::Empty,
+            cause = tracing::field::Empty,
+            message_id = %self.message_id,
+            receive_count = self.receive_count,
+        );
+        if let Some(request) = &self.request {
+            span.record("request_id", request.request_id.as_str());
+            span.record("project", request.project.key.as_str());
+            span.record("cause", request.cause.as_trigger_value().as_str());
+        }
+        span
+    }
 }
 
 /// Processes a batch as the deployed Lambda does, one record after the other, and returns
@@ -203,14 +228,15 @@ impl Record {
 /// last must not be the one left without time). With a `deadline`, each record's work is
 /// bounded as [`Timing`] says; records not started come back at once, failed ones after
 /// `settings.retry`'s wait for their delivery count.
-pub async fn handle_batch_until<St, P, R, S, V>(
-    worker: &Worker<St, P, R, S>,
+pub async fn handle_batch_until<Src, St, P, R, S, V>(
+    worker: &Worker<Src, St, P, R, S>,
     event: SqsEvent,
     settings: &BatchSettings,
     visibility: &V,
     deadline: Option<Instant>,
 ) -> SqsBatchResponse
 where
+    Src: SourceFetcher,
     St: ArtifactStore,
     P: PipelineStarter,
     R: Forge,
@@ -223,39 +249,15 @@ where
     let mut response = SqsBatchResponse::default();
     let mut not_started = Vec::new();
     for record in records {
-        let last_attempt = record.receive_count >= settings.max_receive_count;
-        let Some(request) = &record.request else {
-            // Not ours or corrupted: keep it (it ends in the dead-letter queue for a look).
-            tracing::error!(message_id = %record.message_id, "the message is not a build request");
-            fail(&mut response, &record.message_id);
-            continue;
-        };
-        let (work_until, flags_until) = match deadline {
-            Some(deadline) => (Some(before(deadline, timing.margin)), Some(before(deadline, timing.reserve))),
-            None => (None, None),
-        };
-        if let Some(work_until) = work_until
-            && work_until.saturating_duration_since(Instant::now()) < timing.min_start
+        let span = record.span();
+        match tracing::Instrument::instrument(handle_record(worker, &record, settings, visibility, deadline), span)
+            .await
         {
-            fail(&mut response, &record.message_id);
-            if last_attempt {
-                // Its last delivery, and no time for it: say so on Pagure rather than let
-                // it reach the dead-letter queue unreported.
-                let reason = "the work function had no time left for it on its last delivery";
-                bounded(flags_until, worker.give_up(request, reason)).await;
-            } else {
-                tracing::info!(request_id = %request.request_id, receive_count = record.receive_count, "not started: no time left in this invocation; back to the queue at once");
+            Next::Done => {}
+            Next::Retry => fail(&mut response, &record.message_id),
+            Next::NotStarted => {
+                fail(&mut response, &record.message_id);
                 not_started.push(record);
-            }
-            continue;
-        }
-        let disposition = bounded(flags_until, worker.handle_until(request, last_attempt, work_until)).await;
-        if let Disposition::Retry(reason) = disposition {
-            fail(&mut response, &record.message_id);
-            if !last_attempt {
-                let wait = settings.retry.delay(record.receive_count);
-                tracing::info!(request_id = %request.request_id, receive_count = record.receive_count, wait_seconds = wait.as_secs(), %reason, "tried again later");
-                change_visibility(visibility, &record, wait, deadline, timing).await;
             }
         }
     }
@@ -263,6 +265,72 @@ where
         change_visibility(visibility, record, Duration::ZERO, deadline, timing).await;
     }
     response
+}
+
+/// What becomes of a record's message.
+enum Next {
+    /// Deleted by the event source mapping.
+    Done,
+    /// Returned as a batch item failure (after its visibility was changed, if it was).
+    Retry,
+    /// Returned, and made visible again at once.
+    NotStarted,
+}
+
+/// One record of the batch, inside its span.
+async fn handle_record<Src, St, P, R, S, V>(
+    worker: &Worker<Src, St, P, R, S>,
+    record: &Record,
+    settings: &BatchSettings,
+    visibility: &V,
+    deadline: Option<Instant>,
+) -> Next
+where
+    Src: SourceFetcher,
+    St: ArtifactStore,
+    P: PipelineStarter,
+    R: Forge,
+    S: Secrets,
+    V: MessageVisibility,
+{
+    let timing = settings.timing;
+    let last_attempt = record.receive_count >= settings.max_receive_count;
+    let Some(request) = &record.request else {
+        // Not ours or corrupted: keep it (it ends in the dead-letter queue for a look).
+        tracing::error!(last_attempt, "the message is not a build request");
+        if last_attempt {
+            // Given up here, never seen by the worker: counted here.
+            metrics::count(Metric::Failures, &[(metrics::CLASS, Retry::Terminal.as_str())]);
+        }
+        return Next::Retry;
+    };
+    let (work_until, flags_until) = match deadline {
+        Some(deadline) => (Some(before(deadline, timing.margin)), Some(before(deadline, timing.reserve))),
+        None => (None, None),
+    };
+    if let Some(work_until) = work_until
+        && work_until.saturating_duration_since(Instant::now()) < timing.min_start
+    {
+        if last_attempt {
+            // Its last delivery, and no time for it: say so on Pagure rather than let
+            // it reach the dead-letter queue unreported.
+            let reason = "the work function had no time left for it on its last delivery";
+            bounded(flags_until, worker.give_up(request, reason)).await;
+            return Next::Retry;
+        }
+        tracing::info!("not started: no time left in this invocation; back to the queue at once");
+        return Next::NotStarted;
+    }
+    let disposition = bounded(flags_until, worker.handle_until(request, last_attempt, work_until)).await;
+    let Disposition::Retry(reason) = disposition else {
+        return Next::Done;
+    };
+    if !last_attempt {
+        let wait = settings.retry.delay(record.receive_count);
+        tracing::info!(wait_seconds = wait.as_secs(), %reason, "tried again later");
+        change_visibility(visibility, record, wait, deadline, timing).await;
+    }
+    Next::Retry
 }
 
 /// `by` before `deadline` (now, if that is before the clock's start: long past).
@@ -325,3 +393,6 @@ pub async fn serve(function: &WorkFunction) -> Result<(), crate::Error> {
     }))
     .await
 }
+
+#[cfg(test)]
+mod tests;

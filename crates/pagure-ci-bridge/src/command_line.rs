@@ -51,7 +51,7 @@ enum Command {
         #[arg(long, default_value = "PAGURE_API_TOKEN")]
         token_env: String,
         /// The flag's name on Pagure.
-        #[arg(long, env = "PCB_FLAG_USERNAME", default_value = bridge_core::report::DEFAULT_FLAG_USERNAME)]
+        #[arg(long, env = "PCB_FLAG_USERNAME", default_value = bridge_core::forge::DEFAULT_FLAG_USERNAME)]
         username: String,
     },
     /// Onboard projects: edit the project registry and the secret of a deployment (with the
@@ -222,7 +222,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::CheckConfig { config } => {
-            let parsed = bridge_core::config::LocalConfig::load(&config)?;
+            let parsed = crate::load_config(&config)?;
             runtime.block_on(crate::build_local(&parsed, &format!("http://{}/", parsed.listen)))?;
             let registry = match &parsed.accept.registry {
                 Some(setup) => format!(", registry {:?}", setup.location),

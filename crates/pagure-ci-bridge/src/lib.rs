@@ -23,14 +23,13 @@ use anyhow::Context as _;
 use bridge_core::accept::{AcceptService, TriggerHttpRequest};
 use bridge_core::config::LocalConfig;
 use bridge_core::model::BuildRequest;
-use bridge_core::ports::{
-    ArtifactMetadata, ArtifactStore, DirectoryStore, InProcessQueue, LocalPipeline, Queue, Secrets, StaticSecrets,
-    StoreError, StoredArtifact, StoredMarker,
-};
+use bridge_core::ports::{ArtifactMetadata, ArtifactStore, Queue, Secrets, StoreError, StoredArtifact, StoredMarker};
 use bridge_core::report::ReportService;
+use bridge_core::work::{Disposition, SourceFetcher, WorkSettings, Worker};
+use bridge_git::GitFetcher;
+use bridge_local::{DirectoryStore, InProcessQueue, LocalPipeline, StaticSecrets};
 use bridge_pagure::PagureClient;
 use bridge_pagure::PagureForge;
-use bridge_worker::{Disposition, WorkSettings, Worker};
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -47,7 +46,7 @@ pub type LocalAcceptService = AcceptService<InProcessQueue, StaticSecrets>;
 pub type LocalFlags = PagureForge<StaticSecrets>;
 
 /// The work stage local mode runs.
-pub type LocalWorker = Worker<LocalStore, LocalPipeline, LocalFlags, StaticSecrets>;
+pub type LocalWorker = Worker<GitFetcher, LocalStore, LocalPipeline, LocalFlags, StaticSecrets>;
 
 /// The report stage local mode runs: its pipeline lookups read the local runs.
 pub type LocalReportService = ReportService<LocalFlags, LocalPipeline>;
@@ -224,6 +223,7 @@ pub async fn build_local(
     let worker = Worker::new(
         accept.clone(),
         settings,
+        GitFetcher::default(),
         LocalStore::from_config(work).await,
         pipeline.clone(),
         flags.clone(),
@@ -336,37 +336,57 @@ pub async fn serve<A: HttpApp>(listener: TcpListener, service: Arc<A>, shutdown:
 /// Local mode's consumer: each request through the worker, one at a time; a transient
 /// failure is tried again after a delay that doubles, up to `max_attempts` deliveries, as
 /// SQS would redeliver it.
-pub async fn consume<St, P, R, S>(
+pub async fn consume<Src, St, P, R, S>(
     mut receiver: mpsc::Receiver<BuildRequest>,
-    worker: Arc<Worker<St, P, R, S>>,
+    worker: Arc<Worker<Src, St, P, R, S>>,
     max_attempts: u32,
     first_delay: std::time::Duration,
 ) where
+    Src: SourceFetcher,
     St: bridge_core::ports::ArtifactStore,
     P: bridge_core::ports::PipelineStarter,
     R: bridge_core::forge::Forge,
     S: Secrets,
 {
     while let Some(request) = receiver.recv().await {
-        let mut delay = first_delay;
-        for attempt in 1..=max_attempts {
-            match worker.handle(&request, attempt == max_attempts).await {
-                Disposition::Done(_) => break,
-                Disposition::Retry(reason) if attempt == max_attempts => {
-                    tracing::error!(request_id = %request.request_id, %reason, attempts = attempt, "dead letter: gave up");
-                }
-                Disposition::Retry(_) => {
-                    tokio::time::sleep(delay).await;
-                    delay = delay.saturating_mul(2);
+        // The request's span, as the work Lambda's (ERROR level: enabled at any log level).
+        let span = tracing::error_span!(
+            "work",
+            request_id = %request.request_id,
+            project = %request.project.key,
+            cause = %request.cause.as_trigger_value(),
+        );
+        let attempts = async {
+            let mut delay = first_delay;
+            for attempt in 1..=max_attempts {
+                match worker.handle(&request, attempt == max_attempts).await {
+                    Disposition::Done(_) => break,
+                    Disposition::Retry(reason) if attempt == max_attempts => {
+                        tracing::error!(%reason, attempts = attempt, "dead letter: gave up");
+                    }
+                    Disposition::Retry(_) => {
+                        tokio::time::sleep(delay).await;
+                        delay = delay.saturating_mul(2);
+                    }
                 }
             }
-        }
+        };
+        tracing::Instrument::instrument(attempts, span).await;
     }
+}
+
+/// Reads and checks local mode's configuration file; relative paths in it are relative to
+/// its folder.
+pub fn load_config(path: &Path) -> anyhow::Result<LocalConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading the configuration file {}", path.display()))?;
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    LocalConfig::parse(&text, base_dir).with_context(|| format!("configuration file {}", path.display()))
 }
 
 /// `pagure-ci-bridge serve`: everything local mode runs, until Ctrl-C.
 pub async fn run_serve(config_path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()> {
-    let mut config = LocalConfig::load(config_path)?;
+    let mut config = load_config(config_path)?;
     if let Some(listen) = listen {
         config.listen = listen;
     }
@@ -434,7 +454,10 @@ pub async fn run_report(request: ReportRequest, env: std::collections::BTreeMap<
     Ok(())
 }
 
-/// Logs as JSON lines (the default) or human-readable text.
+/// Logs as JSON lines (the default) or human-readable text, on stderr. A line inside a
+/// request carries its span's fields (`request_id`, `project`, `cause`; in JSON under
+/// `span` when it is the innermost, and under `spans` with the spans it is in). Metric events (`bridge_core::metrics`) are log lines like the others here
+/// (`RUST_LOG=bridge_core::metrics=off` leaves them out).
 pub fn init_tracing(pretty: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -443,6 +466,6 @@ pub fn init_tracing(pretty: bool) {
     if pretty {
         builder.init();
     } else {
-        builder.json().with_current_span(false).init();
+        builder.json().with_current_span(true).with_span_list(true).init();
     }
 }

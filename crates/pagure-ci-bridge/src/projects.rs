@@ -43,7 +43,7 @@ impl FileRegistry {
                 Ok(Some(StoredRegistry { text, version }))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(RegistryError::Unavailable(format!("{}: {e}", self.describe()))),
+            Err(e) => Err(RegistryError::Unavailable(format!("{}: {e}", self.describe()).into())),
         }
     }
 }
@@ -66,7 +66,7 @@ impl RegistryStore for FileRegistry {
         let temporary = self.path.with_extension("json.tmp");
         std::fs::write(&temporary, text)
             .and_then(|()| std::fs::rename(&temporary, &self.path))
-            .map_err(|e| RegistryError::Unavailable(format!("{}: {e}", self.describe())))
+            .map_err(|e| RegistryError::Unavailable(format!("{}: {e}", self.describe()).into()))
     }
 
     fn describe(&self) -> String {
@@ -764,7 +764,7 @@ fn existing_api_token(secrets: &Map<String, Value>, key: &str, shared: Option<&s
 
 /// Local mode's projects, from its configuration file.
 pub fn local(config_path: &Path) -> anyhow::Result<Projects> {
-    let config = bridge_core::config::LocalConfig::load(config_path)?;
+    let config = crate::load_config(config_path)?;
     let setup = config.accept.registry.clone().ok_or_else(|| {
         anyhow!(
             "{} has no [registry] table: add one (file = \"registry.json\") to manage projects with this command",

@@ -229,4 +229,3 @@ async fn a_project_added_while_the_server_runs_is_built_without_a_restart() {
     assert_eq!(posted.and_then(|r| r.authorization), Some(format!("token {API_TOKEN}")), "the shared token");
     let _ = server.kill().await;
 }
-

@@ -12,7 +12,7 @@ use crate::model::{BuildRequest, Cause};
 /// too: the report stage does not need it, and a branch name is the PR author's choice
 /// (`"`, `,`, `{` are allowed by git), which the templates would paste into the CodeBuild
 /// action's JSON text. The work stage refuses any value these carry outside a character set
-/// that needs no JSON escaping (`bridge_worker::check_pipeline_variables`).
+/// that needs no JSON escaping ([`crate::work::check_pipeline_variables`]).
 pub const PIPELINE_VARIABLES: [&str; 5] =
     ["PAGURE_REQUEST_ID", "PAGURE_PROJECT", "PAGURE_REPO", "PAGURE_CAUSE", "PAGURE_COMMIT"];
 

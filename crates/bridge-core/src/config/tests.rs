@@ -1,5 +1,7 @@
 use super::*;
 
+mod sources;
+
 const PROJECT: &str = r#"
 pagure_url = "https://pagure.io"
 git_url = "https://pagure.io"
@@ -54,14 +56,14 @@ fn untrusted_pipeline_and_approval_phrase() {
     // A custom rebuild phrase is compared too, after trimming.
     let clash = format!("[accept]\nrebuild_phrases = [\" /ok-to-test\"]\n{base}approval_phrase = \"/ok-to-test\"\n");
     assert!(local(&clash).expect_err("clash").to_string().contains("also a rebuild phrase"));
-    // The environment names the variable and the project key.
+    // The environment names the variable, and the place inside it as it is written there.
     let env = |key: &str| match key {
         env::PROJECTS => Some(format!("[a]\n{PROJECT}approval_phrase = \"pretty please pagure-ci rebuild\"\n")),
         env::QUEUE_URL | env::SECRET_ID => Some("x".to_owned()),
         _ => None,
     };
     let err = AcceptLambdaConfig::from_env(env).expect_err("clash").to_string();
-    assert!(err.contains("PCB_PROJECTS (projects.a.approval_phrase)"), "{err}");
+    assert!(err.contains("`PCB_PROJECTS (a.approval_phrase)`") && err.contains("(PCB_REBUILD_PHRASES)"), "{err}");
 }
 
 #[test]

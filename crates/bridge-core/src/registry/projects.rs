@@ -97,9 +97,9 @@ impl Projects {
         }
         let fresh = async {
             // Requests wait on this read: bounded, so a hung read costs a refresh, not them all.
-            let text = tokio::time::timeout(REGISTRY_READ_TIMEOUT, loaded.source.fetch())
-                .await
-                .map_err(|_| RegistryError::Unavailable(format!("no answer within {REGISTRY_READ_TIMEOUT:?}")))??;
+            let text = tokio::time::timeout(REGISTRY_READ_TIMEOUT, loaded.source.fetch()).await.map_err(|_| {
+                RegistryError::Unavailable(format!("no answer within {REGISTRY_READ_TIMEOUT:?}").into())
+            })??;
             let document = text.as_deref().map(RegistryDocument::parse).transpose()?;
             Registry::compile(&loaded.inline, document.as_ref(), &loaded.deployment)
         }

@@ -2,7 +2,10 @@
 //! why nothing was). The report Lambda and local mode's `/report` endpoint both answer
 //! through [`handle_with_sweep`].
 
+use tracing::field::Empty;
+
 use crate::forge::Forge;
+use crate::metrics::{self, Metric};
 use crate::ports::{ArtifactStore, PipelineLookup};
 use crate::sweep::{Settlements, Sweeper};
 
@@ -62,11 +65,25 @@ async fn handle_state_change<R: Forge, L: PipelineLookup, M: Settlements>(
     event: serde_json::Value,
 ) -> Result<serde_json::Value, HandleError> {
     let id = event.get("id").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
-    let Some(event) = parse_event(event)? else {
+    let event = parse_event(event).inspect_err(|_| {
+        metrics::count(Metric::Failures, &[(metrics::CLASS, crate::retry::Retry::Terminal.as_str())]);
+    })?;
+    let Some(event) = event else {
         tracing::info!(event_id = %id, "not a build state change: ignored");
         return Ok(serde_json::json!({"outcome": "ignored", "reason": "not a build state change"}));
     };
-    match service.handle(&event).await {
+    // One span per event; the request's fields are recorded once the event is correlated
+    // with its build request (`ReportService::correlate`). At ERROR level, so that it is
+    // enabled at any log level.
+    let span = tracing::error_span!("report", event_id = %id, request_id = Empty, project = Empty, cause = Empty);
+    tracing::Instrument::instrument(answer(service, &event), span).await
+}
+
+async fn answer<R: Forge, L: PipelineLookup, M: Settlements>(
+    service: &ReportService<R, L, M>,
+    event: &super::BuildEvent,
+) -> Result<serde_json::Value, HandleError> {
+    match service.handle(event).await {
         Ok(ReportOutcome::Posted(update)) => Ok(serde_json::json!({
             "outcome": "posted",
             "status": update.status.as_str(),
@@ -74,11 +91,12 @@ async fn handle_state_change<R: Forge, L: PipelineLookup, M: Settlements>(
             "uid": update.uid,
         })),
         Ok(ReportOutcome::Ignored(reason)) => {
-            tracing::info!(event_id = %id, %reason, "event ignored");
+            tracing::info!(%reason, "event ignored");
             Ok(serde_json::json!({"outcome": "ignored", "reason": reason}))
         }
         Err(e) => {
-            tracing::error!(event_id = %id, error = %e, retry = e.retry.as_str(), "flag not posted");
+            metrics::count(Metric::Failures, &[(metrics::CLASS, e.retry.as_str())]);
+            tracing::error!(error = %e, retry = e.retry.as_str(), "flag not posted");
             Err(e.into())
         }
     }

@@ -44,6 +44,7 @@ impl<R: Forge, L: PipelineLookup, M: Settlements> ReportService<R, L, M> {
     /// Posts `update` and, when it is final, records the request as settled.
     async fn post(&self, update: &FlagUpdate, project_key: &str, request_id: &str) -> Result<(), ForgeError> {
         self.sink.report(update).await?;
+        crate::metrics::count(crate::metrics::Metric::FlagsPosted, &[]);
         if update.status.is_final() {
             let settlement =
                 Settlement { status: update.status.as_str(), uid: &update.uid, by: "event", detail: &update.comment };
@@ -177,7 +178,14 @@ impl<R: Forge, L: PipelineLookup, M: Settlements> ReportService<R, L, M> {
         };
         let registry = self.config.projects.snapshot().await.map_err(|e| ForgeError::transient(e.to_string()))?;
         match correlation.resolve(&registry, pipeline) {
-            Ok((_, project)) => Ok(Correlated::Subject(correlation, project)),
+            Ok((_, project)) => {
+                // The request's fields, on the event's span (`invoke`'s `report` span).
+                let span = tracing::Span::current();
+                span.record("request_id", correlation.request_id.as_str());
+                span.record("project", project.key.as_str());
+                span.record("cause", correlation.cause.as_trigger_value().as_str());
+                Ok(Correlated::Subject(correlation, project))
+            }
             Err(why) => Ok(Correlated::Ignored(format!("{what}: {why}"))),
         }
     }

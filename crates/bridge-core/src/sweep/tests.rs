@@ -3,7 +3,8 @@ use std::sync::Mutex;
 
 use super::*;
 use crate::config::LocalConfig;
-use crate::ports::{ArtifactMetadata, DirectoryStore, InMemoryPipelines};
+use crate::fakes::FakeStore;
+use crate::ports::{ArtifactMetadata, InMemoryPipelines};
 use crate::report::{BuildEvent, CodeBuildChange, PhaseOutcome, ReportOutcome, flag_uid};
 
 const SHA: &str = "05bab967134e26fd2a307065b49ce0bc2a2063ed";
@@ -36,29 +37,16 @@ impl Recorder {
 }
 
 struct World {
-    dir: std::path::PathBuf,
-    store: DirectoryStore,
+    store: FakeStore,
     pipelines: std::sync::Arc<InMemoryPipelines>,
     flags: Recorder,
 }
 
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-type Service<'w> = ReportService<&'w Recorder, std::sync::Arc<InMemoryPipelines>, SettlementMarkers<DirectoryStore>>;
+type Service<'w> = ReportService<&'w Recorder, std::sync::Arc<InMemoryPipelines>, SettlementMarkers<FakeStore>>;
 
 impl World {
     fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("pcb-sweep-{}", uuid::Uuid::new_v4().simple()));
-        World {
-            store: DirectoryStore::new(&dir),
-            dir,
-            pipelines: std::sync::Arc::default(),
-            flags: Recorder::default(),
-        }
+        World { store: FakeStore::default(), pipelines: std::sync::Arc::default(), flags: Recorder::default() }
     }
 
     fn service(&self) -> Service<'_> {
@@ -67,7 +55,7 @@ impl World {
             .with_settlements(SettlementMarkers::new(self.store.clone(), "sources"))
     }
 
-    fn sweeper(&self) -> Sweeper<DirectoryStore> {
+    fn sweeper(&self) -> Sweeper<FakeStore> {
         Sweeper::new(self.store.clone(), SweepSettings::new("sources", Duration::from_secs(3600)))
     }
 
@@ -75,8 +63,8 @@ impl World {
     async fn started(&self, request_id: &str, execution_id: &str, state: Option<ExecutionState>) {
         let base = format!("sources/demo/{request_id}");
         self.store.put_marker(&format!("{base}.started"), execution_id).await.expect("marker");
-        let zip = self.dir.join(format!("{request_id}.bytes"));
-        std::fs::write(&zip, b"PK").expect("zip");
+        // The fake store records the archive's path; it never opens it.
+        let zip = std::path::PathBuf::from(format!("/work/{request_id}.zip"));
         let metadata = ArtifactMetadata {
             entries: vec![
                 ("pagure-project".into(), "demo".into()),
@@ -235,8 +223,7 @@ async fn an_execution_codepipeline_forgot_is_an_error_placed_from_the_archive() 
     assert_eq!(flag.url, format!("https://pagure.example.org/demo/c/{SHA}"));
     // Without the archive either, nothing says where a flag goes: recorded, not retried.
     let r2 = request(4);
-    w.started(&r2, "gone2", None).await;
-    std::fs::remove_file(w.dir.join(format!("sources/demo/{r2}.zip.json"))).expect("expire");
+    w.store.put_marker(&format!("sources/demo/{r2}.started"), "gone2").await.expect("marker, no archive");
     let report = w.sweeper().run(&service, later(2), far()).await.expect("sweep");
     assert_eq!((report.posted, report.unflaggable), (0, 1));
     assert_eq!(w.settled(&r2).await.expect("settled")["status"], "unflaggable");

@@ -1,5 +1,5 @@
 use super::*;
-use bridge_core::model::{BuildTarget, ProjectRef};
+use crate::model::{BuildTarget, ProjectRef};
 
 const HEAD: &str = "05bab967134e26fd2a307065b49ce0bc2a2063ed";
 const OLD: &str = "d2085936e8b068ce55bd07cbf3cf794b8fe7a996";

@@ -14,8 +14,8 @@
 //! - Untrusted: everything else, including pushes to forks and every case where Pagure could
 //!   not be asked or did not answer.
 
-use bridge_core::forge::PullRequestFacts;
-use bridge_core::model::{Approval, BuildRequest, Cause, TriggerKind, TrustClass};
+use crate::forge::PullRequestFacts;
+use crate::model::{Approval, BuildRequest, Cause, TriggerKind, TrustClass};
 
 /// What Pagure said about a request; `None` wherever it was not asked or did not answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
