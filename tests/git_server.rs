@@ -24,6 +24,8 @@ pub enum Fault {
     Status(u16),
     /// Accept the request, then never answer.
     Hang,
+    /// Answer nothing until the fault is changed (then serve as that fault says).
+    Hold,
     /// Redirect every request to this base URL (another host).
     RedirectTo(String),
     /// A private repository: requests need HTTP Basic credentials `(user, password)`, else
@@ -98,8 +100,12 @@ async fn cgi(
     (root, fault): (PathBuf, Arc<Mutex<Fault>>),
     request: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<Body>, Infallible> {
-    let fault = fault.lock().expect("fault").clone();
-    match fault {
+    let mut current = fault.lock().expect("fault").clone();
+    while current == Fault::Hold {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        current = fault.lock().expect("fault").clone();
+    }
+    match current {
         Fault::Status(code) => return Ok(fixed(code, b"injected failure")),
         Fault::Hang => {
             std::future::pending::<()>().await;
@@ -121,7 +127,7 @@ async fn cgi(
                 return Ok(response);
             }
         }
-        Fault::None => {}
+        Fault::None | Fault::Hold => {}
     }
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();

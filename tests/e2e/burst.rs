@@ -1,6 +1,8 @@
 //! A burst of 1,000 identical triggers at the shipped binary in local mode: every one is
 //! answered 202, and exactly one build starts (the others are merged into it by the
-//! dedupe claim). Prints how long answering and settling took, and the server's peak RSS.
+//! dedupe claim). The git server holds the first fetch until the whole burst is answered, so
+//! every trigger is accepted before that build's pipeline starts, which is what makes a
+//! trigger mergeable (a later one is a rebuild and builds again), however slow the machine. Prints how long answering and settling took, and the server's peak RSS.
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,7 @@ async fn a_burst_of_identical_triggers_starts_exactly_one_build() {
     let body =
         serde_json::json!({"cause": repos.shas["f4"], "repo": repos.server.url("demo.git"), "branch": "feature"});
     let client = e2e_tests::http();
+    repos.server.set_fault(e2e_tests::git_server::Fault::Hold);
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
     let started = Instant::now();
     let mut answers = tokio::task::JoinSet::new();
@@ -53,6 +56,7 @@ async fn a_burst_of_identical_triggers_starts_exactly_one_build() {
         accepted += usize::from(answer.expect("task").expect("answered") == 202);
     }
     let answered_in = started.elapsed();
+    repos.server.set_fault(e2e_tests::git_server::Fault::None);
     assert_eq!(accepted, BURST, "every trigger of the burst is answered 202");
 
     // Settled: each request logs exactly one final line.

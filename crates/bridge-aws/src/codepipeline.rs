@@ -3,7 +3,7 @@
 
 use crate::error_text;
 use bridge_core::ports::{
-    BuildAction, Cause, ExecutionFacts, ExecutionState, LookupError, PipelineLookup, PipelineStarter, StartError,
+    BuildAction, ErrorCause, ExecutionFacts, ExecutionState, LookupError, PipelineLookup, PipelineStarter, StartError,
     StoredArtifact,
 };
 use bridge_core::report::pipeline_console_url;
@@ -55,7 +55,7 @@ impl PipelineStarter for CodePipelineStarter {
             .revision_type(SourceRevisionType::S3ObjectKey)
             .revision_value(&artifact.key)
             .build()
-            .map_err(|e| StartError::Terminal(Cause::new(e)))?;
+            .map_err(|e| StartError::Terminal(ErrorCause::new(e)))?;
         let mut call = self
             .client
             .start_pipeline_execution()
@@ -67,7 +67,7 @@ impl PipelineStarter for CodePipelineStarter {
                 .name(*name)
                 .value(value)
                 .build()
-                .map_err(|e| StartError::Terminal(Cause::new(e)))?;
+                .map_err(|e| StartError::Terminal(ErrorCause::new(e)))?;
             call = call.variables(variable);
         }
         match call.send().await {

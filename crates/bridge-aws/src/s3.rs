@@ -2,7 +2,7 @@
 
 use crate::error_text;
 use bridge_core::ports::{
-    ArtifactMetadata, ArtifactStore, Cause, ListedObject, Listing, StoreError, StoredArtifact, StoredMarker,
+    ArtifactMetadata, ArtifactStore, ErrorCause, ListedObject, Listing, StoreError, StoredArtifact, StoredMarker,
 };
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
@@ -87,7 +87,7 @@ impl S3Store {
                     .length(aws_sdk_s3::primitives::Length::Exact(length))
                     .build()
                     .await
-                    .map_err(|e| StoreError::Failed(Cause::new(e)))?;
+                    .map_err(|e| StoreError::Failed(ErrorCause::new(e)))?;
                 let part = self
                     .client
                     .upload_part()
@@ -159,7 +159,7 @@ impl ArtifactStore for S3Store {
             let (sse, kms) = self.sse();
             let body = aws_sdk_s3::primitives::ByteStream::from_path(path)
                 .await
-                .map_err(|e| StoreError::Failed(Cause::new(e)))?;
+                .map_err(|e| StoreError::Failed(ErrorCause::new(e)))?;
             self.client
                 .put_object()
                 .bucket(&self.bucket)
@@ -264,7 +264,8 @@ impl S3Store {
         match self.client.get_object().bucket(&self.bucket).key(key).send().await {
             Ok(output) => {
                 let version = output.e_tag().unwrap_or_default().to_owned();
-                let bytes = output.body.collect().await.map_err(|e| StoreError::Failed(Cause::new(e)))?.into_bytes();
+                let bytes =
+                    output.body.collect().await.map_err(|e| StoreError::Failed(ErrorCause::new(e)))?.into_bytes();
                 Ok(Some(StoredMarker { content: String::from_utf8_lossy(&bytes).into_owned(), version }))
             }
             Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => Ok(None),

@@ -1,7 +1,7 @@
 //! Secrets Manager: the secrets document, read by core's `CachedSecrets`.
 
 use crate::error_text;
-use bridge_core::ports::{CachedSecrets, Cause, SecretSource, SecretsError};
+use bridge_core::ports::{CachedSecrets, ErrorCause, SecretSource, SecretsError};
 
 /// Reads the secrets document (JSON) from one Secrets Manager secret.
 #[derive(Debug, Clone)]
@@ -71,7 +71,7 @@ impl SecretSource for SecretsManagerSource {
         }
         let mut shards = Vec::with_capacity(self.shards as usize);
         while let Some(read) = reads.join_next().await {
-            let (index, shard) = read.map_err(|e| SecretsError::Unavailable(Cause::new(e)))?;
+            let (index, shard) = read.map_err(|e| SecretsError::Unavailable(ErrorCause::new(e)))?;
             shards.push((index, shard?));
         }
         // Merged in shard order whatever order the reads ended in.

@@ -10,7 +10,7 @@
 //!
 //! Adapters live elsewhere: AWS's in `bridge-aws`, local mode's (a folder, a file, an
 //! in-process channel) in `bridge-local`. Every port error keeps its cause as its `source`
-//! ([`Cause`]) and says whether trying again may help ([`crate::retry::Transience`]).
+//! ([`ErrorCause`]) and says whether trying again may help ([`crate::retry::Transience`]).
 
 use std::error::Error;
 use std::fmt;
@@ -31,12 +31,12 @@ pub use store::*;
 /// Shown as the cause shows itself; its sources are the cause's. Cheap to clone, so errors
 /// that carry one can be cloned too.
 #[derive(Clone)]
-pub struct Cause(Arc<dyn Error + Send + Sync>);
+pub struct ErrorCause(Arc<dyn Error + Send + Sync>);
 
-impl Cause {
+impl ErrorCause {
     /// Keeps `error` itself.
     pub fn new(error: impl Error + Send + Sync + 'static) -> Self {
-        Cause(Arc::new(error))
+        ErrorCause(Arc::new(error))
     }
 
     /// The error kept, e.g. to downcast it.
@@ -45,40 +45,40 @@ impl Cause {
     }
 }
 
-impl fmt::Debug for Cause {
+impl fmt::Debug for ErrorCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&*self.0, f)
     }
 }
 
-impl fmt::Display for Cause {
+impl fmt::Display for ErrorCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&*self.0, f)
     }
 }
 
-impl Error for Cause {
+impl Error for ErrorCause {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         self.0.source()
     }
 }
 
 /// An outside system's message, when it gave nothing more.
-impl From<String> for Cause {
+impl From<String> for ErrorCause {
     fn from(text: String) -> Self {
-        Cause(Arc::from(Box::<dyn Error + Send + Sync>::from(text)))
+        ErrorCause(Arc::from(Box::<dyn Error + Send + Sync>::from(text)))
     }
 }
 
-impl From<&str> for Cause {
+impl From<&str> for ErrorCause {
     fn from(text: &str) -> Self {
-        Cause::from(text.to_owned())
+        ErrorCause::from(text.to_owned())
     }
 }
 
-impl From<std::io::Error> for Cause {
+impl From<std::io::Error> for ErrorCause {
     fn from(error: std::io::Error) -> Self {
-        Cause::new(error)
+        ErrorCause::new(error)
     }
 }
 

@@ -58,7 +58,7 @@ pub enum RegistryError {
     Invalid { at: String, message: String },
     /// Reading or writing it failed (the store's error, or its words, is the source).
     #[error("the project registry could not be read: {0}")]
-    Unavailable(#[source] crate::ports::Cause),
+    Unavailable(#[source] crate::ports::ErrorCause),
     /// A conditional write lost: someone changed the document since it was read.
     #[error("the project registry changed while it was being edited ({0}): run the command again")]
     Conflict(String),

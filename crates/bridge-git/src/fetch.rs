@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use bridge_core::model::{BuildRequest, Cause};
-use bridge_core::ports::Cause as ErrorCause;
+use bridge_core::ports::ErrorCause;
 use bridge_core::work::{BuildspecProblem, FetchError, FetchSettings, Fetched, GitCredentials};
 use git2::{
     AutotagOption, CertificateCheckStatus, Cred, Direction, ErrorClass, FetchOptions, Oid, RemoteCallbacks,

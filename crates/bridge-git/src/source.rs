@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use bridge_core::archive::ArchiveError;
 use bridge_core::model::BuildRequest;
-use bridge_core::ports::Cause;
+use bridge_core::ports::ErrorCause;
 use bridge_core::work::{ArchiveOrder, CUT_SHORT, FetchError, FetchOrder, Fetched, SourceArchive, SourceFetcher};
 
 use crate::{archive_commit, fetch_build};
@@ -43,7 +43,7 @@ impl SourceFetcher for GitFetcher {
             fetch_build(&request, &target_url, &dest, &settings, credentials.as_ref(), check)
         })
         .await
-        .map_err(|e| FetchError::Task(Cause::new(e)))??;
+        .map_err(|e| FetchError::Task(ErrorCause::new(e)))??;
         Ok((scratch, fetched))
     }
 

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use bridge_core::ports::{Cause, Secrets, SecretsDocument, SecretsError};
+use bridge_core::ports::{ErrorCause, Secrets, SecretsDocument, SecretsError};
 
 /// Local mode's secrets: fixed at start ([`StaticSecrets::new`]), or read from a file and
 /// read again when it changes ([`StaticSecrets::from_file`], a [`SecretsFile`]).
@@ -148,7 +148,7 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 
 fn read_secrets_file(path: &Path) -> Result<Vec<u8>, SecretsError> {
     std::fs::read(path)
-        .map_err(|source| SecretsError::Unavailable(Cause::new(ReadError { path: path.to_owned(), source })))
+        .map_err(|source| SecretsError::Unavailable(ErrorCause::new(ReadError { path: path.to_owned(), source })))
 }
 
 fn parse_secrets_bytes(bytes: &[u8]) -> Result<SecretsDocument, SecretsError> {

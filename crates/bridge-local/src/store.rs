@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bridge_core::ports::{
-    ArtifactMetadata, ArtifactStore, Cause, ListedObject, Listing, StoreError, StoredArtifact, StoredMarker,
+    ArtifactMetadata, ArtifactStore, ErrorCause, ListedObject, Listing, StoreError, StoredArtifact, StoredMarker,
 };
 
 /// Stores archives in a local folder, `<root>/<key>`, with the metadata as `<key>.json`.
@@ -164,7 +164,8 @@ impl ArtifactStore for DirectoryStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(failed(e)),
         };
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| StoreError::Failed(Cause::new(e)))?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| StoreError::Failed(ErrorCause::new(e)))?;
         let entries = json
             .get("metadata")
             .and_then(|m| m.as_object())

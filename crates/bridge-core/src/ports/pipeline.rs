@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use super::{Cause, StoredArtifact};
+use super::{ErrorCause, StoredArtifact};
 use crate::retry::{Retry, Transience};
 
 /// Why a run was not started, as the adapter classified it.
@@ -15,15 +15,15 @@ use crate::retry::{Retry, Transience};
 pub enum StartError {
     /// Throttling, limits, 5xx, network: try again.
     #[error("starting the pipeline failed, will retry: {0}")]
-    Transient(#[source] Cause),
+    Transient(#[source] ErrorCause),
     /// The pipeline does not exist or the request is invalid: retrying will not help.
     #[error("the pipeline cannot be started: {0}")]
-    Terminal(#[source] Cause),
+    Terminal(#[source] ErrorCause),
 }
 
 impl StartError {
     /// A failure the adapter classified as `retry`.
-    pub fn new(retry: Retry, cause: impl Into<Cause>) -> Self {
+    pub fn new(retry: Retry, cause: impl Into<ErrorCause>) -> Self {
         match retry {
             Retry::Transient => StartError::Transient(cause.into()),
             Retry::Terminal => StartError::Terminal(cause.into()),
@@ -31,7 +31,7 @@ impl StartError {
     }
 
     /// What the pipeline service said.
-    pub fn cause(&self) -> &Cause {
+    pub fn cause(&self) -> &ErrorCause {
         match self {
             StartError::Transient(cause) | StartError::Terminal(cause) => cause,
         }
@@ -76,7 +76,7 @@ pub struct ExecutionFacts {
 pub enum LookupError {
     /// The pipeline service failed or could not be reached: its error is the source.
     #[error("pipeline lookup failed: {0}")]
-    Failed(#[source] Cause),
+    Failed(#[source] ErrorCause),
     /// What this lookup cannot answer at all.
     #[error("pipeline lookup failed: {0}")]
     Unsupported(&'static str),

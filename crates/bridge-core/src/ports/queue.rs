@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Mutex;
 
-use super::Cause;
+use super::ErrorCause;
 use crate::model::BuildRequest;
 use crate::retry::{Retry, Transience};
 
@@ -16,7 +16,7 @@ pub enum QueueError {
     #[error("the build queue is full")]
     Full,
     #[error("the build queue is unavailable: {0}")]
-    Unavailable(#[source] Cause),
+    Unavailable(#[source] ErrorCause),
 }
 
 impl Transience for QueueError {

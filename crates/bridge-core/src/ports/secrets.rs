@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::Cause;
+use super::ErrorCause;
 use crate::auth::Secret;
 use crate::retry::{Retry, Transience};
 
@@ -118,7 +118,7 @@ pub fn merge_secret_shards(shards: &[(String, Option<String>)]) -> Result<String
 pub enum SecretsError {
     /// Reading it failed (Secrets Manager, the file): reading it again later may work.
     #[error("the secrets could not be read: {0}")]
-    Unavailable(#[source] Cause),
+    Unavailable(#[source] ErrorCause),
     /// The text is not a secrets document. Where and what kind of problem only: the
     /// parser's own error is not kept, as it may quote the text (a secret).
     #[error("the secrets document is malformed at {0}")]

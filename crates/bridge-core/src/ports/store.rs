@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use super::Cause;
+use super::ErrorCause;
 use crate::retry::{Retry, Transience};
 
 /// What the source archive's object carries besides its bytes.
@@ -30,7 +30,7 @@ pub enum StoreError {
     /// The store failed or could not be reached (I/O, S3's answer, a body that could not be
     /// read): the adapter's error is the source.
     #[error("artifact store: {0}")]
-    Failed(#[source] Cause),
+    Failed(#[source] ErrorCause),
     /// Other writers kept changing a marker (or one being created is not visible yet): the
     /// same call a little later sees it settled.
     #[error("artifact store: {0}")]

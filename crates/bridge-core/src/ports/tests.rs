@@ -9,11 +9,11 @@ struct Outer(#[source] std::io::Error);
 
 #[test]
 fn a_cause_shows_and_chains_as_the_error_it_keeps() {
-    let cause = Cause::new(Outer(std::io::Error::other("inner")));
+    let cause = ErrorCause::new(Outer(std::io::Error::other("inner")));
     assert_eq!(cause.to_string(), "outer");
     assert_eq!(cause.source().map(ToString::to_string).as_deref(), Some("inner"));
     assert!(cause.error().downcast_ref::<Outer>().is_some());
-    let text = Cause::from("S3 answered 503");
+    let text = ErrorCause::from("S3 answered 503");
     assert_eq!((text.to_string(), text.source().is_none()), ("S3 answered 503".to_owned(), true));
     let copy = text.clone();
     assert_eq!(format!("{copy:?}"), "\"S3 answered 503\"");
@@ -21,7 +21,7 @@ fn a_cause_shows_and_chains_as_the_error_it_keeps() {
 
 #[test]
 fn every_port_error_says_whether_to_try_again() {
-    let io = || Cause::from(std::io::Error::other("disk"));
+    let io = || ErrorCause::from(std::io::Error::other("disk"));
     let cases: [(&dyn Transience, Retry); 9] = [
         (&QueueError::Full, Retry::Transient),
         (&QueueError::Unavailable(io()), Retry::Transient),

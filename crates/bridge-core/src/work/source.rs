@@ -12,7 +12,7 @@ use crate::archive::{ArchiveError, ArchiveLimits, ArchiveOptions, ArchiveStats};
 use crate::auth::Secret;
 use crate::buildspec::BuildspecError;
 use crate::model::BuildRequest;
-use crate::ports::Cause;
+use crate::ports::ErrorCause;
 use crate::retry::{Retry, Transience};
 
 /// Limits and choices for one fetch.
@@ -72,7 +72,7 @@ pub enum BuildspecProblem {
 pub type BuildspecCheck = fn(&[u8]) -> Result<(), BuildspecProblem>;
 
 /// Why a fetch failed. Where the git library (or the task that ran it) failed, its error is
-/// kept as the source ([`Cause`]: core does not name the adapter's types).
+/// kept as the source ([`ErrorCause`]: core does not name the adapter's types).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FetchError {
     #[error("no {tried} on the default branch `{branch}` of `{project}`")]
@@ -107,17 +107,17 @@ pub enum FetchError {
     /// The host stopped answering (a connect or I/O time limit), which another attempt may
     /// not meet.
     #[error("git: the git host stopped answering: {0}")]
-    Stalled(#[source] Cause),
+    Stalled(#[source] ErrorCause),
     /// Network trouble, server errors.
     #[error("git: {0}")]
-    Transient(#[source] Cause),
+    Transient(#[source] ErrorCause),
     #[error("local git storage: {0}")]
-    Local(#[source] Cause),
+    Local(#[source] ErrorCause),
     #[error("scratch folder: {0}")]
-    Scratch(#[source] Cause),
+    Scratch(#[source] ErrorCause),
     /// The task running the fetch ended without an answer.
     #[error("fetch task: {0}")]
-    Task(#[source] Cause),
+    Task(#[source] ErrorCause),
 }
 
 impl Transience for FetchError {

@@ -6,7 +6,7 @@ fn start_errors_carry_their_classification_and_cause() {
     assert!(matches!(missing, StartError::Terminal(_)) && !missing.is_transient());
     assert_eq!(missing.to_string(), "the pipeline cannot be started: no pipeline named `gone`");
     assert_eq!(missing.cause().to_string(), "no pipeline named `gone`");
-    let throttled = StartError::new(Retry::Transient, Cause::new(std::io::Error::other("rate exceeded")));
+    let throttled = StartError::new(Retry::Transient, ErrorCause::new(std::io::Error::other("rate exceeded")));
     assert!(throttled.is_transient());
     assert_eq!(std::error::Error::source(&throttled).map(ToString::to_string).as_deref(), Some("rate exceeded"));
 }

@@ -29,7 +29,7 @@ async fn in_memory_queue_holds_up_to_its_capacity() {
 
 #[test]
 fn an_unavailable_queue_keeps_its_cause() {
-    let error = QueueError::Unavailable(super::super::Cause::new(std::io::Error::other("gone")));
+    let error = QueueError::Unavailable(super::super::ErrorCause::new(std::io::Error::other("gone")));
     assert_eq!(error.to_string(), "the build queue is unavailable: gone");
     assert_eq!(std::error::Error::source(&error).map(ToString::to_string).as_deref(), Some("gone"));
     assert!(error.is_transient());
