@@ -1,4 +1,6 @@
+use super::backend::Part;
 use super::*;
+use serde_json::{Map, Value, json};
 
 fn shards(documents: &[Value]) -> SecretShards {
     let parts = documents
