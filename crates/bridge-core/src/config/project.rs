@@ -205,14 +205,8 @@ impl ProjectConfig {
         self.triggers.contains(&kind)
     }
 
-    /// The approval phrase must not also ask for a rebuild: one comment would mean both.
-    /// Errors name `projects.<key>.approval_phrase`.
-    pub(crate) fn check_phrases(&self, rebuild_phrases: &[String]) -> Result<(), ConfigError> {
-        self.phrase_clash(rebuild_phrases, "accept.rebuild_phrases, PCB_REBUILD_PHRASES")
-            .map_err(|e| ConfigError::Invalid { key: format!("projects.{}", e.at(&self.key)), message: e.message })
-    }
-
-    /// The same check; `phrases_key` names the rebuild phrases' setting.
+    /// The approval phrase must not also ask for a rebuild: one comment would mean both;
+    /// `phrases_key` names the rebuild phrases' setting.
     pub(crate) fn phrase_clash(&self, rebuild_phrases: &[String], phrases_key: &str) -> Result<(), FieldError> {
         match &self.approval_phrase {
             Some(phrase) if rebuild_phrases.contains(phrase) => Err(wrong(

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::{Deployment, Registry, RegistryError, RuleSettings, RuleSource};
-use crate::config::{ConfigError, ProjectConfig, ProjectSettings};
+use crate::config::{ProjectConfig, ProjectSettings};
 
 /// The pipelines of an entry, for the checks across rules.
 struct ProjectSettingsView<'a> {
@@ -133,14 +133,13 @@ pub(super) fn check_rule(
 ) -> Result<ProjectConfig, RegistryError> {
     let mut settings = to_project_settings(index, merged)?;
     settings.project = merged.project.clone().unwrap_or_else(|| key.to_owned());
-    let project = ProjectConfig::from_settings(key, &settings)
-        .and_then(|p| p.check_phrases(&deployment.rebuild_phrases).map(|()| p))
-        .map_err(|e| match e {
-            ConfigError::Invalid { key: field, message } => RegistryError::Invalid {
-                at: format!("rules[{index}].{}", field.rsplit('.').next().unwrap_or(&field)),
-                message,
-            },
-            other => RegistryError::Invalid { at: format!("rules[{index}]"), message: other.to_string() },
+    let project = ProjectConfig::check(key, &settings)
+        .and_then(|p| {
+            p.phrase_clash(&deployment.rebuild_phrases, "accept.rebuild_phrases, PCB_REBUILD_PHRASES").map(|()| p)
+        })
+        .map_err(|e| RegistryError::Invalid {
+            at: e.field.map_or_else(|| format!("rules[{index}]"), |field| format!("rules[{index}].{field}")),
+            message: e.message,
         })?;
     // A shared token is the bot's for the deployment's forge: it never goes to another host.
     if let (Some(name), Some(forge)) = (&project.shared_pagure_api_token, &deployment.pagure_url)

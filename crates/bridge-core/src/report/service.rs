@@ -200,6 +200,7 @@ pub(crate) fn subject_of<'a>(c: &'a Correlation, project: &'a ProjectRef) -> Fla
     FlagSubject { project, cause: &c.cause, commit: c.commit.as_deref(), request_id: &c.request_id }
 }
 
+/// A failed look-up, kept as the source and classified as the look-up error says.
 fn lookup_failed(e: crate::ports::LookupError) -> ForgeError {
-    ForgeError::transient(e.to_string())
+    ForgeError::from_source(e)
 }

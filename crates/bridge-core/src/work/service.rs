@@ -82,7 +82,7 @@ impl<Src: SourceFetcher, St: ArtifactStore, P: PipelineStarter, F: Forge, S: Sec
             // A request for the same build after a fix (a buildspec added, the git host back)
             // must build, not be merged into this failure.
             if let Err(e) = dedupe::release(&self.store, claim, &request.request_id).await {
-                tracing::warn!(request_id = %request.request_id, error = %e, "claim not released");
+                tracing::warn!(error = %e, "claim not released");
             }
         }
         let commit = progress.commit;
@@ -90,7 +90,7 @@ impl<Src: SourceFetcher, St: ArtifactStore, P: PipelineStarter, F: Forge, S: Sec
             Ok(WorkOutcome::Started { key, commit, execution_id, pipeline, trust }) => {
                 metrics::count(Metric::BuildsStarted, &[]);
                 tracing::info!(
-                    request_id = %request.request_id, %key, %commit, %execution_id, %pipeline, trust = trust.as_str(),
+                    %key, %commit, %execution_id, %pipeline, trust = trust.as_str(),
                     "pipeline started"
                 );
                 let url = self.pipelines.execution_url(&pipeline, &execution_id);
@@ -105,31 +105,31 @@ impl<Src: SourceFetcher, St: ArtifactStore, P: PipelineStarter, F: Forge, S: Sec
                     "settled",
                 );
                 if matches!(self.store.marker(&settled).await, Ok(Some(_))) {
-                    tracing::info!(request_id = %request.request_id, "already settled: pending flag not posted");
+                    tracing::info!("already settled: pending flag not posted");
                 } else if let Err(e) = self.forge.report(&update).await {
                     // The build runs whatever happens here, and its next state updates the flag.
-                    tracing::warn!(request_id = %request.request_id, error = %e, "pending flag not posted");
+                    tracing::warn!(error = %e, "pending flag not posted");
                 }
                 Disposition::Done(Ending::Started { execution_id })
             }
             Ok(WorkOutcome::AlreadyStarted { execution_id }) => {
-                tracing::info!(request_id = %request.request_id, %execution_id, "already started; redelivery ignored");
+                tracing::info!(%execution_id, "already started; redelivery ignored");
                 Disposition::Done(Ending::Started { execution_id })
             }
             Ok(WorkOutcome::Duplicate { of, started }) => {
                 tracing::info!(
-                    request_id = %request.request_id, duplicate_of = %of, accepted_at = %request.received_at,
+                    duplicate_of = %of, accepted_at = %request.received_at,
                     duplicate_of_started = started,
                     "same build already asked for; merged into it (accepted before its pipeline started)"
                 );
                 Disposition::Done(Ending::Duplicate { of })
             }
             Ok(WorkOutcome::Ignored { reason }) => {
-                tracing::info!(request_id = %request.request_id, %reason, "nothing to build");
+                tracing::info!(%reason, "nothing to build");
                 Disposition::Done(Ending::Ignored { reason })
             }
             Ok(WorkOutcome::Awaiting { commit, comment }) => {
-                tracing::info!(request_id = %request.request_id, %commit, trust = TrustClass::Untrusted.as_str(), awaiting = %comment, "not built: awaiting an approval");
+                tracing::info!(%commit, trust = TrustClass::Untrusted.as_str(), awaiting = %comment, "not built: awaiting an approval");
                 // The flag sits on the head that waits, and links to the pull request, where
                 // the approval is given.
                 let link = self.flag_link(request, &subject).await;
@@ -137,7 +137,7 @@ impl<Src: SourceFetcher, St: ArtifactStore, P: PipelineStarter, F: Forge, S: Sec
                 let flagged = match self.forge.report(&update).await {
                     Ok(()) => true,
                     Err(e) => {
-                        tracing::warn!(request_id = %request.request_id, error = %e, "awaiting flag not posted");
+                        tracing::warn!(error = %e, "awaiting flag not posted");
                         false
                     }
                 };
@@ -146,13 +146,13 @@ impl<Src: SourceFetcher, St: ArtifactStore, P: PipelineStarter, F: Forge, S: Sec
             Err(e) if !e.is_transient() => {
                 metrics::count(Metric::Failures, &[(metrics::CLASS, Retry::Terminal.as_str())]);
                 let reason = e.to_string();
-                tracing::warn!(request_id = %request.request_id, %reason, "build request failed for good");
+                tracing::warn!(%reason, "build request failed for good");
                 self.report_error(request, commit.as_deref(), &reason).await
             }
             Err(e) => {
                 metrics::count(Metric::Failures, &[(metrics::CLASS, Retry::Transient.as_str())]);
                 let reason = e.to_string();
-                tracing::warn!(request_id = %request.request_id, %reason, last_attempt, "build request failed, will retry");
+                tracing::warn!(%reason, last_attempt, "build request failed, will retry");
                 if last_attempt {
                     let reason = format!("the build could not be started after several attempts: {reason}");
                     // The message goes to the dead-letter queue either way.
@@ -167,7 +167,7 @@ impl<Src: SourceFetcher, St: ArtifactStore, P: PipelineStarter, F: Forge, S: Sec
     /// left for it): the `error` flag says `reason`, and the message goes on to the
     /// dead-letter queue, as after a transient failure on the last attempt.
     pub async fn give_up(&self, request: &BuildRequest, reason: &str) -> Disposition {
-        tracing::warn!(request_id = %request.request_id, %reason, "build request given up");
+        tracing::warn!(%reason, "build request given up");
         metrics::count(Metric::Failures, &[(metrics::CLASS, Retry::Transient.as_str())]);
         let reason = format!("the build could not be started after several attempts: {reason}");
         let _ = self.report_error(request, None, &reason).await;
@@ -195,11 +195,11 @@ impl<Src: SourceFetcher, St: ArtifactStore, P: PipelineStarter, F: Forge, S: Sec
         match self.forge.report(&subject.update(FlagStatus::Error, reason, link, None)).await {
             Ok(()) => Disposition::Done(Ending::Failed { reason: reason.to_owned(), flagged: true }),
             Err(e) if e.is_transient() => {
-                tracing::warn!(request_id = %request.request_id, error = %e, "error flag not posted; the request will be retried");
+                tracing::warn!(error = %e, "error flag not posted; the request will be retried");
                 Disposition::Retry(format!("{reason} (and the error flag could not be posted: {e})"))
             }
             Err(e) => {
-                tracing::error!(request_id = %request.request_id, error = %e, %reason, "error flag refused by Pagure");
+                tracing::error!(error = %e, %reason, "error flag refused by Pagure");
                 Disposition::Done(Ending::Failed { reason: reason.to_owned(), flagged: false })
             }
         }
@@ -230,7 +230,7 @@ impl<Src: SourceFetcher, St: ArtifactStore, P: PipelineStarter, F: Forge, S: Sec
         }
         // A commit's build is known before the fetch: a duplicate costs one conditional write.
         if let Some((of, started)) = self.claim(request, project, None, progress).await? {
-            self.mark_merged(&base, request, &of).await;
+            self.mark_merged(&base, &of).await;
             return Ok(WorkOutcome::Duplicate { of, started });
         }
         let facts = self.trust_facts(request, project).await;
@@ -247,7 +247,7 @@ impl<Src: SourceFetcher, St: ArtifactStore, P: PipelineStarter, F: Forge, S: Sec
         if progress.claim.is_none()
             && let Some((of, started)) = self.claim(request, project, Some(&fetched.commit), progress).await?
         {
-            self.mark_merged(&base, request, &of).await;
+            self.mark_merged(&base, &of).await;
             return Ok(WorkOutcome::Duplicate { of, started });
         }
         // Decided on the fetched head: an approval covers exactly that commit.
@@ -260,7 +260,7 @@ impl<Src: SourceFetcher, St: ArtifactStore, P: PipelineStarter, F: Forge, S: Sec
             project.untrusted_pipeline.as_deref(),
             project.approval_phrase.as_deref(),
         );
-        tracing::info!(request_id = %request.request_id, trust = trust.as_str(), classification = ?classification, route = ?route, "request classified");
+        tracing::info!(trust = trust.as_str(), classification = ?classification, route = ?route, "request classified");
         let pipeline = match route {
             Route::Build { pipeline } => pipeline,
             Route::Await { comment } => return Ok(WorkOutcome::Awaiting { commit: fetched.commit, comment }),
@@ -278,7 +278,7 @@ impl<Src: SourceFetcher, St: ArtifactStore, P: PipelineStarter, F: Forge, S: Sec
             .and_then(|text| Ok(inject(text, &variables)?))
             .map_err(|problem| WorkError::Buildspec { path: fetched.buildspec_path.clone(), problem })?;
         if !injected.overridden.is_empty() {
-            tracing::info!(request_id = %request.request_id, overridden = ?injected.overridden, "buildspec variables replaced by the trigger's");
+            tracing::info!(overridden = ?injected.overridden, "buildspec variables replaced by the trigger's");
         }
         let order = ArchiveOrder {
             commit: fetched.commit.clone(),
@@ -296,7 +296,7 @@ impl<Src: SourceFetcher, St: ArtifactStore, P: PipelineStarter, F: Forge, S: Sec
         let archiving = std::time::Instant::now();
         let archive = self.source.write_archive(&workspace, order).await.map_err(WorkError::Archive)?;
         metrics::duration(Metric::ArchiveDuration, archiving.elapsed());
-        tracing::debug!(request_id = %request.request_id, files = archive.stats.files, bytes = archive.stats.bytes, "archived");
+        tracing::debug!(files = archive.stats.files, bytes = archive.stats.bytes, "archived");
         let key = format!("{base}.zip");
         let uploading = std::time::Instant::now();
         let stored = self.store.put_archive(&key, &archive.path, &metadata(request, &fetched, trust)).await?;
@@ -381,10 +381,10 @@ impl<Src: SourceFetcher, St: ArtifactStore, P: PipelineStarter, F: Forge, S: Sec
     /// Leaves `<prefix>/<project>/<request id>.merged`, naming the request this one was merged
     /// into, beside where its `.started` marker would be: a merge is visible in the store as
     /// well as in the log. Best effort (the merge stands without it).
-    async fn mark_merged(&self, base: &str, request: &BuildRequest, into: &str) {
+    async fn mark_merged(&self, base: &str, into: &str) {
         let content = format!("{{\"merged_into\":\"{into}\"}}");
         if let Err(e) = self.store.put_marker(&format!("{base}.merged"), &content).await {
-            tracing::warn!(request_id = %request.request_id, error = %e, "merge marker not written");
+            tracing::warn!(error = %e, "merge marker not written");
         }
     }
 
