@@ -51,7 +51,7 @@ fn pack_error(oid: &Oid, e: std::io::Error) -> ArchiveError {
     ArchiveError::Read { path: format!("object {oid} in the fetched pack"), source: e }
 }
 
-/// Zips `commit`'s tree from the repository at `repo_dir`, the way `archive::write_tree`
+/// Zips `commit`'s tree from the repository at `repo_dir`, the way `bridge_local::folder::write_tree`
 /// zips a folder (same entries, modes, links and limits) but without a checkout. Blob
 /// sizes come from object headers, so limits are checked before anything is inflated.
 /// Submodule entries (commits) are skipped.
