@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use e2e_tests::Moto;
 use e2e_tests::lambda::runtime_api::{Function, FunctionSpec, Outcome};
-use e2e_tests::lambda::stack::{TestStack, configure_project, function_url_event, sam_template};
+use e2e_tests::lambda::stack::{TestStack, configure_project, function_url_event, put_registry, sam_template};
 use serde_json::json;
 
 const TOKEN: &str = "COLDSTARTTRIGGERTOKEN0123456789";
@@ -49,19 +49,7 @@ async fn main() {
         spec.log_file = None;
         specs.insert(binary, spec);
     }
-    if let Some((key, document)) = &registry {
-        let sdk = moto.sdk_config().await;
-        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
-        let bucket = specs["accept"].environment.get("PCB_REGISTRY_BUCKET").expect("PCB_REGISTRY_BUCKET");
-        let key = specs["accept"].environment.get("PCB_REGISTRY_KEY").unwrap_or(key);
-        s3.put_object()
-            .bucket(bucket)
-            .key(key)
-            .body(document.to_string().into_bytes().into())
-            .send()
-            .await
-            .expect("registry");
-    }
+    put_registry(&moto, &specs["accept"], registry.as_ref()).await;
     // The baseline: the same environment as the Rust accept function, Python's runtime client.
     let python = FunctionSpec {
         name: "python-accept".into(),

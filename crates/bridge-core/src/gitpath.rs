@@ -28,7 +28,7 @@
 //! turn `a\..\x` into a path that leaves the folder. So is a name with a control character
 //! (below U+0020, or U+007F): Info-ZIP `unzip` drops them, so that `buildspec.yml\u{7}`
 //! lands on `buildspec.yml`, over the injected file (seen by the differential extraction
-//! test, `tests/e2e/hostile_trees.rs`). So is a name that starts with a drive letter
+//! test, `tests/e2e/hostile_trees/`). So is a name that starts with a drive letter
 //! (`c:x`; git's `has_dos_drive_prefix`, which git for Windows refuses): `bsdtar` strips it
 //! from a path, so that `c:buildspec.yml` lands on `buildspec.yml` (seen by the same test);
 //! refused at any depth, as git for Windows refuses `:` in any name. So is a name that ends in
