@@ -330,7 +330,7 @@ pub fn local_service(
         bridge_core::ports::SecretsDocument::parse(secrets_json).expect("secrets json"),
     );
     let (queue, receiver) = bridge_local::InProcessQueue::new(config.queue_capacity);
-    (bridge_core::accept::AcceptService::new(config.accept, queue, secrets), receiver)
+    (bridge_core::accept::AcceptService::new(config.accept, queue, secrets, bridge_pagure::PagureWebhooks), receiver)
 }
 
 /// Headers Pagure sends with a web-hook, signed with `hook_token`.

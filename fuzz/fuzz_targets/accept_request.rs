@@ -7,6 +7,7 @@ use bridge_core::accept::{AcceptService, TriggerHttpRequest};
 use bridge_core::config::LocalConfig;
 use bridge_core::ports::SecretsDocument;
 use bridge_local::{InProcessQueue, StaticSecrets};
+use bridge_pagure::PagureWebhooks;
 use libfuzzer_sys::fuzz_target;
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> =
@@ -22,7 +23,7 @@ static SERVICE: LazyLock<AcceptService<InProcessQueue, StaticSecrets>> = LazyLoc
         .expect("secrets");
     // The receiver is dropped: enqueueing fails with 503, which is a documented answer.
     let (queue, _) = InProcessQueue::new(1);
-    AcceptService::new(config.accept, queue, StaticSecrets::new(secrets))
+    AcceptService::new(config.accept, queue, StaticSecrets::new(secrets), PagureWebhooks)
 });
 
 const HEADERS: [&str; 6] =

@@ -1,9 +1,11 @@
 #![no_main]
-//! Pagure web-hook bodies for every topic the bridge reads, and the signature header.
+//! Pagure web-hook bodies for every topic the bridge reads (`bridge_pagure::webhook`), and
+//! the signature header.
 use std::sync::LazyLock;
 
 use bridge_core::auth::{Secret, signature256_matches};
 use bridge_core::config::LocalConfig;
+use bridge_pagure::webhook::parse_webhook;
 use libfuzzer_sys::fuzz_target;
 
 /// Whether an accepted text is a JSON object: it parsed whole, so its first non-whitespace
@@ -34,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else { return };
     let topic = TOPICS[selector as usize % TOPICS.len()];
     let project = &CONFIG.accept.projects["p"];
-    if bridge_core::trigger::parse_webhook(project, topic, body, &["pretty please pagure-ci rebuild".into()]).is_ok() {
+    if parse_webhook(project, topic, body, &["pretty please pagure-ci rebuild".into()]).is_ok() {
         // Pagure's envelope and its `msg` are objects; serde alone would take arrays.
         assert!(is_object_text(body), "a web-hook body that is not an object was read");
         if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {

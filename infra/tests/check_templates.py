@@ -1304,6 +1304,13 @@ def check_alarms(template, kind, by_role, errors):
             continue
         if numbers != {"Period": period, "EvaluationPeriods": 1, "DatapointsToAlarm": 1, "Threshold": threshold}:
             errors.append(f"{label}: {numbers}, not Sum >= {threshold} over one period of {period} s")
+    # In JSON log format Lambda treats a metric line (it has no `level`) as INFO: a function
+    # logging at WARN or above would drop its metrics, and every alarm above would stay OK, blind.
+    for role, logical_id, props in functions(template, kind):
+        level = (props.get("LoggingConfig") or {}).get("ApplicationLogLevel", "INFO")
+        if level not in ("TRACE", "DEBUG", "INFO"):
+            errors.append(f"{logical_id}: ApplicationLogLevel {level!r} drops the metric lines the alarms watch "
+                          "(TRACE, DEBUG or INFO only)")
     if doc is not None:
         for role, metrics in METRICS.items():
             for metric in metrics:
@@ -1609,6 +1616,9 @@ ALARM_MUTANTS = {
     "the accept unavailable alarm with its actions disabled": lambda t: _alarm(t, "AcceptUnavailableAlarm").update(ActionsEnabled=False),
     "the work terminal-failure alarm in Seconds": lambda t: _alarm(t, "WorkTerminalFailureAlarm").update(Unit="Seconds"),
     "an alarm on a metric the report function does not write": _extra_alarm,
+    "the work function logging at WARN (its metric lines dropped)": lambda t: t["Resources"][
+        _function_ref(t, "WorkFunction")["Ref"]]["Properties"].setdefault(
+        "LoggingConfig", {}).update(ApplicationLogLevel="WARN"),
 }
 CDK_MUTANTS.update(ALARM_MUTANTS)
 

@@ -15,6 +15,7 @@ use bridge_core::model::BuildRequest;
 use bridge_core::work::{Disposition, Ending, WorkSettings, Worker};
 use bridge_git::GitFetcher;
 use bridge_local::{DirectoryStore, InProcessQueue, StaticSecrets};
+use bridge_pagure::PagureWebhooks;
 use e2e_tests::git_server::{DemoRepos, demo_repos};
 use e2e_tests::temp_dir;
 
@@ -92,7 +93,7 @@ async fn start(repos: &DemoRepos) -> Running {
         secrets(),
     ));
     let (queue, receiver) = InProcessQueue::new(16);
-    let service = Arc::new(AcceptService::new(config.accept.clone(), queue, secrets()));
+    let service = Arc::new(AcceptService::new(config.accept.clone(), queue, secrets(), PagureWebhooks));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(pagure_ci_bridge::serve(listener, service, std::future::pending()));

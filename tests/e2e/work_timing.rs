@@ -28,7 +28,7 @@ use tokio::time::Instant;
 struct Visibility(Arc<Mutex<Vec<(String, Duration)>>>);
 
 impl MessageVisibility for Visibility {
-    async fn delay(&self, receipt_handle: &str, delay: Duration) -> Result<(), String> {
+    async fn delay(&self, receipt_handle: &str, delay: Duration) -> Result<(), bridge_core::ports::QueueError> {
         self.0.lock().expect("visibility").push((receipt_handle.to_owned(), delay));
         Ok(())
     }
@@ -295,7 +295,7 @@ async fn failed_requests_come_back_from_sqs_after_the_schedules_wait() {
     queue.change_visibility(handle, Duration::ZERO).await.expect("changed");
     assert_eq!(receive(0).await.len(), 1, "visible again at once");
     let error = queue.change_visibility("not-a-receipt-handle", Duration::ZERO).await.expect_err("refused");
-    assert!(error.contains("ReceiptHandleIsInvalid"), "{error}");
+    assert!(error.to_string().contains("ReceiptHandleIsInvalid"), "{error}");
 }
 
 /// The rebuild rule. pagure-ci's "rerun CI" is the first trigger's call again: once the

@@ -139,6 +139,11 @@ pub fn header_safe(value: &str) -> String {
     utf8_percent_encode(value, NOT_HEADER_SAFE).to_string()
 }
 
+/// The value [`header_safe`] encoded, back as it was.
+pub fn header_value(encoded: &str) -> String {
+    percent_encoding::percent_decode_str(encoded).decode_utf8_lossy().into_owned()
+}
+
 /// The metadata key CodePipeline shows as the revision summary.
 pub const REVISION_SUMMARY_KEY: &str = "codepipeline-artifact-revision-summary";
 
@@ -234,8 +239,13 @@ impl ArtifactStore for S3Store {
 
     async fn archive_metadata(&self, key: &str) -> Result<Option<Vec<(String, String)>>, StoreError> {
         match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            // Values come back as `put_archive` wrote them, percent-encoded: decoded here, so
+            // the sweep compares the request's own repository and branch, not their encoding.
             Ok(output) => Ok(Some(
-                output.metadata().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
+                output
+                    .metadata()
+                    .map(|m| m.iter().map(|(k, v)| (k.clone(), header_value(v))).collect())
+                    .unwrap_or_default(),
             )),
             Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) => Ok(None),
             Err(e) => Err(sdk_failed(e)),

@@ -62,7 +62,7 @@ impl SqsQueue {
     /// Makes a received message visible again `delay` from now (`ChangeMessageVisibility`;
     /// SQS takes up to 12 hours): how the work Lambda spaces its retries instead of waiting
     /// out the queue's visibility timeout.
-    pub async fn change_visibility(&self, receipt_handle: &str, delay: std::time::Duration) -> Result<(), String> {
+    pub async fn change_visibility(&self, receipt_handle: &str, delay: std::time::Duration) -> Result<(), QueueError> {
         let seconds = i32::try_from(delay.as_secs().min(MAX_VISIBILITY_SECONDS)).unwrap_or(i32::MAX);
         self.client
             .change_message_visibility()
@@ -72,7 +72,7 @@ impl SqsQueue {
             .send()
             .await
             .map(|_| ())
-            .map_err(error_text)
+            .map_err(|e| QueueError::Unavailable(error_text(e).into()))
     }
 }
 

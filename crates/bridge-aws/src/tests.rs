@@ -192,6 +192,9 @@ fn tokens_and_headers() {
     assert_eq!(header_safe("tab\there"), "tab%09here");
     assert_eq!(header_safe("a%41"), "a%2541", "an encoded-looking name stays distinct from `aA`");
     assert_ne!(header_safe("a%41"), header_safe("aA"));
+    for value in ["a%41", "PR #2 fix → main", "tab\there", "https://pagure.io/forks/é/demo.git", "100%", ""] {
+        assert_eq!(header_value(&header_safe(value)), value, "read back as written");
+    }
 }
 
 /// The encoder before it was `percent-encoding`'s: printable ASCII and space kept, except

@@ -1,6 +1,7 @@
 //! The accept handler: route, authenticate, validate, enqueue, answer. The Lambda (function
 //! URL) and local mode both translate their requests into [`TriggerHttpRequest`] and call
-//! [`AcceptService::handle`]; nothing else happens before the answer.
+//! [`AcceptService::handle`]; nothing else happens before the answer. A forge's web-hooks
+//! are authenticated and read by its [`WebhookDialect`], given at construction.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use crate::metrics::{self, Metric};
 use crate::model::{BuildRequest, TriggerKind};
 use crate::ports::{ProjectSecrets, Queue, QueueError, Secrets};
 use crate::trigger::{
-    RawTrigger, TriggerError, TriggerErrorKind, WebhookOutcome, normalise, parse_jenkins, parse_json, parse_webhook,
+    RawTrigger, TriggerError, TriggerErrorKind, WebhookDialect, WebhookOutcome, normalise, parse_jenkins, parse_json,
 };
 
 /// An HTTP request as the handler sees it, whatever carried it.
@@ -35,10 +36,10 @@ pub struct TriggerHttpRequest {
     pub scheme: &'static str,
 }
 
-/// Header names as Pagure spells them; `HeaderMap` lookups ignore case.
+/// Header names the JSON door reads; `HeaderMap` lookups ignore case. (The web-hook door's
+/// are its dialect's.)
 pub mod headers {
-    pub const PAGURE_INSTANCE: &str = "x-pagure";
-    pub const PAGURE_TOPIC: &str = "x-pagure-topic";
+    /// A JSON trigger may be signed as Pagure signs its web-hooks instead of carrying a token.
     pub const PAGURE_SIGNATURE_256: &str = "x-pagure-signature-256";
 }
 
@@ -110,11 +111,14 @@ pub struct AcceptService<Q, S> {
     config: AcceptConfig,
     queue: Q,
     secrets: S,
+    /// The web-hook door's forge (`bridge_pagure::PagureWebhooks`).
+    webhooks: Box<dyn WebhookDialect>,
 }
 
 impl<Q: Queue, S: Secrets> AcceptService<Q, S> {
-    pub fn new(config: AcceptConfig, queue: Q, secrets: S) -> Self {
-        AcceptService { config, queue, secrets }
+    /// `webhooks` reads the web-hooks of the forge the projects live on.
+    pub fn new(config: AcceptConfig, queue: Q, secrets: S, webhooks: impl WebhookDialect + 'static) -> Self {
+        AcceptService { config, queue, secrets, webhooks: Box::new(webhooks) }
     }
 
     pub fn config(&self) -> &AcceptConfig {
@@ -348,26 +352,14 @@ impl<Q: Queue, S: Secrets> AcceptService<Q, S> {
         }
         let secrets = self.project_secrets(key).await?;
         let hook_token = secrets.hook_token.as_ref().ok_or_else(|| no_secret(key, "hook_token"))?;
-        let signature = header_str(&request.headers, headers::PAGURE_SIGNATURE_256).ok_or_else(|| {
-            Rejection::unauthorized(
-                "missing_credentials",
-                "X-Pagure-Signature-256 is missing: is this a Pagure web-hook?",
-            )
-        })?;
-        if !signature256_matches(&request.body, signature, hook_token) {
-            return Err(bad_signature());
-        }
-        let instance = header_str(&request.headers, headers::PAGURE_INSTANCE).unwrap_or("");
-        if instance.trim_end_matches('/') != project.pagure_url.as_str().trim_end_matches('/') {
-            return Err(Rejection::new(
-                StatusCode::FORBIDDEN,
-                "wrong_instance",
-                format!("web-hooks for `{key}` must come from {} (X-Pagure)", project.pagure_url),
-            ));
-        }
-        let topic = header_str(&request.headers, headers::PAGURE_TOPIC)
-            .ok_or_else(|| Rejection::invalid("missing_field", "X-Pagure-Topic is missing"))?;
-        match parse_webhook(project, topic, &request.body, &self.config.rebuild_phrases)? {
+        let outcome = self.webhooks.read_delivery(
+            project,
+            &request.headers,
+            &request.body,
+            hook_token,
+            &self.config.rebuild_phrases,
+        )?;
+        match outcome {
             WebhookOutcome::Build(raw) => {
                 let build = self.enqueue(project, raw, TriggerKind::Webhook).await?;
                 Ok(queued(&build))
@@ -380,7 +372,7 @@ impl<Q: Queue, S: Secrets> AcceptService<Q, S> {
                 Ok(queued(&build))
             }
             WebhookOutcome::Ignore(why) => {
-                tracing::info!(project = key, topic, reason = %why, "web-hook ignored");
+                tracing::info!(project = key, reason = %why, "web-hook ignored");
                 Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({"ignored": why})))
             }
         }
@@ -468,13 +460,15 @@ fn no_secret(key: &str, field: &str) -> Rejection {
     )
 }
 
-/// The one place a refused trigger gets its HTTP status: a repository outside the project
-/// (the SSRF boundary) is 403, every other refusal of the trigger's content 400. The body's
-/// `error` is the refusal's stable code.
+/// The one place a refused trigger gets its HTTP status: a delivery without credentials or
+/// with a wrong signature is 401, a repository outside the project (the SSRF boundary) or a
+/// web-hook from another forge instance 403, every other refusal of the trigger's content
+/// 400. The body's `error` is the refusal's stable code.
 impl From<TriggerError> for Rejection {
     fn from(error: TriggerError) -> Self {
         let status = match error.kind {
-            TriggerErrorKind::RepoNotAllowed => StatusCode::FORBIDDEN,
+            TriggerErrorKind::MissingCredentials | TriggerErrorKind::InvalidSignature => StatusCode::UNAUTHORIZED,
+            TriggerErrorKind::RepoNotAllowed | TriggerErrorKind::WrongInstance => StatusCode::FORBIDDEN,
             TriggerErrorKind::InvalidCause
             | TriggerErrorKind::InvalidBranch
             | TriggerErrorKind::InvalidField

@@ -1,8 +1,8 @@
 //! The core of pagure-ci-bridge: everything that does not talk to AWS.
 //!
 //! - [`model`]: the normalised [`BuildRequest`](model::BuildRequest) every trigger becomes.
-//! - [`trigger`]: the three doors (Jenkins-style call, JSON, Pagure web-hook) and the one
-//!   normalisation they share.
+//! - [`trigger`]: the three doors (Jenkins-style call, JSON, a forge's web-hook through the
+//!   `WebhookDialect` port) and the one normalisation they share.
 //! - [`validate`]: branch names, causes, and the repository allow-list (the SSRF boundary).
 //! - [`auth`]: constant-time token comparison, web-hook HMAC signatures, redacted secrets.
 //! - [`accept`]: the HTTP-agnostic accept handler served by the Lambda and by local mode.

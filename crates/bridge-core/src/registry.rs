@@ -67,9 +67,11 @@ pub enum RegistryError {
 impl crate::retry::Transience for RegistryError {
     fn retry(&self) -> crate::retry::Retry {
         match self {
-            // The same document is refused the same way until a person changes it.
-            RegistryError::Invalid { .. } => crate::retry::Retry::Terminal,
-            RegistryError::Unavailable(_) | RegistryError::Conflict(_) => crate::retry::Retry::Transient,
+            // An invalid document is the bridge's own configuration, not the request's: the
+            // request waits (the queue's or EventBridge's retries) while a person fixes it.
+            RegistryError::Invalid { .. } | RegistryError::Unavailable(_) | RegistryError::Conflict(_) => {
+                crate::retry::Retry::Transient
+            }
         }
     }
 }

@@ -1,10 +1,14 @@
 //! The three ways a build is asked for, each parsed into the same [`RawTrigger`], then
 //! normalised by one function into a [`BuildRequest`]: the same event gives the same request
-//! whichever door it came through.
+//! whichever door it came through. The Jenkins-style call and the JSON trigger are read here;
+//! a forge's web-hooks are read by that forge's adapter, through the [`WebhookDialect`] port
+//! (Pagure's: `bridge_pagure::PagureWebhooks`).
 
+use http::HeaderMap;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use crate::auth::Secret;
 use crate::config::ProjectConfig;
 use crate::model::{Approval, BuildRequest, BuildTarget, Cause, TriggerKind};
 use crate::validate::{FieldError, check_branch, parse_cause};
@@ -35,6 +39,12 @@ pub enum TriggerErrorKind {
     MissingField,
     /// The body is not what this door reads.
     MalformedBody,
+    /// The delivery carries no credential (a web-hook without its signature).
+    MissingCredentials,
+    /// The delivery's signature does not match its body under the project's hook secret.
+    InvalidSignature,
+    /// The delivery names a forge instance other than the project's.
+    WrongInstance,
 }
 
 impl TriggerErrorKind {
@@ -46,6 +56,9 @@ impl TriggerErrorKind {
             TriggerErrorKind::InvalidField => "invalid_field",
             TriggerErrorKind::MissingField => "missing_field",
             TriggerErrorKind::MalformedBody => "malformed_body",
+            TriggerErrorKind::MissingCredentials => "missing_credentials",
+            TriggerErrorKind::InvalidSignature => "invalid_signature",
+            TriggerErrorKind::WrongInstance => "wrong_instance",
         }
     }
 }
@@ -226,212 +239,24 @@ pub enum WebhookOutcome {
     Approve(RawTrigger, Approval),
 }
 
-/// Pagure's envelope; `msg` is read straight into the topic's type (no intermediate
-/// `serde_json::Value`: this is the hot part of a web-hook).
-#[derive(Deserialize)]
-struct Envelope<Msg> {
-    topic: String,
-    msg: Msg,
-}
-
-fn envelope<'a, Msg: Deserialize<'a>>(topic: &str, body: &'a [u8]) -> Result<Msg, TriggerError> {
-    let mismatch = |found: &str| {
-        TriggerError::new(
-            TriggerErrorKind::InvalidField,
-            format!("X-Pagure-Topic `{topic}` does not match the body's topic `{found}`"),
-        )
-    };
-    match crate::json::from_slice::<Envelope<Msg>>(body) {
-        Ok(envelope) if envelope.topic == topic => Ok(envelope.msg),
-        Ok(envelope) => Err(mismatch(&envelope.topic)),
-        Err(e) if e.is_data() => {
-            // Well-formed JSON of the wrong shape. A body of another topic is the likelier
-            // mistake, so check that first (only on this error path).
-            match crate::json::from_slice::<Envelope<serde::de::IgnoredAny>>(body) {
-                Ok(other) if other.topic != topic => Err(mismatch(&other.topic)),
-                _ => Err(TriggerError::new(
-                    TriggerErrorKind::MalformedBody,
-                    format!("the `{topic}` web-hook body lacks what the bridge needs: {e}"),
-                )),
-            }
-        }
-        Err(e) => Err(TriggerError::new(
-            TriggerErrorKind::MalformedBody,
-            format!("the web-hook body is not Pagure's JSON envelope: {e}"),
-        )),
-    }
-}
-
-#[derive(Deserialize)]
-struct ProjectJson {
-    fullname: String,
-}
-
-#[derive(Deserialize)]
-struct GitReceive {
-    branch: String,
-    end_commit: String,
-    project_fullname: String,
-}
-
-#[derive(Deserialize)]
-struct PullRequestMsg {
-    pullrequest: PullRequestJson,
-}
-
-#[derive(Deserialize)]
-struct PullRequestJson {
-    id: u64,
-    branch: String,
-    branch_from: String,
-    status: String,
-    project: ProjectJson,
-    repo_from: Option<ProjectJson>,
-    #[serde(default)]
-    remote_git: Option<String>,
-    #[serde(default)]
-    comments: Vec<CommentJson>,
-    /// The head when the event was sent: what an approval covers.
-    #[serde(default)]
-    commit_stop: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct CommentJson {
-    id: u64,
-    comment: String,
-    #[serde(default)]
-    notification: bool,
-    #[serde(default)]
-    user: Option<UserJson>,
-}
-
-#[derive(Deserialize)]
-struct UserJson {
-    name: String,
-}
-
-/// Reads a verified web-hook body (`topic` is `X-Pagure-Topic`). `project` is the
-/// configured project the URL named: the event must be about it.
-pub fn parse_webhook(
-    project: &ProjectConfig,
-    topic: &str,
-    body: &[u8],
-    rebuild_phrases: &[String],
-) -> Result<WebhookOutcome, TriggerError> {
-    let fullname = project.repo.fullname();
-    match topic {
-        "git.receive" => {
-            let msg: GitReceive = envelope(topic, body)?;
-            if msg.project_fullname != fullname {
-                return Ok(WebhookOutcome::Ignore(format!(
-                    "push to `{}`, which is not `{fullname}` (pushes to forks are built through their pull requests)",
-                    msg.project_fullname
-                )));
-            }
-            if msg.end_commit.bytes().all(|b| b == b'0') {
-                return Ok(WebhookOutcome::Ignore("the push deleted the branch".into()));
-            }
-            Ok(WebhookOutcome::Build(RawTrigger {
-                cause: msg.end_commit,
-                repo: project.repo.clone_url(None),
-                branch: msg.branch,
-                branch_to: None,
-                rebuild: false,
-            }))
-        }
-        "pull-request.new"
-        | "pull-request.updated"
-        | "pull-request.rebased"
-        | "pull-request.reopened"
-        | "pull-request.comment.added" => {
-            let msg: PullRequestMsg = envelope(topic, body)?;
-            let pr = msg.pullrequest;
-            if pr.project.fullname != fullname {
-                return Ok(WebhookOutcome::Ignore(format!(
-                    "pull request targets `{}`, which is not `{fullname}`",
-                    pr.project.fullname
-                )));
-            }
-            if pr.status != "Open" {
-                return Ok(WebhookOutcome::Ignore(format!("pull request #{} is {}", pr.id, pr.status)));
-            }
-            let mut approval = None;
-            if topic == "pull-request.comment.added" {
-                // The newest comment is the one this event is about. A notification (Pagure's
-                // own "N new commits added") never counts, and an older approval is not looked
-                // for behind it: it covered an earlier head.
-                let newest = pr.comments.iter().max_by_key(|c| c.id).filter(|c| !c.notification);
-                let said = newest.map(|c| c.comment.trim());
-                if let (Some(comment), Some(phrase)) = (newest, project.approval_phrase.as_deref())
-                    && comment.comment.trim() == phrase
-                {
-                    approval = Some(approval_of(pr.id, comment, pr.commit_stop.as_deref())?);
-                } else if !said.is_some_and(|said| rebuild_phrases.iter().any(|p| p == said)) {
-                    return Ok(WebhookOutcome::Ignore(match &project.approval_phrase {
-                        Some(phrase) => {
-                            format!(
-                                "the new comment neither asks for a rebuild nor approves the pull request (`{phrase}`)"
-                            )
-                        }
-                        None => "the new comment does not ask for a rebuild".into(),
-                    }));
-                }
-            }
-            // As pagure-ci: a remote PR is built from the target repository (its head is
-            // `refs/pull/<id>/head` there); a fork PR from the fork; else the project itself.
-            let repo = match (&pr.remote_git, &pr.repo_from) {
-                (None, Some(from)) => fork_clone_url(project, &from.fullname),
-                _ => project.repo.clone_url(None),
-            };
-            let trigger = RawTrigger {
-                cause: pr.id.to_string(),
-                repo,
-                branch: pr.branch_from,
-                branch_to: Some(pr.branch),
-                rebuild: topic == "pull-request.comment.added",
-            };
-            Ok(match approval {
-                Some(approval) => WebhookOutcome::Approve(trigger, approval),
-                None => WebhookOutcome::Build(trigger),
-            })
-        }
-        other => {
-            // Not read, but Pagure's `msg` is an object: anything else is refused.
-            envelope::<crate::json::IgnoredObject>(topic, body)?;
-            Ok(WebhookOutcome::Ignore(format!("topic `{other}` does not start builds")))
-        }
-    }
-}
-
-/// The approval an approval comment gives: its author, and the head it covers (a full
-/// commit id, or the web-hook is refused: an approval of "whatever the head is" is none).
-fn approval_of(id: u64, comment: &CommentJson, commit_stop: Option<&str>) -> Result<Approval, TriggerError> {
-    let by = comment.user.as_ref().map(|u| u.name.trim()).filter(|name| !name.is_empty()).ok_or_else(|| {
-        TriggerError::new(
-            TriggerErrorKind::MalformedBody,
-            format!("pull request #{id}: the approval comment has no `user.name`"),
-        )
-    })?;
-    let commit = match commit_stop.map(|c| parse_cause(c.trim())) {
-        Some(Ok(Cause::Commit { sha })) => sha,
-        _ => {
-            return Err(TriggerError::new(
-                TriggerErrorKind::MalformedBody,
-                format!("pull request #{id}: an approval needs the head commit (`commit_stop`, a full commit id)"),
-            ));
-        }
-    };
-    Ok(Approval { by: by.to_owned(), commit })
-}
-
-/// The clone URL of a project full name (`forks/<user>/<fullname>` or the project's own),
-/// spelled as pagure-ci spells `REPO`. The result is checked by [`normalise`] like any other.
-fn fork_clone_url(project: &ProjectConfig, from_fullname: &str) -> String {
-    let base = project.repo.clone_url(None);
-    let own = format!("{}.git", project.repo.fullname());
-    let prefix = base.strip_suffix(&own).unwrap_or(&base);
-    format!("{prefix}{from_fullname}.git")
+/// A forge's web-hook door: how one forge signs, addresses and spells its web-hook
+/// deliveries (Pagure's: `bridge_pagure::PagureWebhooks`). The accept service finds the
+/// project, checks the media type and reads the project's hook secret first; the dialect
+/// authenticates the delivery (before reading anything else from it), checks that it comes
+/// from the project's forge instance, and says what it asks for. Refusals are typed: the
+/// accept edge alone chooses their HTTP status.
+pub trait WebhookDialect: Send + Sync + std::fmt::Debug {
+    /// Authenticates and reads one delivery for `project` (the project its URL named):
+    /// `headers` and `body` as received, `hook_secret` the project's web-hook key,
+    /// `rebuild_phrases` the deployment's comments that ask for a rebuild.
+    fn read_delivery(
+        &self,
+        project: &ProjectConfig,
+        headers: &HeaderMap,
+        body: &[u8],
+        hook_secret: &Secret,
+        rebuild_phrases: &[String],
+    ) -> Result<WebhookOutcome, TriggerError>;
 }
 
 #[cfg(test)]

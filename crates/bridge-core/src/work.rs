@@ -199,7 +199,8 @@ impl Transience for WorkError {
         match self {
             // The bridge's own configuration, not the request: a request waits in the queue
             // while a person fixes it (a malformed secret too), and builds then.
-            WorkError::Registry(_) | WorkError::Secrets(_) => Retry::Transient,
+            WorkError::Registry(e) => e.retry(),
+            WorkError::Secrets(e) => e.retry(),
             WorkError::CutShort | WorkError::CutShortFetching(_) => Retry::Transient,
             WorkError::Store(e) => e.retry(),
             WorkError::Fetch(e) => e.retry(),

@@ -5,11 +5,13 @@ use bridge_aws::{SecretsManagerSource, SqsQueue};
 use bridge_core::accept::{AcceptService, TriggerHttpRequest};
 use bridge_core::config::AcceptLambdaConfig;
 use bridge_core::ports::CachedSecrets;
+use bridge_pagure::PagureWebhooks;
 use bytes::Bytes;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 
-/// The service as deployed: SQS queue, Secrets Manager secret behind a TTL cache.
+/// The service as deployed: SQS queue, Secrets Manager secret behind a TTL cache, Pagure's
+/// web-hooks.
 pub type LambdaAcceptService = AcceptService<SqsQueue, CachedSecrets<SecretsManagerSource>>;
 
 /// Builds the service once, in `main`, from the environment and the AWS configuration.
@@ -20,6 +22,7 @@ pub fn build_service(config: AcceptLambdaConfig, aws: &aws_config::SdkConfig) ->
         accept,
         queue,
         SecretsManagerSource::cached(aws, config.secret_id, config.secret_shards, config.secrets_ttl),
+        PagureWebhooks,
     )
 }
 

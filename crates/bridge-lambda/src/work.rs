@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use bridge_core::forge::Forge;
 use bridge_core::metrics::{self, Metric};
-use bridge_core::ports::{ArtifactStore, CachedSecrets, PipelineStarter, Secrets};
+use bridge_core::ports::{ArtifactStore, CachedSecrets, PipelineStarter, QueueError, Secrets};
 use bridge_core::retry::Retry;
 use bridge_core::work::{CUT_SHORT, Disposition, SourceFetcher, WorkSettings, Worker};
 use bridge_git::GitFetcher;
@@ -92,17 +92,17 @@ impl WorkFunction {
 /// back after the queue's visibility timeout).
 pub trait MessageVisibility {
     /// Makes the message received with `receipt_handle` visible again `delay` from now.
-    fn delay(&self, receipt_handle: &str, delay: Duration) -> impl Future<Output = Result<(), String>> + Send;
+    fn delay(&self, receipt_handle: &str, delay: Duration) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
 impl MessageVisibility for SqsQueue {
-    async fn delay(&self, receipt_handle: &str, delay: Duration) -> Result<(), String> {
+    async fn delay(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
         self.change_visibility(receipt_handle, delay).await
     }
 }
 
 impl<V: MessageVisibility + Sync> MessageVisibility for Option<V> {
-    async fn delay(&self, receipt_handle: &str, delay: Duration) -> Result<(), String> {
+    async fn delay(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
         match self {
             Some(visibility) => visibility.delay(receipt_handle, delay).await,
             None => Ok(()),
@@ -375,7 +375,7 @@ async fn change_visibility<V: MessageVisibility>(
     let outcome = tokio::time::timeout(limit, visibility.delay(receipt_handle, wait)).await;
     let error = match outcome {
         Ok(Ok(())) => return,
-        Ok(Err(e)) => e,
+        Ok(Err(e)) => e.to_string(),
         Err(_) => format!("no answer within {limit:?}"),
     };
     tracing::warn!(message_id = %record.message_id, %error, wait_seconds = wait.as_secs(), "visibility not changed; the message comes back after the queue's visibility timeout");

@@ -1,6 +1,8 @@
 //! Pagure, the first forge: its flag API, pull-request and commit-access queries, project
-//! and token look-ups, as `CONTRACT.md` sections (a) and (e) describe them, and
-//! [`PagureForge`], the [`Forge`](bridge_core::forge::Forge) adapter the stages use.
+//! and token look-ups, as `CONTRACT.md` sections (a) and (e) describe them,
+//! [`PagureForge`], the [`Forge`](bridge_core::forge::Forge) adapter the stages use, and
+//! [`PagureWebhooks`], the [`WebhookDialect`](bridge_core::trigger::WebhookDialect) the
+//! accept service reads Pagure's web-hooks with.
 //!
 //! Transient failures (5xx, 429, timeouts, connection errors) are retried with exponential
 //! backoff and jitter; a 4xx is final and its error carries Pagure's `error_code` and
@@ -14,9 +16,11 @@ use serde::Deserialize;
 pub mod answers;
 mod client;
 mod forge;
+pub mod webhook;
 
 pub use client::PagureClient;
 pub use forge::PagureForge;
+pub use webhook::PagureWebhooks;
 
 /// `api/0/<project>/c/<sha>/flag` or `api/0/<project>/pull-request/<id>/flag`, relative
 /// to Pagure's `APP_URL`.

@@ -29,7 +29,7 @@ use bridge_core::work::{Disposition, SourceFetcher, WorkSettings, Worker};
 use bridge_git::GitFetcher;
 use bridge_local::{DirectoryStore, InProcessQueue, LocalPipeline, StaticSecrets};
 use bridge_pagure::PagureClient;
-use bridge_pagure::PagureForge;
+use bridge_pagure::{PagureForge, PagureWebhooks};
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -230,7 +230,7 @@ pub async fn build_local(
         secrets.clone(),
     );
     let app = LocalApp {
-        accept: AcceptService::new(accept.clone(), queue, secrets),
+        accept: AcceptService::new(accept.clone(), queue, secrets, PagureWebhooks),
         report: ReportService::new(accept, flags, pipeline.clone()),
         pipeline,
     };

@@ -25,7 +25,7 @@ use bridge_core::ports::{ArtifactMetadata, ArtifactStore, StoreError, StoredArti
 use bridge_core::work::{Disposition, Ending, WorkSettings, Worker};
 use bridge_git::GitFetcher;
 use bridge_local::{InProcessQueue, LocalPipeline, StaticSecrets};
-use bridge_pagure::PagureForge;
+use bridge_pagure::{PagureForge, PagureWebhooks};
 use e2e_tests::fake_pagure::{FakePagure, Fault as PagureFault, Token};
 use e2e_tests::git_server::{DemoRepos, Fault as GitFault, demo_repos, git, publish};
 use e2e_tests::{Moto, capture_logs, temp_dir};
@@ -245,7 +245,7 @@ impl Rig {
         let worker =
             Arc::new(Worker::new(config.accept.clone(), settings, source, store, pipeline.clone(), flags, secrets()));
         let (queue, receiver) = InProcessQueue::new(4096);
-        let service = Arc::new(AcceptService::new(config.accept.clone(), queue, secrets()));
+        let service = Arc::new(AcceptService::new(config.accept.clone(), queue, secrets(), PagureWebhooks));
         tokio::spawn(pagure_ci_bridge::serve(listener, service, std::future::pending()));
         Rig {
             repos,

@@ -56,6 +56,7 @@ pub(super) async fn scenarios(rig: &mut Rig) {
         config(&rig.repos.server.base, &rig.pagure.url, "http://127.0.0.1:9").accept,
         bridge_aws::SqsQueue::new(sqs, "http://127.0.0.1:1/000000000000/missing"),
         secrets(),
+        bridge_pagure::PagureWebhooks,
     );
     let body = serde_json::to_vec(&commit(&shas["f1"], "feature")).expect("json");
     let auth = format!("token {TRIGGER_TOKEN}");

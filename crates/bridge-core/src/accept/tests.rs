@@ -41,6 +41,9 @@ fn a_refused_trigger_gets_its_status_here() {
         (TriggerErrorKind::InvalidField, 400, "invalid_field"),
         (TriggerErrorKind::MissingField, 400, "missing_field"),
         (TriggerErrorKind::MalformedBody, 400, "malformed_body"),
+        (TriggerErrorKind::MissingCredentials, 401, "missing_credentials"),
+        (TriggerErrorKind::InvalidSignature, 401, "invalid_signature"),
+        (TriggerErrorKind::WrongInstance, 403, "wrong_instance"),
     ];
     for (kind, status, code) in cases {
         let rejection = Rejection::from(TriggerError::new(kind, "why"));

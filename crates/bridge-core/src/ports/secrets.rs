@@ -135,9 +135,9 @@ pub enum SecretsError {
 impl Transience for SecretsError {
     fn retry(&self) -> Retry {
         match self {
-            SecretsError::Unavailable(_) => Retry::Transient,
-            // The same text fails the same way until a person changes it.
-            SecretsError::Malformed(_) => Retry::Terminal,
+            // A malformed document is the bridge's own configuration, not the request's: the
+            // request waits (the queue's or EventBridge's retries) while a person fixes it.
+            SecretsError::Unavailable(_) | SecretsError::Malformed(_) => Retry::Transient,
             SecretsError::InShard { source, .. } => source.retry(),
         }
     }

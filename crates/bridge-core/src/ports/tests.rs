@@ -26,7 +26,7 @@ fn every_port_error_says_whether_to_try_again() {
         (&QueueError::Full, Retry::Transient),
         (&QueueError::Unavailable(io()), Retry::Transient),
         (&SecretsError::Unavailable(io()), Retry::Transient),
-        (&SecretsError::Malformed("line 1".into()), Retry::Terminal),
+        (&SecretsError::Malformed("line 1".into()), Retry::Transient),
         (&StoreError::Failed(io()), Retry::Transient),
         (&StoreError::Contended("the claim `k` kept changing".into()), Retry::Transient),
         (&StoreError::RefusedKey("../x".into()), Retry::Terminal),

@@ -170,7 +170,8 @@ struct PipelineDetail {
     pipeline: Option<String>,
     #[serde(default)]
     execution_id: Option<String>,
-    #[serde(default)]
+    /// Required: a state change without its state is refused (and kept by the DLQ), not
+    /// read as an empty state and dropped.
     state: String,
     #[serde(default)]
     region: Option<String>,

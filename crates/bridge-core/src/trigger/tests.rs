@@ -102,104 +102,11 @@ fn json_trigger_spelled_as_an_array_is_refused() {
     }
 }
 
-#[test]
-fn webhook_structs_spelled_as_arrays_are_refused() {
-    let body = br#"{"topic": "git.receive", "msg": ["main", "05bab967134e26fd2a307065b49ce0bc2a2063ed", "demo"]}"#;
-    let error = parse_webhook(&project(), "git.receive", body, &[]).expect_err("msg as an array");
-    assert_eq!(error.code(), "malformed_body");
-    let body = br#"["git.receive", {"branch": "main", "end_commit": "05bab967134e26fd2a307065b49ce0bc2a2063ed", "project_fullname": "demo"}]"#;
-    assert!(parse_webhook(&project(), "git.receive", body, &[]).is_err(), "envelope as an array");
-    let ignored = parse_webhook(&project(), "project.edit", br#"{"topic": "project.edit", "msg": {"a": 1}}"#, &[]);
-    assert!(matches!(ignored, Ok(WebhookOutcome::Ignore(_))), "{ignored:?}");
-    for msg in ["[]", "1", "null"] {
-        let body = format!(r#"{{"topic": "project.edit", "msg": {msg}}}"#);
-        assert!(parse_webhook(&project(), "project.edit", body.as_bytes(), &[]).is_err(), "msg {msg}");
-    }
-}
-
 fn approving_project() -> ProjectConfig {
     ProjectConfig { approval_phrase: Some("/ok-to-test".into()), ..project() }
 }
 
 const HEAD: &str = "05bab967134e26fd2a307065b49ce0bc2a2063ed";
-
-/// A `pull-request.comment.added` body of a fork PR whose comments are (author, text,
-/// notification), oldest first.
-fn comment_added(comments: &[(&str, &str, bool)], commit_stop: serde_json::Value) -> Vec<u8> {
-    let comments: Vec<serde_json::Value> = comments
-        .iter()
-        .enumerate()
-        .map(|(i, (user, comment, notification))| {
-            serde_json::json!({"id": i + 1, "comment": comment, "notification": notification,
-                "user": {"name": user, "fullname": user}})
-        })
-        .collect();
-    serde_json::to_vec(&serde_json::json!({"topic": "pull-request.comment.added", "msg": {"pullrequest": {
-        "id": 4, "branch": "main", "branch_from": "fix", "status": "Open", "project": {"fullname": "demo"},
-        "repo_from": {"fullname": "forks/mallory/demo"}, "remote_git": null, "commit_stop": commit_stop,
-        "user": {"name": "mallory"}, "comments": comments}}}))
-    .expect("json")
-}
-
-fn rebuild_phrases() -> Vec<String> {
-    vec!["pretty please pagure-ci rebuild".into()]
-}
-
-#[test]
-fn an_approval_comment_carries_its_author_and_the_head() {
-    let body = comment_added(&[("mallory", "please test", false), ("carol", "  /ok-to-test\n", false)], HEAD.into());
-    let outcome = parse_webhook(&approving_project(), "pull-request.comment.added", &body, &rebuild_phrases());
-    let Ok(WebhookOutcome::Approve(raw, approval)) = outcome else { panic!("{outcome:?}") };
-    assert_eq!(approval, Approval { by: "carol".into(), commit: HEAD.into() });
-    assert!(raw.rebuild);
-    assert_eq!((raw.cause.as_str(), raw.repo.as_str()), ("4", "git://127.0.0.1:5602/forks/mallory/demo.git"));
-    let request = normalise(&approving_project(), raw.clone(), TriggerKind::Webhook, OffsetDateTime::UNIX_EPOCH)
-        .expect("request");
-    assert_eq!(request.approval, None, "normalise alone never approves");
-    let approved = request.clone().approved(approval);
-    assert_ne!(approved.idempotency_key, request.idempotency_key);
-
-    // Without an approval phrase, the same comment is just a comment.
-    let outcome = parse_webhook(&project(), "pull-request.comment.added", &body, &rebuild_phrases());
-    assert_eq!(outcome, Ok(WebhookOutcome::Ignore("the new comment does not ask for a rebuild".into())));
-    // A rebuild phrase still asks for a plain rebuild.
-    let body = comment_added(&[("carol", "pretty please pagure-ci rebuild", false)], HEAD.into());
-    let outcome = parse_webhook(&approving_project(), "pull-request.comment.added", &body, &rebuild_phrases());
-    assert!(matches!(outcome, Ok(WebhookOutcome::Build(ref raw)) if raw.rebuild), "{outcome:?}");
-}
-
-#[test]
-fn only_the_newest_real_comment_approves() {
-    // An approval followed by Pagure's notification of a push: the push is not approved.
-    let body =
-        comment_added(&[("carol", "/ok-to-test", false), ("mallory", "**1 new commit added**", true)], HEAD.into());
-    let outcome = parse_webhook(&approving_project(), "pull-request.comment.added", &body, &rebuild_phrases());
-    assert!(matches!(outcome, Ok(WebhookOutcome::Ignore(_))), "{outcome:?}");
-    // An approval followed by another comment: that comment is the event.
-    let body = comment_added(&[("carol", "/ok-to-test", false), ("mallory", "thanks!", false)], HEAD.into());
-    let outcome = parse_webhook(&approving_project(), "pull-request.comment.added", &body, &rebuild_phrases());
-    assert!(matches!(outcome, Ok(WebhookOutcome::Ignore(ref why)) if why.contains("/ok-to-test")), "{outcome:?}");
-    // The phrase quoted inside a longer comment is not the phrase.
-    let body = comment_added(&[("carol", "do not /ok-to-test yet", false)], HEAD.into());
-    assert!(matches!(
-        parse_webhook(&approving_project(), "pull-request.comment.added", &body, &rebuild_phrases()),
-        Ok(WebhookOutcome::Ignore(_))
-    ));
-}
-
-#[test]
-fn an_approval_without_a_head_or_an_author_is_refused() {
-    for commit_stop in [serde_json::Value::Null, "abc".into(), "main".into()] {
-        let body = comment_added(&[("carol", "/ok-to-test", false)], commit_stop.clone());
-        let error = parse_webhook(&approving_project(), "pull-request.comment.added", &body, &rebuild_phrases())
-            .expect_err("no head");
-        assert!(error.reason.contains("commit_stop"), "{commit_stop}: {}", error.reason);
-    }
-    let body = comment_added(&[(" ", "/ok-to-test", false)], HEAD.into());
-    let error = parse_webhook(&approving_project(), "pull-request.comment.added", &body, &rebuild_phrases())
-        .expect_err("no author");
-    assert!(error.reason.contains("user.name"), "{}", error.reason);
-}
 
 #[test]
 fn json_and_jenkins_doors_cannot_approve() {
@@ -219,9 +126,4 @@ fn json_and_jenkins_doors_cannot_approve() {
     )
     .expect("request");
     assert_eq!(request.approval, None);
-}
-
-#[test]
-fn fork_clone_url_uses_the_fork_path() {
-    assert_eq!(fork_clone_url(&project(), "forks/bob/demo"), "git://127.0.0.1:5602/forks/bob/demo.git");
 }

@@ -451,6 +451,12 @@ async fn credentials_from_the_secrets_reach_the_fetch_and_failures_to_read_them_
     let Disposition::Retry(reason) = rig.worker.handle(&rig.push(), false).await else { panic!("not retried") };
     assert!(reason.contains("Secrets Manager answered 500"), "{reason}");
     assert!(rig.source.fetches().is_empty());
+
+    // A malformed secret is the deployment's to fix: the request waits for it, no `error` flag.
+    let malformed = crate::ports::SecretsError::Malformed("expected `:` at line 1".into());
+    let rig = rig_with(WorkSettings::default(), FakeSecrets::failing(malformed));
+    assert!(matches!(rig.worker.handle(&rig.push(), false).await, Disposition::Retry(_)), "retried");
+    assert!(rig.forge.flags().is_empty() && rig.source.fetches().is_empty());
 }
 
 #[tokio::test]

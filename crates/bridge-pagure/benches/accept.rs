@@ -1,12 +1,14 @@
 //! The accept handler in process: route, authenticate, parse, validate, enqueue on an
-//! in-memory queue (drained each iteration so it never fills). One benchmark per door, and
-//! a refused request for comparison.
+//! in-memory queue (drained each iteration so it never fills). One benchmark per door (the
+//! web-hook door is Pagure's, [`PagureWebhooks`]: hence here), and a refused request for
+//! comparison.
 
 use bridge_core::accept::{AcceptService, TriggerHttpRequest};
 use bridge_core::auth::{Secret, sign256};
 use bridge_core::config::LocalConfig;
 use bridge_core::fakes::FakeSecrets;
 use bridge_core::ports::{InMemoryQueue, SecretsDocument};
+use bridge_pagure::PagureWebhooks;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const CONFIG: &str =
@@ -41,7 +43,7 @@ fn bench(c: &mut Criterion) {
     ))
     .expect("secrets");
     let queue = std::sync::Arc::new(InMemoryQueue::new(1024));
-    let service = AcceptService::new(config.accept, queue.clone(), FakeSecrets::new(secrets));
+    let service = AcceptService::new(config.accept, queue.clone(), FakeSecrets::new(secrets), PagureWebhooks);
 
     let jenkins = request(
         "POST",
