@@ -514,3 +514,29 @@ impl Secrets for FakeSecrets {
         }
     }
 }
+
+/// The project the doors' tests trigger: `demo-job` building Pagure project `demo` from a
+/// loopback Pagure, every door open, forks allowed.
+pub fn demo_project() -> crate::config::ProjectConfig {
+    crate::config::ProjectConfig::from_settings(
+        "demo-job",
+        &crate::config::ProjectSettings {
+            pagure_url: "http://127.0.0.1:5600/".into(),
+            git_url: "git://127.0.0.1:5602".into(),
+            project: "demo".into(),
+            pipeline: "demo-ci".into(),
+            triggers: vec![
+                crate::model::TriggerKind::Jenkins,
+                crate::model::TriggerKind::Json,
+                crate::model::TriggerKind::Webhook,
+            ],
+            allow_forks: true,
+            allow_insecure_git_url: true,
+            buildspec: "buildspec.yml".into(),
+            untrusted_pipeline: None,
+            approval_phrase: None,
+            shared_pagure_api_token: None,
+        },
+    )
+    .expect("project")
+}

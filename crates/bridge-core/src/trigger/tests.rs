@@ -1,24 +1,8 @@
 use super::*;
-use crate::config::{ProjectConfig, ProjectSettings};
+use crate::config::ProjectConfig;
 
 pub(crate) fn project() -> ProjectConfig {
-    ProjectConfig::from_settings(
-        "demo-job",
-        &ProjectSettings {
-            pagure_url: "http://127.0.0.1:5600/".into(),
-            git_url: "git://127.0.0.1:5602".into(),
-            project: "demo".into(),
-            pipeline: "demo-ci".into(),
-            triggers: vec![TriggerKind::Jenkins, TriggerKind::Json, TriggerKind::Webhook],
-            allow_forks: true,
-            allow_insecure_git_url: true,
-            buildspec: "buildspec.yml".into(),
-            untrusted_pipeline: None,
-            approval_phrase: None,
-            shared_pagure_api_token: None,
-        },
-    )
-    .expect("project")
+    crate::fakes::demo_project()
 }
 
 fn raw(cause: &str, branch_to: Option<&str>) -> RawTrigger {

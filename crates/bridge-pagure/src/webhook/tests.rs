@@ -1,5 +1,5 @@
 use bridge_core::auth::sign256;
-use bridge_core::config::{ProjectConfig, ProjectSettings};
+use bridge_core::config::ProjectConfig;
 use bridge_core::model::TriggerKind;
 use bridge_core::trigger::normalise;
 use time::OffsetDateTime;
@@ -7,23 +7,7 @@ use time::OffsetDateTime;
 use super::*;
 
 fn project() -> ProjectConfig {
-    ProjectConfig::from_settings(
-        "demo-job",
-        &ProjectSettings {
-            pagure_url: "http://127.0.0.1:5600/".into(),
-            git_url: "git://127.0.0.1:5602".into(),
-            project: "demo".into(),
-            pipeline: "demo-ci".into(),
-            triggers: vec![TriggerKind::Jenkins, TriggerKind::Json, TriggerKind::Webhook],
-            allow_forks: true,
-            allow_insecure_git_url: true,
-            buildspec: "buildspec.yml".into(),
-            untrusted_pipeline: None,
-            approval_phrase: None,
-            shared_pagure_api_token: None,
-        },
-    )
-    .expect("project")
+    bridge_core::fakes::demo_project()
 }
 
 const KEY: &str = "UIX8VLL3OC07G9OR8K9V1S5VNMOEFD80IJJI1HN7";
