@@ -1,5 +1,6 @@
-//! The HTTP side of the flag API (feature `pagure-client`, on by default: the fuzz targets
-//! build without it, and without its TLS stack).
+//! The HTTP side of Pagure's API: rustls on the aws-lc-rs provider the AWS SDK already
+//! links (one crypto library in the Lambda binaries), the system's root certificates, no
+//! redirects (they would resend the token), retries with backoff for what may pass.
 
 use std::sync::Arc;
 use std::time::Duration;
